@@ -1,0 +1,1 @@
+"""The FastAPI service. Imports neither scikit-learn nor pandas."""

@@ -1,0 +1,120 @@
+"""The data plane: owns the model's life cycle (loading → ready | failed) and inference.
+
+Protocols (``routes``, ``v2``) convert their wire formats and call in here; nothing in this module
+knows about HTTP beyond raising :mod:`errors` that carry their status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from online_inference.app.config import Settings
+from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
+from online_inference.app.metrics import Metrics
+from online_inference.app.schema import InputSchema
+from online_inference.app.session import ModelSession, Prediction
+from online_inference.app.storage import FetchPolicy, fetch_model
+from online_inference.card import ModelCard
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[], ModelSession]
+State = Literal["loading", "ready", "failed"]
+
+
+def default_loader(settings: Settings) -> Loader:
+    """Fetch ``MODEL_URI`` (with retries) and open it, pinned to ``MODEL_SHA256`` if set."""
+    policy = FetchPolicy(
+        attempts=settings.MODEL_LOAD_ATTEMPTS,
+        backoff_seconds=settings.MODEL_LOAD_BACKOFF_SECONDS,
+        timeout_seconds=settings.MODEL_LOAD_TIMEOUT_SECONDS,
+        cache_dir=settings.MODEL_CACHE_DIR,
+    )
+    return lambda: ModelSession(fetch_model(settings.MODEL_URI, policy), settings.MODEL_SHA256)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a ready data plane serves: the session and the validation built from its card."""
+
+    session: ModelSession
+    schema: InputSchema
+
+    @property
+    def card(self) -> ModelCard:
+        return self.session.card
+
+
+class DataPlane:
+    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int):
+        self.loader = loader
+        self.metrics = metrics
+        self.max_rows = max_rows
+        self.state: State = "loading"
+        self.reason: str | None = None
+        self.served: Served | None = None
+        self.settled = threading.Event()
+
+    def load(self) -> None:
+        """Load the model once; record ready or failed (with the reason). Never raises."""
+        started = time.perf_counter()
+        try:
+            session = self.loader()
+            self.served = Served(session, InputSchema(session.card, self.max_rows))
+        except Exception as error:  # any failure of the artifact is reported, not raised
+            self.state, self.reason = "failed", str(error) or type(error).__name__
+            log.error("model failed to load: %s", self.reason)
+        else:
+            self.state = "ready"
+            self.metrics.set_model(session.card)
+            card = session.card
+            log.info("model %s %s ready (sha256 %s) in %.3fs", card.name, card.version, card.sha256, time.perf_counter() - started)
+        finally:
+            self.settled.set()
+
+    def start_loading(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def health(self) -> dict[str, Any]:
+        if self.served is not None:
+            card = self.served.card
+            return {"status": "ready", "model": {"name": card.name, "version": card.version, "sha256": card.sha256}}
+        body: dict[str, Any] = {"status": self.state}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+    def ready(self) -> Served:
+        if self.served is None:
+            detail = f": {self.reason}" if self.reason else ""
+            raise ModelNotReady(f"model {self.state}{detail}")
+        return self.served
+
+    def ready_named(self, name: str) -> Served:
+        served = self.ready()
+        if name != served.card.name:
+            raise ModelNotFound(f"unknown model {name!r}; this server serves {served.card.name!r}")
+        return served
+
+    def validate(self, protocol: str, parse: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run a protocol's parser, counting its rejections."""
+        try:
+            return parse()
+        except InvalidInput:
+            self.metrics.validation_failures.labels(protocol).inc()
+            raise
+
+    def infer(self, served: Served, X: np.ndarray) -> Prediction:
+        with self.metrics.observe_inference(len(X)):
+            prediction = served.session.predict(X)
+        self.metrics.count_classes(prediction.labels, served.card.classes)
+        return prediction

@@ -1,0 +1,54 @@
+"""The OpenAPI document, with the ``/predict`` body schema and examples generated from the card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from online_inference.app.dataplane import DataPlane
+
+
+def predict_body(plane: DataPlane) -> dict[str, Any] | None:
+    """The request body of ``/predict`` as the loaded card describes it (None until loaded)."""
+    if plane.served is None:
+        return None
+    model = plane.served.schema.request_model
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    examples = schema.get("examples", [])
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": schema,
+                "examples": {
+                    name: {"summary": summary, "value": value}
+                    for (name, summary), value in zip(
+                        [("rows", "features + data rows"), ("instances", "one object per patient")], examples
+                    )
+                },
+            }
+        },
+    }
+
+
+def install_openapi(app: FastAPI, plane: DataPlane) -> None:
+    """Regenerate the document when the served model changes (it may load after start-up)."""
+    cache: dict[str | None, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        key = plane.served.card.sha256 if plane.served else None
+        if key not in cache:
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            body = predict_body(plane)
+            if body is not None:
+                schema = body["content"]["application/json"]["schema"]
+                defs = schema.pop("$defs", {})
+                document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+                document["paths"]["/predict"]["post"]["requestBody"] = body
+            cache.clear()
+            cache[key] = document
+        return cache[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,57 @@
+"""Response bodies of the native API, for the OpenAPI document (routes build them as plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class RowPrediction(BaseModel):
+    condition: Literal[0, 1] = Field(description="Predicted class: 1 means heart disease.")
+    probability: float = Field(ge=0, le=1, description="P(condition = 1), rounded to 6 decimals.")
+    warnings: list[str] = Field(description="Values inside the plausible bounds but outside the training range.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[RowPrediction] = Field(description="One per input row, in request order.")
+    model: ModelRef
+
+
+class HealthModel(ModelRef):
+    sha256: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    model: HealthModel | None = None
+    reason: str | None = Field(default=None, description="Why the model is not ready.")
+
+
+class ProblemBody(BaseModel):
+    reason: str
+    row: int | None = None
+    feature: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    problems: list[ProblemBody] | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid input: every problem with row and feature."},
+    413: {"model": ErrorResponse, "description": "Body over MAX_BODY_BYTES or more than MAX_BATCH_ROWS rows."},
+    503: {"model": ErrorResponse, "description": "The model is loading or failed to load."},
+}

@@ -1,0 +1,180 @@
+"""Request validation generated from the model card (pydantic), and the warnings it implies.
+
+The card's features give the order, the bounds and the codes; from them this module builds the
+pydantic types of one row (a 13-tuple), of one instance (a closed 13-key object) and of a
+``/predict`` body, validates in pydantic-core (from the raw JSON bytes), and turns every error
+into a :class:`Problem` naming the row, the feature and the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from annotated_types import Ge, Le, MultipleOf
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
+
+from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
+from online_inference.card import Feature, ModelCard
+
+JSON_TYPE_NAMES = {bool: "boolean", str: "string", type(None): "null", list: "array", dict: "object"}
+BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "multiple_of"}
+
+
+def value_type(feature: Feature) -> Any:
+    """A strict finite JSON number within the feature's bounds (an integral code if it has codes)."""
+    constraints: list[Any] = [Strict(), AllowInfNan(False), Ge(feature.bounds.min), Le(feature.bounds.max)]
+    if feature.is_integral:
+        constraints.append(MultipleOf(1))
+    return Annotated[float, *constraints]
+
+
+def build_row_type(card: ModelCard) -> Any:
+    return tuple[tuple(value_type(f) for f in card.features)]  # type: ignore[misc]
+
+
+def build_instance_type(card: ModelCard) -> Any:
+    instance = TypedDict("Instance", {f.name: value_type(f) for f in card.features})  # type: ignore[misc]
+    instance.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    return instance
+
+
+def build_request_model(card: ModelCard, max_rows: int) -> type[BaseModel]:
+    """The ``/predict`` body: ``features`` + ``data`` rows, or ``instances`` objects."""
+    expected = card.feature_names
+
+    def check_form(body: Any) -> Any:
+        """Which form, and the feature order, before any row is read (rows depend on both)."""
+        if not isinstance(body, dict):
+            return body  # pydantic reports the type
+        if "instances" in body and ("data" in body or "features" in body):
+            raise ValueError("give either 'features' and 'data', or 'instances', not both")
+        if "instances" not in body and "data" not in body:
+            raise ValueError("give either 'features' and 'data', or 'instances'")
+        if "data" in body and body.get("features") != expected:
+            raise ValueError(f"'features' must list the model's features in this order: {expected}")
+        return body
+
+    example_row = [f.example for f in card.features]
+    rows = {"min_length": 1, "max_length": max_rows}
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "PredictRequest",
+        __config__=ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "examples": [
+                    {"features": expected, "data": [example_row]},
+                    {"instances": [dict(zip(expected, example_row))]},
+                ]
+            },
+        ),
+        __validators__={"check_form": model_validator(mode="before")(check_form)},
+        features=(list[str] | None, Field(None, description=f"Exactly {expected}")),
+        data=(list[build_row_type(card)] | None, Field(None, **rows)),  # type: ignore[misc]
+        instances=(list[build_instance_type(card)] | None, Field(None, **rows)),  # type: ignore[misc]
+    )
+
+
+class InputSchema:
+    """Validation of one model's inputs, built once per loaded card."""
+
+    def __init__(self, card: ModelCard, max_rows: int):
+        self.card = card
+        self.names = card.feature_names
+        self.max_rows = max_rows
+        self.request_model = build_request_model(card, max_rows)
+        self.request_adapter = TypeAdapter(self.request_model)
+        self.rows_adapter = TypeAdapter(list[build_row_type(card)])  # type: ignore[misc]
+        self.by_name = {f.name: f for f in card.features}
+        self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
+        self.train_max = np.array([f.training.max for f in card.features], dtype=np.float32)
+
+    def parse_predict_body(self, body: bytes) -> np.ndarray:
+        """Raw ``/predict`` JSON → float32 ``[N, 13]``; InvalidInput / PayloadTooLarge otherwise."""
+        try:
+            request = self.request_adapter.validate_json(body)
+        except ValidationError as error:
+            raise self.to_service_error(error) from None
+        if request.data is not None:
+            return np.array(request.data, dtype=np.float32)
+        return np.array([[row[n] for n in self.names] for row in request.instances], dtype=np.float32)
+
+    def parse_rows(self, rows: list[Any]) -> np.ndarray:
+        """Rows already split from another wire format (V2) → float32 ``[N, 13]``."""
+        if len(rows) > self.max_rows:
+            raise PayloadTooLarge(f"at most {self.max_rows} rows per request, got {len(rows)}")
+        try:
+            return np.array(self.rows_adapter.validate_python(rows), dtype=np.float32)
+        except ValidationError as error:
+            raise InvalidInput("invalid input", [self.describe(e, ("data", *e["loc"])) for e in error.errors()]) from None
+
+    def to_service_error(self, error: ValidationError) -> InvalidInput | PayloadTooLarge:
+        details = error.errors()
+        for detail in details:
+            if detail["type"] == "too_long" and len(detail["loc"]) == 1:
+                return PayloadTooLarge(f"at most {self.max_rows} rows per request")
+        if details and details[0]["type"] == "json_invalid":
+            return InvalidInput(f"malformed JSON: {details[0]['ctx']['error']}")
+        return InvalidInput("invalid input", [self.describe(d, d["loc"]) for d in details])
+
+    def describe(self, detail: ErrorDetails, loc: tuple[Any, ...]) -> Problem:
+        """One pydantic error → a Problem naming row, feature and reason."""
+        kind, value = detail["type"], detail.get("input")
+        row = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+        feature: str | None = None
+        if len(loc) > 2:
+            feature = self.names[loc[2]] if isinstance(loc[2], int) else str(loc[2])
+        elif len(loc) == 1 and kind == "extra_forbidden":
+            return Problem(reason=f"unknown key {loc[0]!r}: use 'features' and 'data', or 'instances'")
+        elif len(loc) == 1:
+            feature = None
+        return Problem(reason=self.explain(kind, detail["msg"], value, feature, loc), row=row, feature=feature)
+
+    def explain(self, kind: str, msg: str, value: Any, feature: str | None, loc: tuple[Any, ...]) -> str:
+        spec = self.by_name.get(feature) if feature else None
+        if kind == "extra_forbidden":
+            return f"unknown feature; expected exactly {self.names}"
+        if kind == "missing" and feature:
+            return "missing feature"
+        if kind in ("too_long", "too_short") and len(loc) == 2:
+            got = len(value) if isinstance(value, (list, tuple)) else "?"
+            return f"a row needs exactly {len(self.names)} values in the order {self.names}, got {got}"
+        if kind == "too_short" and len(loc) == 1:
+            return "empty batch: give at least one row"
+        if kind in ("float_type", "float_parsing", "tuple_type", "list_type", "dict_type", "model_type"):
+            got = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+            wanted = "a number" if spec else ("an array" if kind in ("tuple_type", "list_type") else "an object")
+            return f"must be {wanted}, got {got}"
+        if kind == "finite_number":
+            return "must be a finite number (no NaN or Infinity)"
+        if spec and kind in BOUND_ERRORS:
+            if spec.codes:
+                return f"{value!r} is not one of the codes {sorted(spec.codes)}"
+            return f"{value!r} is outside the plausible range [{spec.bounds.min:g}, {spec.bounds.max:g}]"
+        if kind == "value_error":
+            return msg.removeprefix("Value error, ")
+        return msg
+
+    def warnings_for(self, X: np.ndarray) -> list[list[str]]:
+        """Per row: the values inside the bounds but outside the training range."""
+        outside = (X < self.train_min) | (X > self.train_max)
+        warnings: list[list[str]] = [[] for _ in range(len(X))]
+        for row, column in zip(*np.nonzero(outside)):
+            f = self.card.features[column]
+            warnings[row].append(
+                f"{f.name}={float(X[row, column]):g} is outside the training range "
+                f"[{f.training.min:g}, {f.training.max:g}]"
+            )
+        return warnings

@@ -1,0 +1,143 @@
+"""Fetch the model artifact named by ``MODEL_URI``: a path, ``file://``, ``http(s)://`` or ``s3://``.
+
+Downloads stream into ``MODEL_CACHE_DIR`` and are renamed into place only when complete, so a
+half-written file is never read. Transient failures (connection errors, timeouts, 429, 5xx) are
+retried with exponential backoff; anything else fails at once with the reason. S3 requests are
+signed with SigV4 by ``httpx-auth`` from the standard ``AWS_*`` variables (anonymous if none).
+Logs name the artifact without its query string, and never a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+CHUNK_BYTES = 1 << 20
+
+
+class StorageError(Exception):
+    """The artifact could not be fetched; ``transient`` says whether trying again may help."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    attempts: int = 5
+    backoff_seconds: float = 0.5
+    timeout_seconds: float = 30.0
+    cache_dir: Path = Path("/tmp/heart-inference-models")
+
+
+def redact(uri: str) -> str:
+    """The URI without user info or query (presigned URLs carry their signature there)."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else uri
+
+
+def s3_request(uri: str, env: Mapping[str, str]) -> tuple[str, httpx.Auth | None]:
+    """``s3://bucket/key`` → the HTTPS URL to GET and the SigV4 auth (None: anonymous)."""
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket or not key:
+        raise StorageError(f"{uri}: expected s3://bucket/key")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:  # MinIO, moto and other S3-compatible stores: path-style addressing
+        url = f"{endpoint.rstrip('/')}/{bucket}/{quote(key)}"
+    else:
+        url = f"https://{bucket}.s3.{region}.amazonaws.com/{quote(key)}"
+    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not (access_key and secret_key):
+        return url, None
+    from httpx_auth import AWS4Auth
+
+    auth = AWS4Auth(
+        access_id=access_key,
+        secret_key=secret_key,
+        region=region,
+        service="s3",
+        security_token=env.get("AWS_SESSION_TOKEN"),
+    )
+    return url, auth
+
+
+def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown: str) -> Path:
+    """One GET streamed to a temp file in the cache dir, renamed into place when complete."""
+    policy.cache_dir.mkdir(parents=True, exist_ok=True)
+    target = policy.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
+    try:
+        with httpx.stream("GET", url, auth=auth, timeout=policy.timeout_seconds, follow_redirects=True) as response:
+            if response.status_code != 200:
+                transient = response.status_code in RETRY_STATUSES
+                raise StorageError(f"{shown}: HTTP {response.status_code} {response.reason_phrase}", transient)
+            with tempfile.NamedTemporaryFile(dir=policy.cache_dir, prefix=".part-", delete=False) as tmp:
+                try:
+                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                        tmp.write(chunk)
+                except BaseException:
+                    os.unlink(tmp.name)
+                    raise
+        os.replace(tmp.name, target)
+    except httpx.TransportError as error:
+        raise StorageError(f"{shown}: {type(error).__name__}: {error}", transient=True) from error
+    return target
+
+
+def fetch_remote(uri: str, policy: FetchPolicy, env: Mapping[str, str]) -> Path:
+    scheme = urlsplit(uri).scheme
+    url, auth = s3_request(uri, env) if scheme == "s3" else (uri, None)
+    shown = redact(uri)
+    delay = policy.backoff_seconds
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return download_once(url, auth, policy, shown)
+        except StorageError as error:
+            if not error.transient or attempt == policy.attempts:
+                raise StorageError(f"{error} (attempt {attempt} of {policy.attempts})") from error
+            log.warning("fetching %s failed (%s); retry %d of %d in %.1fs", shown, error, attempt, policy.attempts - 1, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def local_path(uri: str) -> Path:
+    return Path(urlsplit(uri).path) if uri.startswith("file://") else Path(uri)
+
+
+def fetch_model(uri: str, policy: FetchPolicy, env: Mapping[str, str] | None = None) -> bytes:
+    """The artifact's bytes; StorageError with the reason when it cannot be had."""
+    env = os.environ if env is None else env
+    started = time.perf_counter()
+    scheme = urlsplit(uri).scheme
+    if scheme in ("s3", "http", "https"):
+        path = fetch_remote(uri, policy, env)
+    elif scheme in ("", "file"):
+        path = local_path(uri)
+    else:
+        raise StorageError(f"unsupported MODEL_URI scheme {scheme!r}: use s3://, https://, http://, file:// or a path")
+    try:
+        payload = path.read_bytes()
+    except OSError as error:
+        raise StorageError(f"{redact(uri)}: {error.strerror}: {path}") from error
+    log.info("fetched model %s (%d bytes) in %.3fs", redact(uri), len(payload), time.perf_counter() - started)
+    return payload
+
+

@@ -1,0 +1,125 @@
+"""Convert the trained pipeline to ONNX (one float32 ``[N, 13]`` input, no ZipMap) and embed the
+model card in the file's metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import onnx
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+
+from online_inference import __version__
+from online_inference.card import CARD_METADATA_KEY, Feature, ModelCard, Range
+from online_inference.export.data import Dataset
+from online_inference.export.features import FEATURES, TARGET
+from online_inference.export.train import TrainedModel
+
+MODEL_NAME = "heart-disease-classifier"
+INPUT_NAME = "input"
+LABEL_OUTPUT = "label"
+PROBABILITY_OUTPUT = "probabilities"
+TARGET_OPSET = 17
+LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy")
+
+
+def describe_features(data: Dataset) -> list[Feature]:
+    """Card entries: the spec plus the training range and a typical value measured on the data."""
+    features = []
+    for column, spec in enumerate(FEATURES):
+        values = data.X[:, column]
+        if spec.codes:
+            codes, counts = np.unique(values, return_counts=True)
+            example = float(codes[np.argmax(counts)])
+        else:
+            example = float(np.round(np.median(values), 1))
+        low, high = spec.bounds
+        features.append(
+            Feature(
+                name=spec.name,
+                kind=spec.kind,  # type: ignore[arg-type]
+                description=spec.description,
+                unit=spec.unit,
+                codes=spec.codes,
+                bounds=Range(min=low, max=high),
+                training=Range(min=float(values.min()), max=float(values.max())),
+                example=example,
+            )
+        )
+    return features
+
+
+def build_card(model: TrainedModel, data: Dataset, created: str) -> ModelCard:
+    return ModelCard(
+        name=MODEL_NAME,
+        version=__version__,
+        description="Probability of heart disease (UCI Cleveland, 'condition' = 1) from 13 clinical features.",
+        target=TARGET,
+        classes=[int(c) for c in model.pipeline.classes_],
+        positive_class=1,
+        input_name=INPUT_NAME,
+        label_output=LABEL_OUTPUT,
+        probability_output=PROBABILITY_OUTPUT,
+        features=describe_features(data),
+        classifier=type(model.pipeline[-1]).__name__,
+        classifier_params=model.classifier_params,
+        metrics=model.metrics,
+        training_data={"source": data.source, "sha256": data.sha256, "rows": int(len(data.y))},
+        libraries={name: version(name) for name in LIBRARIES},
+        created=created,
+    )
+
+
+def convert_pipeline(model: TrainedModel, card: ModelCard) -> onnx.ModelProto:
+    onx = to_onnx(
+        model.pipeline,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, len(card.features)]))],
+        options={id(model.pipeline): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+        final_types=None,
+    )
+    rename_outputs(onx, {"output_label": LABEL_OUTPUT, "output_probability": PROBABILITY_OUTPUT})
+    onx.doc_string = card.description
+    onx.model_version = 1
+    onnx.helper.set_model_props(onx, {CARD_METADATA_KEY: card.to_json()})
+    onnx.checker.check_model(onx)
+    return onx
+
+
+def rename_outputs(onx: onnx.ModelProto, names: dict[str, str]) -> None:
+    """Give the graph outputs stable names (skl2onnx's defaults are an implementation detail)."""
+    for output in onx.graph.output:
+        if output.name in names:
+            old, new = output.name, names[output.name]
+            output.name = new
+            for node in onx.graph.node:
+                node.output[:] = [new if o == old else o for o in node.output]
+
+
+def write_atomically(payload: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(payload)
+    os.replace(tmp.name, path)
+
+
+def creation_date() -> str:
+    """Today, or ``SOURCE_DATE_EPOCH`` when set, so that a rebuild can be byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+    return moment.date().isoformat()
+
+
+def export_model(model: TrainedModel, data: Dataset, path: Path) -> ModelCard:
+    """Write the ONNX file with its card; return the card (with the file's sha256)."""
+    created = creation_date()
+    card = build_card(model, data, created)
+    payload = convert_pipeline(model, card).SerializeToString()
+    write_atomically(payload, path)
+    return card.model_copy(update={"sha256": hashlib.sha256(payload).hexdigest()})
