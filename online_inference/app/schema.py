@@ -146,11 +146,12 @@ class InputSchema:
         spec = self.by_name.get(feature) if feature else None
         if kind == "extra_forbidden":
             return f"unknown feature; expected exactly {self.names}"
-        if kind == "missing" and feature:
+        row_length = kind in ("too_long", "too_short") and len(loc) == 2
+        if row_length or (kind == "missing" and loc[0] == "data"):
+            got = f", got {len(value)}" if isinstance(value, (list, tuple)) else ""
+            return f"a row needs exactly {len(self.names)} values in the order {self.names}{got}"
+        if kind == "missing":
             return "missing feature"
-        if kind in ("too_long", "too_short") and len(loc) == 2:
-            got = len(value) if isinstance(value, (list, tuple)) else "?"
-            return f"a row needs exactly {len(self.names)} values in the order {self.names}, got {got}"
         if kind == "too_short" and len(loc) == 1:
             return "empty batch: give at least one row"
         if kind in ("float_type", "float_parsing", "tuple_type", "list_type", "dict_type", "model_type"):

@@ -1,0 +1,56 @@
+# heart-online-inference: `make serve` runs the service with its bundled model, `make test` runs
+# every test. Both set up what they need (a .venv from the hash-locked requirements) on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help serve test test-fast model client lock clean
+
+help:
+	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
+	@echo "make test    run every test (unit, live-server, export parity, containers)"
+	@echo "make model   re-train and export online_inference/model/heart.onnx"
+	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
+	@echo "make lock    re-compile requirements/*.txt (pinned, hash-locked) from requirements/*.in"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime only (what the images install), then everything for export and tests.
+$(VENV)/.runtime: requirements/runtime.txt | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements/runtime.txt
+	touch $@
+
+$(VENV)/.dev: requirements/dev.txt | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements/dev.txt
+	touch $@ $(VENV)/.runtime
+
+serve: $(VENV)/.runtime
+	$(PY) -m online_inference.app
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not docker and not slow" $(PYTEST_ARGS)
+
+model: $(VENV)/.dev
+	$(PY) -m online_inference.export $(if $(DATA),--data $(DATA))
+
+CSV ?= ../shared/data/heart_cleveland_upload.csv
+URL ?= http://127.0.0.1:8000
+client: $(VENV)/.runtime
+	$(PY) -m online_inference.client $(CSV) --url $(URL) --wait 30
+
+# Locks are compiled with uv (from PyPI) so that runtime, export and dev pin the same versions.
+lock: | $(VENV)/bin/python
+	$(PY) -m pip install --quiet uv
+	cd requirements && for set in runtime export dev; do \
+		../$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 $$set.in -o $$set.txt || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,235 @@
+"""``python -m online_inference.client``: send a Kaggle-format CSV to the service, write predictions.
+
+Waits for readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr,
+retries connection errors and 503 with backoff, exits non-zero with the server's reason on 4xx,
+and when the CSV has a ``condition`` column reports the served model's accuracy and ROC AUC.
+Needs only httpx (no numpy, no pandas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TARGET = "condition"
+RETRY_STATUSES = {502, 503, 504}
+
+
+class ClientError(Exception):
+    """The request cannot succeed as sent (4xx) or the server stayed unavailable."""
+
+
+@dataclass
+class Table:
+    features: list[str]
+    rows: list[list[float]]
+    labels: list[int] | None
+
+
+def number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def read_table(path: Path, features: Sequence[str]) -> Table:
+    """The CSV's feature columns in the model's order (extra columns, such as ``condition``, are not sent)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [f for f in features if f not in columns]
+        if missing:
+            raise ClientError(f"{path}: missing columns {missing}")
+        records = list(reader)
+    rows = [[number(r[f]) for f in features] for r in records]
+    labels = [int(float(r[TARGET])) for r in records] if TARGET in columns else None
+    return Table(list(features), rows, labels)
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Mann–Whitney AUC with tied scores counted half."""
+    ranked = sorted(zip(scores, labels))
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        average_rank = (i + j + 1) / 2  # ranks are 1-based
+        rank_sum += average_rank * sum(label for _, label in ranked[i:j])
+        i = j
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only for multi-batch work."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.started = time.monotonic()
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / self.total)
+            rate = self.done / max(time.monotonic() - self.started, 1e-9)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} rows ({rate:,.0f} rows/s)")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class InferenceClient:
+    def __init__(self, url: str, retries: int = 5, backoff: float = 0.2, timeout: float = 30.0):
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self.retries = retries
+        self.backoff = backoff
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Retries connection errors and 502/503/504 with exponential backoff; raises on 4xx."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    break
+                problem = f"HTTP {response.status_code}: {reason(response)}"
+            if attempt == self.retries:
+                raise ClientError(f"{method} {path} failed after {self.retries + 1} attempts: {problem}")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        if response.status_code >= 400:
+            raise ClientError(f"{method} {path}: HTTP {response.status_code}: {reason(response)}")
+        return response
+
+    def wait_ready(self, seconds: float) -> dict[str, Any]:
+        """Poll ``/health`` until 200; a failed model ends the wait at once."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                response = self.http.get("/health")
+                body = response.json()
+                if response.status_code == 200:
+                    return body  # type: ignore[no-any-return]
+                if body.get("status") == "failed":
+                    raise ClientError(f"model failed to load: {body.get('reason')}")
+                problem = f"status {body.get('status')}"
+            except (httpx.TransportError, ValueError) as error:
+                problem = f"{type(error).__name__}: {error}"
+            if time.monotonic() >= deadline:
+                raise ClientError(f"service not ready after {seconds:g}s ({problem})")
+            time.sleep(0.2)
+
+    def card(self) -> dict[str, Any]:
+        return self.request("GET", "/model").json()  # type: ignore[no-any-return]
+
+    def predict(self, features: list[str], rows: list[list[float]]) -> list[dict[str, Any]]:
+        response = self.request("POST", "/predict", json={"features": features, "data": rows})
+        return response.json()["predictions"]  # type: ignore[no-any-return]
+
+    def predict_all(self, table: Table, batch_size: int, progress: Progress) -> list[dict[str, Any]]:
+        predictions: list[dict[str, Any]] = []
+        for batch in batches(table.rows, batch_size):
+            predictions.extend(self.predict(table.features, batch))
+            progress.advance(len(batch))
+        return predictions
+
+
+def reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict) and "error" in body:
+        problems = body.get("problems") or []
+        details = "; ".join(
+            f"row {p.get('row')} {p.get('feature') or ''}: {p['reason']}".replace(" None", "") for p in problems[:10]
+        )
+        more = f" (+{len(problems) - 10} more)" if len(problems) > 10 else ""
+        return f"{body['error']}" + (f": {details}{more}" if details else "")
+    return json.dumps(body)[:500]
+
+
+def batches(rows: list[list[float]], size: int) -> Iterator[list[list[float]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def write_predictions(path: Path, predictions: list[dict[str, Any]]) -> None:
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(predictions, indent=1) + "\n")
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "condition", "probability", "warnings"])
+        for i, p in enumerate(predictions):
+            writer.writerow([i, p["condition"], p["probability"], "; ".join(p["warnings"])])
+
+
+def summarize(labels: list[int], predictions: list[dict[str, Any]]) -> str:
+    predicted = [p["condition"] for p in predictions]
+    accuracy = sum(int(a == b) for a, b in zip(labels, predicted)) / len(labels)
+    auc = roc_auc(labels, [p["probability"] for p in predictions])
+    return f"accuracy {accuracy:.4f}, ROC AUC {auc:.4f} on {len(labels)} labelled rows"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m online_inference.client", description=__doc__.splitlines()[0])
+    parser.add_argument("csv", type=Path, help="a CSV in the Kaggle heart_cleveland_upload.csv format")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=100, help="rows per request (default %(default)s)")
+    parser.add_argument("--output", type=Path, help="write predictions here (.csv or .json); default: stdout CSV")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for /health 200")
+    parser.add_argument("--retries", type=int, default=5, help="retries of connection errors and 503")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    client = InferenceClient(args.url, retries=args.retries)
+    if args.wait:
+        client.wait_ready(args.wait)
+    card = client.card()
+    table = read_table(args.csv, [f["name"] for f in card["features"]])
+    if not table.rows:
+        raise ClientError(f"{args.csv}: no rows")
+    progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
+    predictions = client.predict_all(table, args.batch_size, progress)
+    if args.output:
+        write_predictions(args.output, predictions)
+        print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
+    else:
+        write_predictions(Path("/dev/stdout"), predictions)
+    if table.labels is not None:
+        print(f"{card['name']} {card['version']}: {summarize(table.labels, predictions)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except ClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

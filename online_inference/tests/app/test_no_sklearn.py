@@ -1,0 +1,32 @@
+"""Spec: the service imports neither scikit-learn nor pandas (its images do not ship them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+PROBE = """
+import sys
+from fastapi.testclient import TestClient
+from online_inference.app.main import create_app
+from online_inference.tests.helpers import valid_row
+app = create_app()
+with TestClient(app) as client:
+    app.state.dataplane.settled.wait(10)
+    card = app.state.dataplane.served.card
+    assert client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]}).status_code == 200
+    client.get("/openapi.json"); client.get("/metrics")
+import online_inference.client
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"sklearn", "pandas", "scipy", "skl2onnx", "onnx"})
+print(",".join(loaded))
+"""
+
+
+def test_service_and_client_import_neither_sklearn_nor_pandas() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == "", f"loaded: {result.stdout}"

@@ -1,0 +1,61 @@
+"""Spec: ``POST /predict`` takes rows (``features`` + ``data``) or ``instances`` and answers one
+prediction per row, in request order, with P(condition=1) and warnings for values outside the
+training range."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from online_inference.card import ModelCard
+from online_inference.tests.helpers import bundled_session, valid_row
+
+
+def test_rows_and_instances_give_the_same_predictions_in_order(client: TestClient, card: ModelCard) -> None:
+    names = card.feature_names
+    low = [f.training.min for f in card.features]
+    high = [f.training.max for f in card.features]
+    rows = [valid_row(card), low, high]
+    by_rows = client.post("/predict", json={"features": names, "data": rows})
+    by_instances = client.post("/predict", json={"instances": [dict(zip(names, r)) for r in rows]})
+    assert by_rows.status_code == by_instances.status_code == 200
+    assert by_rows.json() == by_instances.json()
+    expected = bundled_session().predict(np.array(rows, dtype=np.float32))
+    predictions = by_rows.json()["predictions"]
+    assert [p["condition"] for p in predictions] == expected.labels.tolist()
+    assert np.allclose([p["probability"] for p in predictions], expected.positive, atol=1e-6)
+
+
+def test_response_names_the_model(client: TestClient, card: ModelCard) -> None:
+    body = client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]}).json()
+    assert body["model"] == {"name": card.name, "version": card.version}
+    assert set(body["predictions"][0]) == {"condition", "probability", "warnings"}
+    assert 0 <= body["predictions"][0]["probability"] <= 1
+
+
+def test_values_outside_training_range_warn_but_predict(client: TestClient, card: ModelCard) -> None:
+    row = valid_row(card)
+    chol = card.feature_names.index("chol")
+    row[chol] = card.features[chol].training.max + 10  # inside the plausible bounds
+    prediction = client.post("/predict", json={"features": card.feature_names, "data": [row, valid_row(card)]}).json()
+    first, second = prediction["predictions"]
+    assert len(first["warnings"]) == 1 and first["warnings"][0].startswith("chol=")
+    assert "training range" in first["warnings"][0]
+    assert second["warnings"] == []
+
+
+def test_model_card_is_served(client: TestClient, card: ModelCard) -> None:
+    body = client.get("/model").json()
+    assert [f["name"] for f in body["features"]] == card.feature_names
+    assert body["sha256"] == card.sha256
+    assert body["metrics"]["cv_folds"] == 5
+
+
+def test_openapi_examples_come_from_the_card_and_validate(client: TestClient, card: ModelCard) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"rows", "instances"}
+    assert examples["rows"]["value"]["features"] == card.feature_names
+    for example in examples.values():
+        assert client.post("/predict", json=example["value"]).status_code == 200
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,103 @@
+"""Spec: the Open Inference Protocol (V2) works with the real Triton HTTP client, with the same
+validation and 400s as ``/predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from fastapi.testclient import TestClient
+from tritonclient.utils import InferenceServerException
+
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
+from online_inference.card import ModelCard
+from online_inference.tests.helpers import bundled_session, live_server, valid_row
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+        yield url
+
+
+@pytest.fixture
+def triton_client(server_url: str) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(url=server_url.removeprefix("http://"))
+
+
+def infer(client: triton.InferenceServerClient, card: ModelCard, X: np.ndarray, datatype: str = "FP32"):  # type: ignore[no-untyped-def]
+    tensor = triton.InferInput(card.input_name, list(X.shape), datatype)
+    tensor.set_data_from_numpy(X, binary_data=False)
+    outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in (card.label_output, card.probability_output)]
+    return client.infer(card.name, [tensor], outputs=outputs)
+
+
+def test_server_and_model_are_live_and_ready(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
+    assert triton_client.is_server_live()
+    assert triton_client.is_server_ready()
+    assert triton_client.is_model_ready(card.name)
+    assert not triton_client.is_model_ready("no-such-model")
+
+
+def test_model_metadata_describes_the_signature(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
+    metadata = triton_client.get_model_metadata(card.name)
+    assert metadata["inputs"] == [{"name": card.input_name, "datatype": "FP32", "shape": [-1, 13]}]
+    assert {o["name"] for o in metadata["outputs"]} == {card.label_output, card.probability_output}
+    assert triton_client.get_server_metadata()["name"] == "heart-online-inference"
+
+
+def test_infer_matches_the_model(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
+    X = np.array([valid_row(card), [f.training.max for f in card.features]], dtype=np.float32)
+    result = infer(triton_client, card, X)
+    expected = bundled_session().predict(X)
+    assert result.as_numpy(card.label_output).tolist() == expected.labels.tolist()
+    np.testing.assert_allclose(result.as_numpy(card.probability_output), expected.probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda X: X.__setitem__((0, 2), 1.5), "not one of the codes"),
+        (lambda X: X.__setitem__((1, 4), 9000), "outside the plausible range"),
+        (lambda X: X.__setitem__((0, 0), np.nan), "finite"),
+    ],
+    ids=["non-integral code", "out of bounds", "NaN"],
+)
+def test_invalid_values_are_rejected_like_predict(triton_client, card: ModelCard, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    X = np.array([valid_row(card)] * 2, dtype=np.float32)
+    change(X)
+    with pytest.raises(InferenceServerException) as error:
+        infer(triton_client, card, X)
+    assert error.value.status() == "400"
+
+
+def test_wrong_datatype_and_shape_answer_400(triton_client, card: ModelCard) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InferenceServerException, match="FP32"):
+        infer(triton_client, card, np.array([valid_row(card)], dtype=np.float64), datatype="FP64")
+    with pytest.raises(InferenceServerException, match=r"shape \[N, 13\]"):
+        infer(triton_client, card, np.array([valid_row(card)[:12]], dtype=np.float32))
+
+
+def test_v2_errors_over_plain_http(client: TestClient, card: ModelCard) -> None:
+    url = f"/v2/models/{card.name}/infer"
+    good = {"inputs": [{"name": card.input_name, "shape": [1, 13], "datatype": "FP32", "data": [valid_row(card)]}]}
+    assert client.post(url, json=good).status_code == 200
+    assert client.post("/v2/models/other/infer", json=good).status_code == 404
+    cases = [
+        {"inputs": []},
+        {"inputs": [{**good["inputs"][0], "name": "x"}]},
+        {"inputs": [{**good["inputs"][0], "shape": [2, 13]}]},
+        {"inputs": [{**good["inputs"][0], "data": [["63"] + valid_row(card)[1:]]}]},
+        {**good, "outputs": [{"name": "nope"}]},
+        {"inputs": "nope"},
+    ]
+    for body in cases:
+        response = client.post(url, json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]
+    assert client.post(url, content=b"{").status_code == 400
+    stringy = client.post(url, json=cases[3]).json()
+    assert stringy["problems"][0] == {"row": 0, "feature": "age", "reason": "must be a number, got string"}

@@ -1,0 +1,149 @@
+"""Spec: every kind of bad input answers 400 with a JSON body naming each problem (row, feature,
+reason); too much input answers 413; no client input ever produces a 5xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from online_inference.card import ModelCard
+from online_inference.tests.helpers import bundled_card, valid_row
+
+CARD = bundled_card()
+NAMES = CARD.feature_names
+ROW = valid_row(CARD)
+
+
+def rows_body(*rows: list[Any]) -> dict[str, Any]:
+    return {"features": NAMES, "data": [list(r) for r in rows]}
+
+
+def with_value(feature: str, value: Any) -> list[Any]:
+    row = list(ROW)
+    row[NAMES.index(feature)] = value
+    return row
+
+
+def instance(**changes: Any) -> dict[str, Any]:
+    return {**dict(zip(NAMES, ROW)), **changes}
+
+
+def without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in instance().items() if k != key}
+
+
+# (case id, raw body, expected (row, feature, reason fragment) in the problems or the error message)
+BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = [
+    ("malformed JSON", b'{"features": [', (None, None, "malformed JSON")),
+    ("not an object", json.dumps([ROW]), (None, None, "")),
+    ("empty object", json.dumps({}), (None, None, "give either")),
+    ("unknown top-level key", json.dumps({**rows_body(ROW), "extra": 1}), (None, None, "unknown key 'extra'")),
+    ("both forms", json.dumps({**rows_body(ROW), "instances": [instance()]}), (None, None, "not both")),
+    ("features missing", json.dumps({"data": [ROW]}), (None, None, "in this order")),
+    ("features reordered", json.dumps({"features": NAMES[::-1], "data": [ROW]}), (None, None, "in this order")),
+    ("feature missing from list", json.dumps({"features": NAMES[:-1], "data": [ROW]}), (None, None, "in this order")),
+    ("extra feature in list", json.dumps({"features": [*NAMES, "x"], "data": [ROW]}), (None, None, "in this order")),
+    ("duplicate feature in list", json.dumps({"features": [*NAMES[:-1], NAMES[0]], "data": [ROW]}), (None, None, "in this order")),
+    ("empty batch (rows)", json.dumps(rows_body()), (None, None, "empty batch")),
+    ("empty batch (instances)", json.dumps({"instances": []}), (None, None, "empty batch")),
+    ("row too short", json.dumps(rows_body(ROW[:-1])), (0, "thal", "exactly 13 values")),
+    ("row too long", json.dumps(rows_body([*ROW, 1])), (0, None, "exactly 13 values")),
+    ("row not a list", json.dumps(rows_body(ROW) | {"data": [5]}), (0, None, "must be an array")),
+    ("string number", json.dumps(rows_body(with_value("age", "63"))), (0, "age", "got string")),
+    ("boolean", json.dumps(rows_body(with_value("sex", True))), (0, "sex", "got boolean")),
+    ("null", json.dumps(rows_body(with_value("chol", None))), (0, "chol", "got null")),
+    ("nested list", json.dumps(rows_body(with_value("chol", [233]))), (0, "chol", "got array")),
+    ("nested object", json.dumps(rows_body(with_value("chol", {"v": 1}))), (0, "chol", "got object")),
+    ("NaN", json.dumps(rows_body(with_value("age", float("nan")))), (0, "age", "")),
+    ("Infinity", json.dumps(rows_body(with_value("age", float("inf")))), (0, "age", "")),
+    ("1e309 overflows to infinity", json.dumps(rows_body(ROW)).replace(f"[{ROW[0]}", "[1e309", 1), (0, "age", "finite")),
+    ("non-integral code", json.dumps(rows_body(with_value("cp", 1.5))), (0, "cp", "not one of the codes [0, 1, 2, 3]")),
+    ("unknown code", json.dumps(rows_body(with_value("thal", 3))), (0, "thal", "not one of the codes [0, 1, 2]")),
+    ("negative binary", json.dumps(rows_body(with_value("sex", -1))), (0, "sex", "not one of the codes [0, 1]")),
+    ("age below bounds", json.dumps(rows_body(with_value("age", 5))), (0, "age", "outside the plausible range")),
+    ("chol above bounds", json.dumps(rows_body(with_value("chol", 5000))), (0, "chol", "outside the plausible range")),
+    ("huge integer", json.dumps(rows_body(with_value("trestbps", 10**40))), (0, "trestbps", "outside the plausible range")),
+    ("second row bad", json.dumps(rows_body(ROW, with_value("oldpeak", 99))), (1, "oldpeak", "outside the plausible range")),
+    ("instance missing key", json.dumps({"instances": [without("thal")]}), (0, "thal", "missing feature")),
+    ("instance extra key", json.dumps({"instances": [instance(height=180)]}), (0, "height", "unknown feature")),
+    ("instance string", json.dumps({"instances": [instance(age="63")]}), (0, "age", "got string")),
+    ("instance not an object", json.dumps({"instances": [ROW]}), (0, None, "must be an object")),
+    ("instance out of bounds", json.dumps({"instances": [instance(), instance(thalach=400)]}), (1, "thalach", "outside")),
+    ("wrong container type", json.dumps({"features": NAMES, "data": {"0": ROW}}), (None, None, "")),
+]
+
+
+def problems_of(body: dict[str, Any]) -> list[tuple[int | None, str | None, str]]:
+    return [(p["row"], p["feature"], p["reason"]) for p in body.get("problems", [])] or [(None, None, body["error"])]
+
+
+@pytest.mark.parametrize(("case", "raw", "expected"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_input_answers_400_naming_the_problem(client: TestClient, case: str, raw: str | bytes, expected: tuple) -> None:
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    row, feature, fragment = expected
+    assert any(
+        r == row and f == feature and fragment in reason for r, f, reason in problems_of(body)
+    ) or (row is None and feature is None and fragment in body["error"]), body
+
+
+def test_every_problem_of_a_batch_is_listed(client: TestClient) -> None:
+    bad = rows_body(with_value("age", "x"), ROW, with_value("cp", 9), with_value("chol", None))
+    problems = problems_of(client.post("/predict", json=bad).json())
+    assert {(r, f) for r, f, _ in problems} == {(0, "age"), (2, "cp"), (3, "chol")}
+
+
+def test_integral_floats_are_valid_codes(client: TestClient) -> None:
+    response = client.post("/predict", json=rows_body(with_value("cp", 1.0)))
+    assert response.status_code == 200
+
+
+def test_bounds_are_never_stricter_than_training_data(card: ModelCard) -> None:
+    for f in card.features:
+        assert f.bounds.min <= f.training.min and f.training.max <= f.bounds.max, f.name
+    assert card.features[NAMES.index("chol")].training.max == 564
+    assert card.features[NAMES.index("oldpeak")].training.max == 6.2
+
+
+def test_training_extremes_are_accepted(client: TestClient, card: ModelCard) -> None:
+    low = [f.training.min for f in card.features]
+    high = [f.training.max for f in card.features]
+    assert client.post("/predict", json=rows_body(low, high)).status_code == 200
+
+
+def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) -> None:  # type: ignore[no-untyped-def]
+    from online_inference.app.main import create_app
+    from online_inference.tests.helpers import bundled_session
+
+    app = create_app(settings.model_copy(update={"MAX_BATCH_ROWS": 3}), loader=bundled_session)
+    with TestClient(app) as small:
+        app.state.dataplane.settled.wait(10)
+        assert small.post("/predict", json=rows_body(ROW, ROW, ROW)).status_code == 200
+        response = small.post("/predict", json=rows_body(ROW, ROW, ROW, ROW))
+        assert response.status_code == 413 and "at most 3 rows" in response.json()["error"]
+        assert small.post("/predict", json={"instances": [instance()] * 4}).status_code == 413
+
+
+def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore[no-untyped-def]
+    from online_inference.app.main import create_app
+    from online_inference.tests.helpers import bundled_session
+
+    app = create_app(settings.model_copy(update={"MAX_BODY_BYTES": 2048}), loader=bundled_session)
+    with TestClient(app) as small:
+        app.state.dataplane.settled.wait(10)
+        big = json.dumps(rows_body(*[ROW] * 40))
+        assert len(big) > 2048
+        response = small.post("/predict", content=big, headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["error"]
+
+        def chunks():  # type: ignore[no-untyped-def]
+            yield big[:1500].encode()
+            yield big[1500:].encode()
+
+        streamed = small.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413

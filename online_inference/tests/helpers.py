@@ -1,0 +1,79 @@
+"""Shared test helpers: a live uvicorn server on a free port, the Kaggle table, the bundled card."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from online_inference.app.config import BUNDLED_MODEL
+from online_inference.app.session import ModelSession
+from online_inference.card import ModelCard
+
+SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bundled_session() -> ModelSession:
+    return ModelSession(BUNDLED_MODEL.read_bytes())
+
+
+def bundled_card() -> ModelCard:
+    return bundled_session().card
+
+
+def valid_row(card: ModelCard) -> list[float]:
+    return [f.example for f in card.features]
+
+
+@contextmanager
+def live_server(app: FastAPI, ready_path: str | None = "/health", timeout: float = 20) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: server.started, timeout)
+        if ready_path:
+            wait_until(lambda: httpx.get(url + ready_path).status_code == 200, timeout)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def write_kaggle_csv(path: Path, rows: list[dict[str, float]], columns: list[str]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (int(v) if float(v).is_integer() else v) for k, v in row.items()})
+    return path

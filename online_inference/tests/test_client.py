@@ -1,0 +1,88 @@
+"""Spec: the client sends a Kaggle-format CSV in batches, writes predictions equal to the model's,
+reports accuracy and ROC AUC when ``condition`` is present, waits for readiness, retries 503 and
+connection errors, and exits non-zero with the server's reason on 4xx."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
+from online_inference.app.session import ModelSession
+from online_inference.client import main as client_main
+from online_inference.client import roc_auc
+from online_inference.export.data import load_kaggle_csv
+from online_inference.tests.helpers import bundled_session, free_port, live_server
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+        yield url
+
+
+def test_client_predicts_the_kaggle_csv_like_the_model(
+    server_url: str, kaggle_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "predictions.csv"
+    assert client_main([str(kaggle_csv), "--url", server_url, "--batch-size", "64", "--output", str(output)]) == 0
+    with output.open() as handle:
+        rows = list(csv.DictReader(handle))
+    data = load_kaggle_csv(kaggle_csv)
+    expected = bundled_session().predict(data.X.astype(np.float32))
+    assert [int(r["condition"]) for r in rows] == expected.labels.tolist()
+    np.testing.assert_allclose([float(r["probability"]) for r in rows], expected.positive, atol=1e-6)
+    err = capsys.readouterr().err
+    assert "297/297 rows" in err  # the progress bar of a multi-batch file
+    assert "accuracy" in err and "ROC AUC" in err
+
+
+def test_json_output(server_url: str, kaggle_csv: Path, tmp_path: Path) -> None:
+    output = tmp_path / "predictions.json"
+    assert client_main([str(kaggle_csv), "--url", server_url, "--batch-size", "1000", "--output", str(output)]) == 0
+    predictions = json.loads(output.read_text())
+    assert len(predictions) == 297 and set(predictions[0]) == {"condition", "probability", "warnings"}
+
+
+def test_4xx_exits_non_zero_with_the_servers_reason(
+    server_url: str, kaggle_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    text = kaggle_csv.read_text().splitlines()
+    header, first = text[0], text[1].split(",")
+    first[header.split(",").index("cp")] = "7"
+    bad.write_text("\n".join([header, ",".join(first)]) + "\n")
+    assert client_main([str(bad), "--url", server_url, "--output", str(tmp_path / "out.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 400" in err and "cp" in err and "not one of the codes" in err
+
+
+def test_waits_for_a_loading_model_then_predicts(kaggle_csv: Path, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow_loader() -> ModelSession:
+        release.wait(10)
+        return bundled_session()
+
+    with live_server(create_app(Settings(), loader=slow_loader), ready_path=None) as url:
+        threading.Timer(0.5, release.set).start()
+        assert client_main([str(kaggle_csv), "--url", url, "--wait", "10", "--output", str(tmp_path / "o.csv")]) == 0
+
+
+def test_unreachable_server_fails_after_retries(kaggle_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert client_main([str(kaggle_csv), "--url", url, "--retries", "1"]) == 1
+    assert "failed after 2 attempts" in capsys.readouterr().err
+
+
+def test_roc_auc_counts_ties_half() -> None:
+    assert roc_auc([0, 1], [0.1, 0.9]) == 1.0
+    assert roc_auc([0, 1], [0.9, 0.1]) == 0.0
+    assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
