@@ -14,6 +14,8 @@ help:
 	@echo "make test    run every test (unit, live-server, export parity, containers)"
 	@echo "make model   re-train and export online_inference/model/heart.onnx"
 	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
+	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
+	@echo "make push REGISTRY=docker.io/<user>  publish them"
 	@echo "make lock    re-compile requirements/*.txt (pinned, hash-locked) from requirements/*.in"
 
 $(VENV)/bin/python:
@@ -54,3 +56,5 @@ lock: | $(VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+include online_inference/docker/docker.mk

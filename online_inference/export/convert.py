@@ -106,6 +106,7 @@ def write_atomically(payload: bytes, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         tmp.write(payload)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600: the model must be world-readable
     os.replace(tmp.name, path)
 
 

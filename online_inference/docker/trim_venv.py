@@ -1,0 +1,97 @@
+"""Remove from a runtime venv what the service never loads, then prove the service still works.
+
+Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--keep-pyc]``. Each
+removal below says why it is safe; the self-check at the end imports every runtime dependency
+and runs the model, so a trim that breaks the runtime fails the build instead of the container.
+Note: ``strip`` is deliberately NOT used: it breaks auditwheel-repaired libraries (numpy's
+bundled OpenBLAS then fails to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# (glob under site-packages, why it is never needed at run time)
+REMOVALS: list[tuple[str, str]] = [
+    ("onnxruntime/capi/libonnxruntime.so*", "the C API library; the Python binding links its own copy"),
+    ("onnxruntime/tools", "model conversion / profiling tools"),
+    ("onnxruntime/transformers", "transformer-model optimisers"),
+    ("onnxruntime/quantization", "quantisation toolkit"),
+    ("onnxruntime/datasets", "sample models"),
+    ("onnxruntime/backend", "the ONNX backend-test adapter"),
+    ("numpy/**/tests", "numpy's own test suites"),
+    ("numpy/f2py", "the Fortran wrapper generator"),
+    ("numpy/typing", "typing helpers for type checkers (numpy._typing stays)"),
+    ("numpy/_pyinstaller", "PyInstaller hooks"),
+    ("numpy/doc", "documentation"),
+    ("pip", "the installer: the image never installs anything"),
+    ("pip-*.dist-info", "pip's metadata"),
+    ("setuptools", "build tooling"),
+    ("setuptools-*.dist-info", "build tooling metadata"),
+    ("pkg_resources", "setuptools' runtime, unused"),
+    ("_distutils_hack", "setuptools' shim"),
+    ("distutils-precedence.pth", "setuptools' shim"),
+    ("**/*.pyi", "type stubs"),
+    ("**/*.pyx", "Cython sources"),
+    ("**/*.pxd", "Cython headers"),
+]
+
+SELF_CHECK = """
+import sys, numpy as np, onnxruntime as ort
+import fastapi, uvicorn, uvloop, httptools, pydantic, pydantic_settings, prometheus_client, orjson, httpx, httpx_auth
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+label, proba = session.run(None, {name: np.zeros((2, 13), dtype=np.float32)})
+assert proba.shape == (2, 2), proba.shape
+print("self-check ok: onnxruntime", ort.__version__, "numpy", np.__version__)
+"""
+
+
+def site_packages(venv: Path) -> Path:
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    if len(found) != 1:
+        raise SystemExit(f"expected one site-packages under {venv}, found {found}")
+    return found[0]
+
+
+def remove(path: Path) -> int:
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return size
+
+
+def trim(venv: Path, keep_pyc: bool) -> None:
+    root = site_packages(venv)
+    total = 0
+    for pattern, why in REMOVALS:
+        freed = sum(remove(p) for p in sorted(root.glob(pattern), reverse=True) if p.exists())
+        if freed:
+            print(f"removed {pattern:40} {freed / 1e6:7.2f} MB  ({why})")
+        total += freed
+    for script in ("pip", "pip3", "pip3.11"):
+        (venv / "bin" / script).unlink(missing_ok=True)
+    if not keep_pyc:
+        freed = sum(remove(p) for p in list(root.rglob("__pycache__")))
+        print(f"removed {'**/__pycache__':40} {freed / 1e6:7.2f} MB  (no .pyc: see the size study)")
+        total += freed
+    print(f"trimmed {total / 1e6:.1f} MB from {root}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("venv", type=Path)
+    parser.add_argument("--model", type=Path, required=True, help="an ONNX model for the self-check")
+    parser.add_argument("--keep-pyc", action="store_true", help="keep precompiled bytecode")
+    args = parser.parse_args()
+    trim(args.venv, args.keep_pyc)
+    python = args.venv / "bin" / "python3"
+    subprocess.run([str(python), "-B", "-c", SELF_CHECK, str(args.model)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
