@@ -3,8 +3,10 @@
 Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--keep-pyc]``. Each
 removal below says why it is safe; the self-check at the end imports every runtime dependency
 and runs the model, so a trim that breaks the runtime fails the build instead of the container.
-Note: ``strip`` is deliberately NOT used: it breaks auditwheel-repaired libraries (numpy's
-bundled OpenBLAS then fails to import).
+Debug sections are stripped (``strip --strip-debug``, binutils in the builder) only from
+extension modules that carry them (uvloop: 13.6 → 1.9 MB), never from a wheel's vendored
+``*.libs`` directory: stripping auditwheel-repaired libraries breaks them (numpy then fails to
+import), a trap this script refuses to step into.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ REMOVALS: list[tuple[str, str]] = [
     ("numpy/typing", "typing helpers for type checkers (numpy._typing stays)"),
     ("numpy/_pyinstaller", "PyInstaller hooks"),
     ("numpy/doc", "documentation"),
+    ("numpy/random", "random generators: never imported by the service (numpy loads them lazily)"),
+    ("numpy/fft", "FFT: never imported"),
+    ("numpy/polynomial", "polynomials: never imported"),
+    ("numpy/ma", "masked arrays: never imported"),
+    ("numpy/testing", "numpy's test helpers"),
+    ("numpy/_core/_simd.*.so", "SIMD test module"),
+    ("numpy/_core/_*_tests.*.so", "test extension modules"),
+    ("google", "protobuf: needed by onnxruntime's tools (removed), never by inference"),
+    ("protobuf-*.dist-info", "protobuf's metadata"),
     ("pip", "the installer: the image never installs anything"),
     ("pip-*.dist-info", "pip's metadata"),
     ("setuptools", "build tooling"),
@@ -41,8 +52,13 @@ REMOVALS: list[tuple[str, str]] = [
 ]
 
 SELF_CHECK = """
-import sys, numpy as np, onnxruntime as ort
+import asyncio, sys, numpy as np, onnxruntime as ort
 import fastapi, uvicorn, uvloop, httptools, pydantic, pydantic_settings, prometheus_client, orjson, httpx, httpx_auth
+uvloop.new_event_loop().run_until_complete(asyncio.sleep(0))
+httptools.HttpRequestParser(object()).feed_data(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+httptools.parse_url(b"http://127.0.0.1:8000/predict?x=1")
+X = np.linspace(0, 1, 26, dtype=np.float32).reshape(2, 13)
+assert float(np.round(X, 3).sum()) > 0 and np.nonzero(X > 0.5)[0].size
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
 label, proba = session.run(None, {name: np.zeros((2, 13), dtype=np.float32)})
@@ -64,6 +80,24 @@ def remove(path: Path) -> int:
     return size
 
 
+def has_debug_sections(path: Path) -> bool:
+    sections = subprocess.run(["readelf", "-S", "-W", str(path)], capture_output=True, text=True, check=True).stdout
+    return ".debug_info" in sections
+
+
+def strip_debug(root: Path) -> int:
+    """``strip --strip-debug`` extension modules with debug sections, never vendored ``*.libs``."""
+    freed = 0
+    for path in sorted(root.rglob("*.so")):
+        if any(part.endswith(".libs") for part in path.relative_to(root).parts) or not has_debug_sections(path):
+            continue
+        before = path.stat().st_size
+        subprocess.run(["strip", "--strip-debug", str(path)], check=True)
+        freed += before - path.stat().st_size
+        print(f"stripped debug sections of {path.relative_to(root)}: {before / 1e6:.2f} → {path.stat().st_size / 1e6:.2f} MB")
+    return freed
+
+
 def trim(venv: Path, keep_pyc: bool) -> None:
     root = site_packages(venv)
     total = 0
@@ -72,6 +106,7 @@ def trim(venv: Path, keep_pyc: bool) -> None:
         if freed:
             print(f"removed {pattern:40} {freed / 1e6:7.2f} MB  ({why})")
         total += freed
+    total += strip_debug(root)
     for script in ("pip", "pip3", "pip3.11"):
         (venv / "bin" / script).unlink(missing_ok=True)
     if not keep_pyc:
