@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
+
+# ONNX Runtime >= 1.29 starts 1DS telemetry on import (a device-id file under $HOME, uploads).
+# A patient-data service sends nothing anywhere: opt out before the import (also set in images).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402
 
 from online_inference.card import ModelCard
 

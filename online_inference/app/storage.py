@@ -98,6 +98,8 @@ def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown:
         os.replace(tmp.name, target)
     except httpx.TransportError as error:
         raise StorageError(f"{shown}: {type(error).__name__}: {error}", transient=True) from error
+    except OSError as error:  # the cache dir (not writable, full) or the TLS trust store
+        raise StorageError(f"{shown}: {error.strerror or error}: {error.filename or policy.cache_dir}") from error
     return target
 
 

@@ -34,7 +34,9 @@ log() { echo "[stand-in bases] $*" >&2; }
 exists() { [ -z "${FORCE:-}" ] && $DOCKER image inspect "$1" >/dev/null 2>&1; }
 
 # The distroless filesystem has no shell to run maintainer scripts, so do on the host what they
-# and distroless's build do: users, CA bundle, ld.so.cache, python aliases, /tmp.
+# and distroless's build do: users, CA bundle, ld.so.cache, python aliases, /tmp; keep only the
+# copyright files of /usr/share/doc, as distroless does. (An extract-hook: mmdebstrap runs no
+# customize-hook for the extract variant.)
 DISTROLESS_HOOK='set -e; r="$1";
   printf "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n" > "$r/etc/passwd";
   printf "root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:65532:\n" > "$r/etc/group";
@@ -42,13 +44,14 @@ DISTROLESS_HOOK='set -e; r="$1";
   cat "$r"/usr/share/ca-certificates/mozilla/*.crt > "$r/etc/ssl/certs/ca-certificates.crt";
   ln -sf python3.11 "$r/usr/bin/python3"; ln -sf python3.11 "$r/usr/bin/python";
   ldconfig -r "$r";
-  rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/info" "$r/var/cache/apt" "$r/var/lib/apt/lists"'
+  find "$r/usr/share/doc" -type f ! -name copyright -delete;
+  rm -rf "$r/usr/share/man" "$r/usr/share/info" "$r/var/cache/apt" "$r/var/lib/apt/lists"'
 
 build_distroless() {
   exists "$STANDIN_DISTROLESS" && { log "reusing $STANDIN_DISTROLESS"; return; }
   log "building $STANDIN_DISTROLESS"
   mmdebstrap --quiet --variant=extract --include="$DISTROLESS_PACKAGES" \
-    --customize-hook="$DISTROLESS_HOOK" "$SUITE" - |
+    --extract-hook="$DISTROLESS_HOOK" "$SUITE" - |
     $DOCKER import \
       --change "ENV $PATH_ENV" --change "ENV LANG=C.UTF-8" \
       --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \

@@ -1,4 +1,5 @@
-"""Spec: the service imports neither scikit-learn nor pandas (its images do not ship them)."""
+"""Spec: the service imports neither scikit-learn nor pandas (its images do not ship them), and
+its runtime phones nowhere."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ def test_service_and_client_import_neither_sklearn_nor_pandas() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "", f"loaded: {result.stdout}"
+
+
+def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:
+    """ONNX Runtime's telemetry would write a device id under $HOME and upload: the service opts out."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path))
+    subprocess.run([sys.executable, "-c", "import online_inference.app.session"], check=True, env=env)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,61 @@
+"""Spec: the distroless image downloads its model from S3 at start-up (MODEL_URI, AWS_* at run
+time only) and serves it; a wrong pin fails without serving."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+
+from online_inference.app.config import BUNDLED_MODEL
+from online_inference.tests.docker.containers import HARDENED, running, wait_healthy
+from online_inference.tests.docker.test_images import assert_predicts_like_the_model
+from online_inference.tests.helpers import free_port, wait_until
+
+
+@pytest.fixture(scope="module")
+def s3_model() -> Iterator[dict[str, str]]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket="models", Key="heart/heart.onnx", Body=BUNDLED_MODEL.read_bytes())
+    yield {
+        "MODEL_URI": "s3://models/heart/heart.onnx",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_REGION": "eu-west-1",
+    }
+    server.stop()
+
+
+def test_distroless_serves_a_model_from_s3(images: dict[str, str], s3_model: dict[str, str], kaggle_csv: Path, tmp_path: Path) -> None:
+    pin = hashlib.sha256(BUNDLED_MODEL.read_bytes()).hexdigest()
+    with running(images["distroless"], *HARDENED, env={**s3_model, "MODEL_SHA256": pin}) as container:
+        assert httpx.get(container.url + "/health").json()["model"]["sha256"] == pin
+        assert_predicts_like_the_model(container.url, kaggle_csv, tmp_path)
+        logs = container.logs()
+        assert "fetched model s3://models/heart/heart.onnx" in logs
+        assert "testing-secret" not in logs
+
+
+def test_distroless_refuses_a_model_with_the_wrong_pin(images: dict[str, str], s3_model: dict[str, str]) -> None:
+    with running(images["distroless"], *HARDENED, env={**s3_model, "MODEL_SHA256": "f" * 64}, wait=False) as container:
+        def failed() -> bool:
+            body = httpx.get(container.url + "/health").json()
+            return body["status"] == "failed"
+
+        wait_until(failed, 30)
+        body = httpx.get(container.url + "/health").json()
+        assert "sha256 mismatch" in body["reason"]
+        with pytest.raises(AssertionError):
+            wait_healthy(container, 1)
