@@ -1,0 +1,106 @@
+"""``python -m online_inference.docs [--check]``: regenerate the README's generated sections.
+
+Sections sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``; each
+is rendered from its source (the settings class, the bundled model card, the size study and the
+benchmark results), so no table in the README is typed by hand. ``--check`` fails when stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from online_inference.app.config import BUNDLED_MODEL, Settings
+from online_inference.app.session import ModelSession
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SIZE_SUMMARY = Path(__file__).resolve().parent / "docker" / "results" / "size_summary.md"
+BENCH_SUMMARY = Path(__file__).resolve().parent / "bench" / "results" / "summary.md"
+SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
+
+
+def render_config() -> str:
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "the bundled model" if name == "MODEL_URI" else ("unset" if default is None else f"`{default}`")
+        rows.append(f"| `{name}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+def render_card() -> str:
+    card = ModelSession(BUNDLED_MODEL.read_bytes()).card
+    m = card.metrics
+    lines = [
+        f"**{card.name}** {card.version} — {card.description}",
+        "",
+        f"- Classifier: `{card.classifier}({', '.join(f'{k}={v}' for k, v in card.classifier_params.items())})`, "
+        f"chosen by stratified {m.cv_folds}-fold CV ROC AUC: **{m.roc_auc_mean:.4f} ± {m.roc_auc_std:.4f}** "
+        f"(accuracy {m.accuracy_mean:.4f} ± {m.accuracy_std:.4f})",
+        f"- Trained on {card.training_data['rows']} rows of `{card.training_data['source']}`",
+        f"- ONNX: input `{card.input_name}` float32 `[N, {len(card.features)}]`; outputs `{card.label_output}` "
+        f"(int64) and `{card.probability_output}` (float32 `[N, {len(card.classes)}]`); sha256 `{card.sha256}`",
+        f"- Built with {', '.join(f'{k} {v}' for k, v in card.libraries.items())}",
+        "",
+        "| # | Feature | Kind | Meaning | Codes | Accepted (400 outside) | Training range (warns outside) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, f in enumerate(card.features):
+        codes = ", ".join(f"{k} {v}" for k, v in f.codes.items()) if f.codes else ""
+        unit = f" ({f.unit})" if f.unit else ""
+        lines.append(
+            f"| {i} | `{f.name}` | {f.kind} | {f.description}{unit} | {codes} | "
+            f"[{f.bounds.min:g}, {f.bounds.max:g}] | [{f.training.min:g}, {f.training.max:g}] |"
+        )
+    return "\n".join(lines)
+
+
+def render_file(path: Path, how: str) -> Callable[[], str]:
+    def render() -> str:
+        if not path.exists():
+            return f"_Not measured yet: run `{how}`._"
+        return path.read_text().strip()
+
+    return render
+
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "config": render_config,
+    "card": render_card,
+    "size": render_file(SIZE_SUMMARY, "make size-report"),
+    "bench": render_file(BENCH_SUMMARY, "make bench"),
+}
+
+
+def regenerate(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        render = RENDERERS.get(match["name"])
+        if render is None:
+            raise SystemExit(f"README: unknown generated section {match['name']!r}")
+        return f"{match.group(1)}{render()}\n{match.group(4)}"
+
+    return SECTION.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the README is not up to date")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    fresh = regenerate(current)
+    if args.check:
+        if fresh != current:
+            print("README.md is stale: run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(fresh)
+    print(f"regenerated {', '.join(m['name'] for m in SECTION.finditer(fresh))} in {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Spec: the README's generated tables are current, and its curl examples work verbatim (against a
+live server; only the port differs) and answer exactly what the README shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
+from online_inference.docs import README
+from online_inference.docs import main as docs_main
+from online_inference.tests.helpers import bundled_session, live_server
+
+BLOCK = re.compile(r"```(?P<lang>bash|json)\n(?P<body>.*?)```", re.S)
+
+
+def curl_examples() -> list[tuple[str, str | None]]:
+    """Each single-line curl example, with the JSON block that follows it (if any)."""
+    blocks = [(m["lang"], m["body"].strip()) for m in BLOCK.finditer(README.read_text())]
+    examples = []
+    for i, (lang, body) in enumerate(blocks):
+        if lang == "bash" and body.startswith("curl ") and "\n" not in body:
+            following = blocks[i + 1] if i + 1 < len(blocks) else None
+            examples.append((body, following[1] if following and following[0] == "json" else None))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def server_port() -> Iterator[int]:
+    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def test_generated_sections_are_current() -> None:
+    assert docs_main(["--check"]) == 0, "run `make docs`"
+
+
+def test_readme_has_curl_examples() -> None:
+    assert len(curl_examples()) >= 5
+
+
+@pytest.mark.parametrize(("command", "shown"), curl_examples(), ids=lambda v: (v or "")[:60])
+def test_curl_example_works_verbatim(server_port: int, command: str, shown: str | None) -> None:
+    assert shutil.which("curl"), "curl is needed to run the README's examples"
+    local = command.replace("127.0.0.1:8000", f"127.0.0.1:{server_port}")
+    result = subprocess.run(local, shell=True, capture_output=True, text=True, check=True, timeout=30)
+    answer = json.loads(result.stdout)
+    assert "error" not in answer or "problems" in answer, answer
+    if shown is not None:
+        assert answer == json.loads(shown), "the README shows a different answer"
+
+
+def test_readme_names_the_two_commands() -> None:
+    text = README.read_text()
+    assert "make serve" in text and "make test" in text
+    assert Path(README).parent.joinpath(".ci", "run").read_text().rstrip().endswith("make test")
