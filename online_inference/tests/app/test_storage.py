@@ -9,6 +9,7 @@ import http.server
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from online_inference.app.main import create_app
 from online_inference.app.storage import FetchPolicy, StorageError, fetch_model, redact
 from online_inference.tests.helpers import bundled_card, free_port, valid_row, wait_until
 
-BUCKET, KEY = "models", "heart/v1/heart.onnx"
+BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/v1/heart.onnx"  # moto's state is per process
 SECRET = "s3cr3t-never-logged"
 MODEL_BYTES = BUNDLED_MODEL.read_bytes()
 MODEL_SHA256 = hashlib.sha256(MODEL_BYTES).hexdigest()

@@ -4,6 +4,7 @@ time only) and serves it; a wrong pin fails without serving."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +27,11 @@ def s3_model() -> Iterator[dict[str, str]]:
     endpoint = f"http://127.0.0.1:{port}"
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing-secret")
-    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.put_object(Bucket="models", Key="heart/heart.onnx", Body=BUNDLED_MODEL.read_bytes())
+    bucket = f"container-models-{uuid.uuid4().hex[:8]}"  # moto's state is per process: no clash
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket=bucket, Key="heart/heart.onnx", Body=BUNDLED_MODEL.read_bytes())
     yield {
-        "MODEL_URI": "s3://models/heart/heart.onnx",
+        "MODEL_URI": f"s3://{bucket}/heart/heart.onnx",
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing-secret",
@@ -44,7 +46,7 @@ def test_distroless_serves_a_model_from_s3(images: dict[str, str], s3_model: dic
         assert httpx.get(container.url + "/health").json()["model"]["sha256"] == pin
         assert_predicts_like_the_model(container.url, kaggle_csv, tmp_path)
         logs = container.logs()
-        assert "fetched model s3://models/heart/heart.onnx" in logs
+        assert f"fetched model {s3_model['MODEL_URI']}" in logs
         assert "testing-secret" not in logs
 
 
