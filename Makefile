@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model client docs lock clean
+.PHONY: help serve test test-fast model client docs bench lock clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
 	@echo "make test    run every test (unit, live-server, export parity, containers)"
 	@echo "make model   re-train and export online_inference/model/heart.onnx"
+	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
+	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
 	@echo "make docs    regenerate the README's generated tables"
 	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
 	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
@@ -45,6 +47,11 @@ model: $(VENV)/.dev
 
 # Regenerate the README's tables (settings, model card, size study, benchmark) from their sources.
 docs: $(VENV)/.runtime
+	$(PY) -m online_inference.docs
+
+# The benchmark against the scikit-learn baseline (needs wrk and taskset); refreshes the README.
+bench: $(VENV)/.dev
+	$(PY) -m online_inference.bench.run_bench $(BENCH_ARGS)
 	$(PY) -m online_inference.docs
 
 CSV ?= ../shared/data/heart_cleveland_upload.csv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from online_inference.app.errors import PayloadTooLarge, render_error
@@ -69,6 +70,8 @@ class ServiceMiddleware:
                 await render_error(too_large)(scope, receive, send_tracking)
             else:
                 await self.app(scope, receive_limited, send_tracking)
+        except ClientDisconnect:
+            status = 499  # the client went away mid-request: nothing to answer, nothing to log
         finally:
             self.metrics.observe_request(route_of(scope), scope["method"], status, time.perf_counter() - started)
 

@@ -35,7 +35,12 @@ FILE_full := online_inference/Dockerfile
 FILE_slim := online_inference/Dockerfile.slim
 FILE_distroless := online_inference/Dockerfile.distroless
 
-.PHONY: images bases push $(addprefix image-,$(VARIANTS))
+.PHONY: images bases push size-report $(addprefix image-,$(VARIANTS))
+
+# The image-size study: builds every step, measures it, writes online_inference/SIZE_REPORT.md.
+size-report: $(VENV)/.dev bases
+	$(PY) -m online_inference.docker.size_study
+	$(PY) -m online_inference.docs
 
 bases:
 ifeq ($(OFFLINE),1)
@@ -46,7 +51,7 @@ endif
 images: $(addprefix image-,$(VARIANTS))
 
 $(addprefix image-,$(VARIANTS)): image-%: bases
-	$(DOCKER) build $(BUILD_ARGS) $(ARGS_$*) -f $(FILE_$*) -t $(IMAGE):$* .
+	$(DOCKER) build $(BUILD_ARGS) $(ARGS_$*) $(EXTRA_BUILD_ARGS) -f $(FILE_$*) -t $(IMAGE):$*$(TAG_SUFFIX) .
 
 push:
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=docker.io/<user> (or 127.0.0.1:5000/ns)"; exit 2; }

@@ -1,6 +1,6 @@
 """Remove from a runtime venv what the service never loads, then prove the service still works.
 
-Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--keep-pyc]``. Each
+Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--pyc 1]``. Each
 removal below says why it is safe; the self-check at the end imports every runtime dependency
 and runs the model, so a trim that breaks the runtime fails the build instead of the container.
 Debug sections are stripped (``strip --strip-debug``, binutils in the builder) only from
@@ -120,9 +120,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("venv", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="an ONNX model for the self-check")
-    parser.add_argument("--keep-pyc", action="store_true", help="keep precompiled bytecode")
+    parser.add_argument("--pyc", choices=("0", "1"), default="0", help="1: keep precompiled bytecode")
     args = parser.parse_args()
-    trim(args.venv, args.keep_pyc)
+    trim(args.venv, keep_pyc=args.pyc == "1")
     python = args.venv / "bin" / "python3"
     subprocess.run([str(python), "-B", "-c", SELF_CHECK, str(args.model)], check=True)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +15,10 @@ from fastapi import FastAPI
 
 from online_inference.app.config import BUNDLED_MODEL
 from online_inference.app.session import ModelSession
+from online_inference.docker.dockercli import free_port
 from online_inference.card import ModelCard
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bundled_session() -> ModelSession:

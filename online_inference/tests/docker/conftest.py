@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.tests.docker.containers import DOCKER, IMAGE, VARIANTS, engine_available, make
+from online_inference.docker.dockercli import DOCKER, IMAGE, VARIANTS, engine_available, make
 from online_inference.tests.helpers import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent

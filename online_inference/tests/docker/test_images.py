@@ -19,7 +19,7 @@ import pytest
 
 from online_inference.client import main as client_main
 from online_inference.export.data import load_kaggle_csv
-from online_inference.tests.docker.containers import HARDENED, VARIANTS, docker, inspect, running
+from online_inference.docker.dockercli import HARDENED, VARIANTS, docker, inspect, running
 from online_inference.tests.helpers import bundled_session
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -114,6 +114,6 @@ def assert_no_host_ca_bundle(image: str) -> None:
 
 
 def docker_binary() -> str:
-    from online_inference.tests.docker.containers import DOCKER
+    from online_inference.docker.dockercli import DOCKER
 
     return DOCKER

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.tests.docker.containers import HARDENED, IMAGE, VARIANTS, docker, make, running
+from online_inference.docker.dockercli import HARDENED, IMAGE, VARIANTS, docker, make, running
 from online_inference.tests.docker.test_images import assert_predicts_like_the_model
 
 

@@ -14,7 +14,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from online_inference.app.config import BUNDLED_MODEL
-from online_inference.tests.docker.containers import HARDENED, running, wait_healthy
+from online_inference.docker.dockercli import HARDENED, running, wait_healthy
 from online_inference.tests.docker.test_images import assert_predicts_like_the_model
 from online_inference.tests.helpers import free_port, wait_until
 

@@ -1,4 +1,5 @@
-"""Docker helpers for the container tests: the CLI, images built by the Makefile, running containers."""
+"""Docker helpers for the size study, the benchmark and the container tests: the CLI, the
+Makefile, and containers run on a free 127.0.0.1 port with host networking."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import socket
+
 import httpx
 
-from online_inference.tests.helpers import free_port
-
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("IMAGE", "heart-inference")
 VARIANTS = ("full", "slim", "distroless")
 HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,48 @@
+"""Markdown summary of ``results/bench.json`` for the README (nothing typed by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def mark(ok: bool) -> str:
+    return "✅" if ok else "❌"
+
+
+def render_summary(r: dict[str, Any]) -> str:
+    s, t = r["scenarios"], r["targets"]
+    single, c1, batch = s["single_c32"], s["single_c1"], s["batch1000_c32"]
+    settings = r["settings"]
+    rows = [
+        "| Scenario | ONNX service | scikit-learn baseline | Ratio (median of rounds) |",
+        "|---|---:|---:|---:|",
+        f"| 1 row/request, 32 connections | {single['onnx']['rps']:,.0f} req/s | {single['baseline']['rps']:,.0f} req/s | {single['ratio_median']:.1f}× |",
+        f"| 1 row/request, 1 connection | {c1['onnx']['rps']:,.0f} req/s, p50 {c1['onnx']['p50_ms']:.2f} ms, p99 {c1['onnx']['p99_ms']:.2f} ms "
+        f"| {c1['baseline']['rps']:,.0f} req/s, p50 {c1['baseline']['p50_ms']:.2f} ms, p99 {c1['baseline']['p99_ms']:.2f} ms | {c1['ratio_median']:.1f}× |",
+        f"| 1000 rows/request, 32 connections | {batch['onnx']['rows_per_s']:,.0f} rows/s | {batch['baseline']['rows_per_s']:,.0f} rows/s | {batch['ratio_median']:.1f}× |",
+        f"| cold start (process → /health 200, median) | {r['cold_start_s']['onnx']['median']:.2f} s | {r['cold_start_s']['baseline']['median']:.2f} s | |",
+        f"| peak RSS | {r['peak_rss_mb']['onnx']:.0f} MB | {r['peak_rss_mb']['baseline']:.0f} MB | |",
+        f"| WORKERS=2, 1 row, 32 connections | {r['workers2']['rps']:,.0f} req/s ({r['workers2']['vs_workers1']:.2f}× WORKERS=1; shares a core with wrk) | | |",
+    ]
+    errors = sum(sc[k]["errors"] for sc in s.values() for k in ("onnx", "baseline"))
+    targets = [
+        "| Target | Goal | Measured | |",
+        "|---|---|---:|---|",
+        f"| single-row req/s vs baseline | ≥ {t['single_rps_ratio']:g}× | {single['ratio_median']:.1f}× | {mark(single['ratio_median'] >= t['single_rps_ratio'])} |",
+        f"| batch rows/s vs baseline | ≥ {t['batch_rows_ratio']:g}× | {batch['ratio_median']:.1f}× | {mark(batch['ratio_median'] >= t['batch_rows_ratio'])} |",
+        f"| p99 at 1 connection | ≤ {t['p99_c1_ms']:g} ms | {c1['onnx']['p99_ms']:.2f} ms | {mark(c1['onnx']['p99_ms'] <= t['p99_c1_ms'])} |",
+        f"| cold start | ≤ {t['cold_start_s']:g} s | {r['cold_start_s']['onnx']['median']:.2f} s | {mark(r['cold_start_s']['onnx']['median'] <= t['cold_start_s'])} |",
+        f"| peak RSS | ≤ {t['peak_rss_mb']:g} MB | {r['peak_rss_mb']['onnx']:.0f} MB | {mark(r['peak_rss_mb']['onnx'] <= t['peak_rss_mb'])} |",
+    ]
+    quick = " **(quick run: not representative)**" if settings["quick"] else ""
+    return "\n".join([
+        f"Measured by `make bench`{quick}: each service with WORKERS=1 pinned to one core, wrk on the other; "
+        f"{settings['rounds']} alternating A/B rounds of {settings['seconds']:g} s per scenario; "
+        f"the baseline is FastAPI + scikit-learn + pandas with the same pipeline and contract "
+        f"(`online_inference/bench/baseline_app.py`). Both gave the same predictions on {r['parity']['rows']} rows "
+        f"(max |Δp| {r['parity']['max_abs_probability_delta']:.1g}); socket errors and non-2xx answers: {errors}.",
+        "",
+        *rows,
+        "",
+        *targets,
+    ])

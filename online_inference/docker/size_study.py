@@ -1,0 +1,124 @@
+"""``python -m online_inference.docker.size_study`` (``make size-report``): the image-size study.
+
+Builds every step from the conventional full image to the shipped distroless one with the same
+Makefile targets users run, measures each (uncompressed and gzipped, above its base, per layer,
+largest packages), smoke-tests it (health + a prediction, read-only) with its start-up time, and
+writes ``online_inference/SIZE_REPORT.md``, ``results/size.json`` and the README's summary. No
+figure is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from online_inference.docker.dockercli import ROOT, inspect, make
+from online_inference.docker.measure import MB, ImageMeasure, measure
+from online_inference.docker.size_render import render_report, render_summary
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+REPORT = HERE.parent / "SIZE_REPORT.md"
+OFFICIAL = json.loads((HERE / "official_bases.json").read_text())
+STUDY_IMAGE = "heart-study"
+SINGLE = "online_inference/docker/study/Dockerfile.single"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    what: str
+    target: str  # the Makefile's image-<variant>
+    overrides: dict[str, str]
+
+
+STEPS = (
+    Step("full", "python:3.11 + the scikit-learn stack, single stage (the shipped `full`: the baseline)", "full", {}),
+    Step("slim-sklearn", "python:3.11-slim base, same scikit-learn stack, single stage", "slim",
+         {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/export.txt"}),
+    Step("slim-onnx", "ONNX Runtime instead of scikit-learn / scipy / pandas, single stage", "slim",
+         {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/runtime.txt"}),
+    Step("slim-multistage", "multi-stage: venv built apart, no pip cache, no compilers", "slim",
+         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0"}),
+    Step("slim", "+ trim what the runtime never loads (the shipped `slim`)", "slim", {}),
+    Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed", "distroless",
+         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0"}),
+    Step("distroless", "+ trim (the shipped `distroless`)", "distroless", {}),
+    Step("distroless-pyc", "the same with precompiled .pyc (the .pyc policy)", "distroless",
+         {"EXTRA_BUILD_ARGS": "--build-arg PYC=1"}),
+)
+
+S3_CLIENTS = {
+    "httpx + httpx-auth (chosen)": ["httpx", "httpx-auth"],
+    "obstore": ["obstore"],
+    "boto3": ["boto3"],
+}
+
+
+def log(message: str) -> None:
+    print(f"[size-study] {message}", file=sys.stderr, flush=True)
+
+
+def build(step: Step) -> str:
+    tag = f"{STUDY_IMAGE}:{step.target}-{step.name}"
+    variables = {"IMAGE": STUDY_IMAGE, "TAG_SUFFIX": f"-{step.name}", **step.overrides}
+    for name in ("DOCKER", "OFFLINE", "PIP_CERT"):
+        if os.environ.get(name):
+            variables[name] = os.environ[name]
+    started = time.perf_counter()
+    make(f"image-{step.target}", **variables)
+    log(f"built {tag} in {time.perf_counter() - started:.0f}s")
+    return tag
+
+
+def base_of(image: str) -> str:
+    return inspect(image)["Config"]["Labels"]["org.opencontainers.image.base.name"]
+
+
+def installed_size(packages: list[str]) -> tuple[float, list[str]]:
+    """MB that ``pip install`` of these packages (with their dependencies) puts on disk."""
+    with tempfile.TemporaryDirectory() as target:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+             "--only-binary=:all:", "--target", target, *packages],
+            check=True, capture_output=True, timeout=600,
+        )
+        root = Path(target)
+        total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        dists = sorted(p.name.removesuffix(".dist-info") for p in root.glob("*.dist-info"))
+    return total / MB, dists
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    measures: dict[str, ImageMeasure] = {}
+    for step in STEPS:
+        image = build(step)
+        log(f"measuring {image}")
+        measures[step.name] = measure(image, base_of(image))
+    log("measuring S3 clients")
+    clients = {label: installed_size(pkgs) for label, pkgs in S3_CLIENTS.items()}
+    data = {
+        "steps": {step.name: {"what": step.what, **asdict(measures[step.name])} for step in STEPS},
+        "s3_clients": {label: {"mb": mb, "distributions": dists} for label, (mb, dists) in clients.items()},
+        "official_bases": OFFICIAL,
+    }
+    (RESULTS / "size.json").write_text(json.dumps(data, indent=1) + "\n")
+    REPORT.write_text(render_report(data))
+    (RESULTS / "size_summary.md").write_text(render_summary(data))
+    log(f"wrote {REPORT.relative_to(ROOT)} and {(RESULTS / 'size_summary.md').relative_to(ROOT)}")
+    failed = [name for name, m in measures.items() if m.smoke != "ok"]
+    if failed:
+        log(f"smoke test FAILED for {failed}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Spec: size budgets, enforced on the images CI builds: the distroless image adds ≤ 100 MB above
+its runtime base and gzips whole to ≤ 60 MB; the slim image adds ≤ 110 MB; every image carries
+the OCI label naming its runtime base."""
+
+from __future__ import annotations
+
+import pytest
+
+from online_inference.docker.dockercli import inspect
+from online_inference.docker.measure import MB, layer_gzip_sizes
+from online_inference.docker.size_render import BUDGETS
+
+
+def base_of(image: str) -> str:
+    return inspect(image)["Config"]["Labels"]["org.opencontainers.image.base.name"]
+
+
+def added_mb(image: str) -> float:
+    return (inspect(image)["Size"] - inspect(base_of(image))["Size"]) / MB
+
+
+@pytest.mark.parametrize("variant", ["full", "slim", "distroless"])
+def test_every_image_names_its_runtime_base(images: dict[str, str], variant: str) -> None:
+    assert inspect(base_of(images[variant]))["Id"]
+
+
+def test_distroless_adds_at_most_100_mb(images: dict[str, str]) -> None:
+    assert added_mb(images["distroless"]) <= BUDGETS["distroless_added_mb"]
+
+
+def test_distroless_gzips_to_at_most_60_mb(images: dict[str, str]) -> None:
+    assert sum(layer_gzip_sizes(images["distroless"]).values()) / MB <= BUDGETS["distroless_gzip_mb"]
+
+
+def test_slim_adds_at_most_110_mb(images: dict[str, str]) -> None:
+    assert added_mb(images["slim"]) <= BUDGETS["slim_added_mb"]

@@ -1,0 +1,29 @@
+"""Spec: the benchmark runs (briefly here; `make bench` runs it for real): both services answer,
+give the same predictions, and the results and the README summary are written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from online_inference.bench.run_bench import main as bench_main
+
+
+@pytest.mark.slow
+def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"missing {missing}: .ci/run installs wrk")
+        pytest.skip(f"missing {missing} (apt-get install wrk)")
+    assert bench_main(["--quick", "--output", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["parity"]["same_labels"] == results["parity"]["rows"] == 297
+    for scenario in results["scenarios"].values():
+        assert scenario["onnx"]["rps"] > 0 and scenario["baseline"]["rps"] > 0
+        assert scenario["onnx"]["errors"] == 0
+    assert "| 1 row/request, 32 connections |" in (tmp_path / "summary.md").read_text()

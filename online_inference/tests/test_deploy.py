@@ -1,0 +1,147 @@
+"""Spec: the Kubernetes and KServe manifests validate offline against the Kubernetes schemas; the
+InferenceService's predictor runs the same container as the Deployment; probes point at real
+routes; the grace period covers the server's; memory is sized from the measured RSS; checkov
+passes on manifests and Dockerfiles, every suppression with a reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
+from online_inference.bench.run_bench import RESULTS as BENCH_RESULTS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "online_inference" / "deploy"
+K8S_VERSION = "1.33"
+MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+KSERVE = DEPLOY / "kserve" / "inferenceservice.yaml"
+
+
+def load_all(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def objects() -> list[dict[str, Any]]:
+    return [obj for path in MANIFESTS for obj in load_all(path)]
+
+
+def by_kind(kind: str) -> dict[str, Any]:
+    return next(obj for obj in objects() if obj["kind"] == kind)
+
+
+def deployment_pod() -> dict[str, Any]:
+    return by_kind("Deployment")["spec"]["template"]["spec"]
+
+
+def predictor() -> dict[str, Any]:
+    return load_all(KSERVE)[0]["spec"]["predictor"]
+
+
+@pytest.mark.parametrize("obj", objects(), ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+def test_manifest_validates_against_the_kubernetes_schema(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_the_expected_objects_are_shipped() -> None:
+    kinds = {obj["kind"] for obj in objects()}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+
+
+def test_kserve_predictor_is_a_valid_pod_spec() -> None:
+    spec = {k: v for k, v in predictor().items() if k not in ("minReplicas", "maxReplicas")}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": spec}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert load_all(KSERVE)[0]["apiVersion"] == "serving.kserve.io/v1beta1"
+
+
+def test_kserve_predictor_runs_the_deployments_container() -> None:
+    ours = copy.deepcopy(deployment_pod()["containers"][0])
+    theirs = copy.deepcopy(predictor()["containers"][0])
+    assert theirs.pop("name") == "kserve-container"
+    ours.pop("name")
+    assert theirs == ours, "image, env, probes, port, resources and security context must match"
+    for key in ("securityContext", "volumes", "terminationGracePeriodSeconds", "automountServiceAccountToken"):
+        assert predictor()[key] == deployment_pod()[key], key
+
+
+def test_probes_point_at_real_routes() -> None:
+    paths = set(create_app(Settings()).openapi()["paths"])
+    container = deployment_pod()["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in paths
+
+
+def test_startup_probe_outlasts_a_download_with_all_retries() -> None:
+    s = Settings()
+    probe = deployment_pod()["containers"][0]["startupProbe"]
+    backoff = sum(s.MODEL_LOAD_BACKOFF_SECONDS * 2**i for i in range(s.MODEL_LOAD_ATTEMPTS - 1))
+    worst = s.MODEL_LOAD_ATTEMPTS * s.MODEL_LOAD_TIMEOUT_SECONDS + backoff
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= worst
+
+
+def test_grace_period_covers_the_servers() -> None:
+    assert deployment_pod()["terminationGracePeriodSeconds"] > Settings().TIMEOUT_GRACEFUL_SHUTDOWN
+
+
+def test_pod_is_hardened() -> None:
+    pod = deployment_pod()
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 65532
+    assert container["securityContext"]["readOnlyRootFilesystem"]
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    secret_env = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert {"MODEL_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secret_env
+
+
+def memory_mib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * (1024 if unit == "Gi" else 1)
+
+
+def test_memory_is_sized_from_the_measured_rss() -> None:
+    results = BENCH_RESULTS / "bench.json"
+    if not results.exists():
+        pytest.fail("no benchmark results: run `make bench`")
+    peak_mb = json.loads(results.read_text())["peak_rss_mb"]["onnx"]
+    resources = deployment_pod()["containers"][0]["resources"]
+    assert memory_mib(resources["requests"]["memory"]) >= peak_mb * 1.2
+    assert memory_mib(resources["limits"]["memory"]) >= peak_mb * 2
+
+
+def checkov(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("checkov") or str(Path(sys.executable).parent / "checkov")
+    return subprocess.run([binary, "--compact", "--quiet", "--skip-download", "--output", "json", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.parametrize(("directory", "framework"), [("online_inference/deploy", "kubernetes"), ("online_inference", "dockerfile")])
+def test_checkov_passes(directory: str, framework: str) -> None:
+    result = checkov("-d", directory, "--framework", framework)
+    report = json.loads(result.stdout)
+    summary = report["summary"] if isinstance(report, dict) else report[0]["summary"]
+    assert summary["failed"] == 0 and summary["passed"] > 0, result.stdout[-3000:]
+
+
+def test_every_checkov_suppression_has_a_reason() -> None:
+    texts = [p.read_text() for p in [*MANIFESTS, KSERVE, *(ROOT / "online_inference").rglob("Dockerfile*")]]
+    for text in texts:
+        for match in re.finditer(r"checkov:skip=(CKV\w+):?(.*)", text):
+            assert len(match.group(2).strip()) > 20, match.group(0)
+        for match in re.finditer(r'checkov\.io/skip\d+: "(CKV\w+)=(.*)"', text):
+            assert len(match.group(2).strip()) > 20, match.group(0)
