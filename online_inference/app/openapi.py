@@ -14,8 +14,7 @@ def predict_body(plane: DataPlane) -> dict[str, Any] | None:
     """The request body of ``/predict`` as the loaded card describes it (None until loaded)."""
     if plane.served is None:
         return None
-    model = plane.served.schema.request_model
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = dict(plane.served.schema.request_json_schema)
     examples = schema.get("examples", [])
     return {
         "required": True,

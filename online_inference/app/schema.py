@@ -52,7 +52,12 @@ def build_instance_type(card: ModelCard) -> Any:
 
 
 def build_request_model(card: ModelCard, max_rows: int) -> type[BaseModel]:
-    """The ``/predict`` body: ``features`` + ``data`` rows, or ``instances`` objects."""
+    """The ``/predict`` body as validated: ``features`` + ``data`` rows, or ``instances`` objects.
+
+    One model with both forms (no union), so that every error names its row and feature; the
+    form and the feature order are checked first, on the raw object. Absent fields default to
+    None, but an explicit ``null`` is a type error.
+    """
     expected = card.feature_names
 
     def check_form(body: Any) -> Any:
@@ -67,24 +72,40 @@ def build_request_model(card: ModelCard, max_rows: int) -> type[BaseModel]:
             raise ValueError(f"'features' must list the model's features in this order: {expected}")
         return body
 
-    example_row = [f.example for f in card.features]
     rows = {"min_length": 1, "max_length": max_rows}
     return create_model(  # type: ignore[call-overload, no-any-return]
         "PredictRequest",
-        __config__=ConfigDict(
-            extra="forbid",
-            json_schema_extra={
-                "examples": [
-                    {"features": expected, "data": [example_row]},
-                    {"instances": [dict(zip(expected, example_row))]},
-                ]
-            },
-        ),
+        __config__=ConfigDict(extra="forbid"),
         __validators__={"check_form": model_validator(mode="before")(check_form)},
-        features=(list[str] | None, Field(None, description=f"Exactly {expected}")),
-        data=(list[build_row_type(card)] | None, Field(None, **rows)),  # type: ignore[misc]
-        instances=(list[build_instance_type(card)] | None, Field(None, **rows)),  # type: ignore[misc]
+        features=(list[str], Field(None)),
+        data=(list[build_row_type(card)], Field(None, **rows)),  # type: ignore[misc]
+        instances=(list[build_instance_type(card)], Field(None, **rows)),  # type: ignore[misc]
     )
+
+
+def build_request_json_schema(card: ModelCard, max_rows: int) -> dict[str, Any]:
+    """The same contract for OpenAPI: exactly one of the two forms, ``features`` a constant."""
+    expected = card.feature_names
+    rows = {"min_length": 1, "max_length": max_rows}
+    by_rows = create_model(  # type: ignore[call-overload]
+        "PredictRows",
+        __config__=ConfigDict(extra="forbid"),
+        features=(list[str], Field(json_schema_extra={"const": expected}, description="Exactly the model's features, in order.")),
+        data=(list[build_row_type(card)], Field(**rows, description="One row of 13 numbers per patient.")),  # type: ignore[misc]
+    )
+    by_instances = create_model(  # type: ignore[call-overload]
+        "PredictInstances",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(list[build_instance_type(card)], Field(**rows, description="One object per patient.")),  # type: ignore[misc]
+    )
+    schema = TypeAdapter(by_rows | by_instances).json_schema(ref_template="#/components/schemas/{model}")
+    schema["oneOf"] = schema.pop("anyOf")
+    example_row = [f.example for f in card.features]
+    schema["examples"] = [
+        {"features": expected, "data": [example_row]},
+        {"instances": [dict(zip(expected, example_row))]},
+    ]
+    return schema
 
 
 class InputSchema:
@@ -94,8 +115,8 @@ class InputSchema:
         self.card = card
         self.names = card.feature_names
         self.max_rows = max_rows
-        self.request_model = build_request_model(card, max_rows)
-        self.request_adapter = TypeAdapter(self.request_model)
+        self.request_adapter = TypeAdapter(build_request_model(card, max_rows))
+        self.request_json_schema = build_request_json_schema(card, max_rows)
         self.rows_adapter = TypeAdapter(list[build_row_type(card)])  # type: ignore[misc]
         self.by_name = {f.name: f for f in card.features}
         self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)

@@ -12,10 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from online_inference import __version__
 from online_inference.app.deps import DataPlaneDep
 from online_inference.app.errors import InvalidInput, Problem
-from online_inference.app.responses import ERROR_RESPONSES, json_response
+from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"])
+
+MODEL_RESPONSES = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "No model of that name is served."}}
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not ready: the model is loading or failed."}}
 
 SERVER_NAME = "heart-online-inference"
 
@@ -136,7 +139,7 @@ async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", summary="Readiness: the model is loaded and checked")
+@router.get("/health/ready", summary="Readiness: the model is loaded and checked", responses=READY_RESPONSES)
 async def ready(plane: DataPlaneDep) -> Response:
     is_ready = plane.served is not None
     return json_response({"ready": is_ready}, 200 if is_ready else 503)
@@ -147,7 +150,7 @@ async def server_metadata() -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": []})
 
 
-@router.get("/models/{name}", summary="Model metadata", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+@router.get("/models/{name}", summary="Model metadata", response_model=ModelMetadata, responses=MODEL_RESPONSES)
 async def model_metadata(name: str, plane: DataPlaneDep) -> Response:
     card = plane.ready_named(name).card
     width = len(card.features)
@@ -164,7 +167,7 @@ async def model_metadata(name: str, plane: DataPlaneDep) -> Response:
     return json_response(metadata.model_dump())
 
 
-@router.get("/models/{name}/ready", summary="Model readiness")
+@router.get("/models/{name}/ready", summary="Model readiness", responses=MODEL_RESPONSES)
 async def model_ready(name: str, plane: DataPlaneDep) -> Response:
     plane.ready_named(name)
     return json_response({"name": name, "ready": True})
@@ -174,7 +177,7 @@ async def model_ready(name: str, plane: DataPlaneDep) -> Response:
     "/models/{name}/infer",
     summary="Inference: FP32 [N, 13] in, labels and probabilities out",
     response_model=InferenceResponse,
-    responses=ERROR_RESPONSES,
+    responses=MODEL_RESPONSES,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}}}},
 )
 async def infer(name: str, request: Request, plane: DataPlaneDep) -> Response:
