@@ -57,8 +57,8 @@ class Feature(BaseModel):
             raise ValueError(f"{self.name}: a numeric feature has no codes")
         if self.kind != "numeric" and not self.codes:
             raise ValueError(f"{self.name}: a {self.kind} feature needs its codes")
-        if self.codes and (min(self.codes), max(self.codes)) != (self.bounds.min, self.bounds.max):
-            raise ValueError(f"{self.name}: bounds must span exactly the codes")
+        if self.codes and sorted(self.codes) != list(range(int(self.bounds.min), int(self.bounds.max) + 1)):
+            raise ValueError(f"{self.name}: codes must be every integer from bounds.min to bounds.max")
         if not (self.bounds.contains(self.training.min) and self.bounds.contains(self.training.max)):
             raise ValueError(f"{self.name}: bounds are stricter than the training data")
         if not self.bounds.contains(self.example):

@@ -9,6 +9,7 @@ import uvicorn
 
 from online_inference.app.config import get_settings
 from online_inference.app.main import configure_logging, create_app
+from online_inference.app.protocol import HeaderTimeoutProtocol
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
         timeout_graceful_shutdown=settings.TIMEOUT_GRACEFUL_SHUTDOWN,
         limit_concurrency=settings.LIMIT_CONCURRENCY,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol,
         server_header=False,
     )
     if settings.WORKERS == 1:

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     TIMEOUT_KEEP_ALIVE: int = Field(
         default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
     )
+    TIMEOUT_HEADERS: float = Field(
+        default=10.0, gt=0, description="Seconds a client gets to send a request's headers (slowloris)."
+    )
     TIMEOUT_GRACEFUL_SHUTDOWN: int = Field(
         default=20, ge=1, description="Seconds in-flight requests get to finish after SIGTERM."
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from online_inference.app.dataplane import DataPlane
+from online_inference.app.errors import UnsupportedMediaType
 from online_inference.app.metrics import Metrics
 
 
@@ -16,6 +17,14 @@ def get_dataplane(request: Request) -> DataPlane:
 
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+async def read_json_body(request: Request) -> bytes:
+    """The raw body of a JSON request; 415 for another declared media type (none is taken as JSON)."""
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {media_type!r}")
+    return await request.body()
 
 
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]

@@ -42,15 +42,25 @@ class PayloadTooLarge(ServiceError):
     status_code = 413
 
 
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+
+
 class ModelNotReady(ServiceError):
     status_code = 503
 
 
+MAX_LISTED_PROBLEMS = 100  # an error answer stays small, whatever the request
+
+
 def render_error(error: ServiceError) -> Response:
-    """``{"error": message, "problems": [...]}``; ``error`` is also what V2 clients read."""
+    """``{"error": message, "problems": [...]}``; ``error`` is also what V2 clients read. Past
+    MAX_LISTED_PROBLEMS the list is cut and ``problems_total`` gives the full count."""
     body: dict[str, object] = {"error": error.message}
     if error.problems:
-        body["problems"] = [asdict(p) for p in error.problems]
+        body["problems"] = [asdict(p) for p in error.problems[:MAX_LISTED_PROBLEMS]]
+        if len(error.problems) > MAX_LISTED_PROBLEMS:
+            body["problems_total"] = len(error.problems)
     return Response(orjson.dumps(body), status_code=error.status_code, media_type="application/json")
 
 

@@ -47,11 +47,13 @@ class ProblemBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: str
-    problems: list[ProblemBody] | None = None
+    problems: list[ProblemBody] | None = Field(default=None, description="Every problem, up to the first 100.")
+    problems_total: int | None = Field(default=None, description="How many problems there were, when over 100.")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid input: every problem with row and feature."},
     413: {"model": ErrorResponse, "description": "Body over MAX_BODY_BYTES or more than MAX_BATCH_ROWS rows."},
+    415: {"model": ErrorResponse, "description": "A Content-Type other than JSON."},
     503: {"model": ErrorResponse, "description": "The model is loading or failed to load."},
 }

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from online_inference.app.deps import DataPlaneDep, MetricsDep
+from online_inference.app.deps import DataPlaneDep, MetricsDep, read_json_body
 from online_inference.app.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
 
 router = APIRouter()
@@ -24,7 +24,7 @@ async def predict(request: Request, plane: DataPlaneDep) -> Response:
     """Rows as ``{"features": [...13 names...], "data": [[...13 numbers...]]}`` or as
     ``{"instances": [{"age": 63, ...}]}``; answers in request order."""
     served = plane.ready()
-    body = await request.body()
+    body = await read_json_body(request)
     X = plane.validate("predict", lambda: served.schema.parse_predict_body(body))
     prediction = plane.infer(served, X)
     probabilities = np.round(prediction.positive.astype(np.float64), 6).tolist()

@@ -8,6 +8,7 @@ into a :class:`Problem` naming the row, the feature and the reason.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
+from online_inference.app.fastpath import FastPath
 from online_inference.card import Feature, ModelCard
 
 JSON_TYPE_NAMES = {bool: "boolean", str: "string", type(None): "null", list: "array", dict: "object"}
@@ -108,6 +110,26 @@ def build_request_json_schema(card: ModelCard, max_rows: int) -> dict[str, Any]:
     return schema
 
 
+def find_duplicate_keys(body: bytes) -> list[str]:
+    """Keys repeated within one JSON object (JSON parsers disagree on them: refuse, never guess).
+    Only run when the fast path declined; a body json cannot parse is left to pydantic."""
+    repeated: list[str] = []
+
+    def collect(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=collect)
+    except (ValueError, RecursionError):
+        return []
+    return repeated
+
+
 class InputSchema:
     """Validation of one model's inputs, built once per loaded card."""
 
@@ -117,6 +139,7 @@ class InputSchema:
         self.max_rows = max_rows
         self.request_adapter = TypeAdapter(build_request_model(card, max_rows))
         self.request_json_schema = build_request_json_schema(card, max_rows)
+        self.fast = FastPath(card, max_rows)
         self.rows_adapter = TypeAdapter(list[build_row_type(card)])  # type: ignore[misc]
         self.by_name = {f.name: f for f in card.features}
         self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
@@ -124,6 +147,12 @@ class InputSchema:
 
     def parse_predict_body(self, body: bytes) -> np.ndarray:
         """Raw ``/predict`` JSON → float32 ``[N, 13]``; InvalidInput / PayloadTooLarge otherwise."""
+        X = self.fast.parse(body)
+        if X is not None:
+            return X
+        duplicates = find_duplicate_keys(body)
+        if duplicates:
+            raise InvalidInput("invalid input", [Problem(reason=f"duplicate key {k!r}: a JSON object must not repeat a key") for k in duplicates])
         try:
             request = self.request_adapter.validate_json(body)
         except ValidationError as error:

