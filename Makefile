@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model client docs bench lock clean
+.PHONY: help serve test test-fast model client docs bench soak fuzz lock clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
@@ -15,6 +15,8 @@ help:
 	@echo "make model   re-train and export online_inference/model/heart.onnx"
 	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
 	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
+	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
+	@echo "make fuzz    schemathesis with FUZZ_EXAMPLES (1000) examples per operation"
 	@echo "make docs    regenerate the README's generated tables"
 	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
 	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
@@ -53,6 +55,15 @@ docs: $(VENV)/.runtime
 bench: $(VENV)/.dev
 	$(PY) -m online_inference.bench.run_bench $(BENCH_ARGS)
 	$(PY) -m online_inference.docs
+
+# 60 s of mixed valid/invalid load at 64 connections: no socket error, no unexpected status, flat RSS.
+soak: $(VENV)/.dev
+	$(PY) -m online_inference.bench.soak $(SOAK_ARGS)
+
+# Schemathesis with many more examples than `make test` runs.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(VENV)/.dev
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest online_inference/tests/reliability/test_fuzz.py
 
 CSV ?= ../shared/data/heart_cleveland_upload.csv
 URL ?= http://127.0.0.1:8000

@@ -1,21 +1,43 @@
 """``python -m online_inference.app``: run the service with uvicorn, configured from the environment.
 
-With WORKERS=1 this very process is the server (no supervisor process in between).
+With WORKERS=1 this very process is the server (no supervisor process in between). SIGTERM or
+SIGINT start a graceful shutdown: no new connections, in-flight requests finish (up to
+TIMEOUT_GRACEFUL_SHUTDOWN seconds), then the process exits 0 — a normal stop, not a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
 import uvicorn
 
-from online_inference.app.config import get_settings
+from online_inference.app.config import Settings, get_settings
 from online_inference.app.main import configure_logging, create_app
 from online_inference.app.protocol import HeaderTimeoutProtocol
 
 
-def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.LOG_LEVEL)
-    options = dict(
+class Server(uvicorn.Server):
+    """uvicorn's server, but a requested stop ends with exit status 0 (uvicorn re-raises the
+    signal after shutting down, which makes `docker stop` and Kubernetes see 143)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    return dict(
         host=settings.HOST,
         port=settings.PORT,
         log_level=settings.LOG_LEVEL,
@@ -27,8 +49,14 @@ def main() -> None:
         http=HeaderTimeoutProtocol,
         server_header=False,
     )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL)
+    options = uvicorn_options(settings)
     if settings.WORKERS == 1:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        Server(uvicorn.Config(create_app(settings), **options)).run()  # type: ignore[arg-type]
     else:
         uvicorn.run(
             "online_inference.app.main:create_app", factory=True, workers=settings.WORKERS, **options  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ def body_file(rows: int, directory: Path) -> Path:
 
 
 def run_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str, float]:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
                "-s", str(LUA), url + "/predict"]
     output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BODY_FILE": str(body)},
                             timeout=seconds + 60).stdout
