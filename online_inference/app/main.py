@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     app.state.dataplane = plane
     app.include_router(routes.router)
     app.include_router(v2.router)
+    app.router.routes[:0] = routes.FAST_ROUTES  # matched first; the FastAPI twins document them
     register_error_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.MAX_BODY_BYTES)
     install_openapi(app, plane)
