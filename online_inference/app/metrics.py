@@ -37,10 +37,17 @@ class Metrics:
         )
         self.model_info = Gauge("model_info", "The loaded model (value 1).", ["name", "version", "sha256"], registry=r)
         self.model_ready = Gauge("model_ready", "1 when the model is loaded and checked.", registry=r)
+        self.request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self.request_children.get(key)
+        if children is None:  # prometheus' labels() validates and locks: do it once per key
+            children = self.request_children[key] = (
+                self.requests.labels(route, method, str(status)), self.latency.labels(route)
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     @contextmanager
     def observe_inference(self, rows: int) -> Iterator[None]:
@@ -51,10 +58,10 @@ class Metrics:
         self.rows.inc(rows)
 
     def count_classes(self, labels: np.ndarray, classes: list[int]) -> None:
-        counts = np.bincount(labels, minlength=max(classes) + 1)
+        counts = np.bincount(labels, minlength=max(classes) + 1).tolist()
         for c in classes:
             if counts[c]:
-                self.classes.labels(str(c)).inc(int(counts[c]))
+                self.classes.labels(str(c)).inc(counts[c])
 
     def set_model(self, card: ModelCard) -> None:
         self.model_info.labels(card.name, card.version, card.sha256 or "").set(1)

@@ -222,6 +222,8 @@ class InputSchema:
         """Per row: the values inside the bounds but outside the training range."""
         outside = (X < self.train_min) | (X > self.train_max)
         warnings: list[list[str]] = [[] for _ in range(len(X))]
+        if not outside.any():
+            return warnings
         for row, column in zip(*np.nonzero(outside)):
             f = self.card.features[column]
             warnings[row].append(
