@@ -125,7 +125,12 @@ def render_report(data: dict[str, Any]) -> str:
             out.append(f"| `{base}` | {mb(base_mb)} | `{eq[0]}` | {bases[eq[0]]['mb']} | {eq[2]} | {totals} |")
         else:
             out.append(f"| `{base}` | {mb(base_mb)} | — | — | — | — |")
-    out += ["", f"_{bases.get('note', '')}_", ""]
+    out += ["", f"_{bases.get('note', '')}_", "", "Base images used (image IDs: the digest of each image's config):", ""]
+    out += ["| Base | Image ID | Registry digests | Created |", "|---|---|---|---|"]
+    for base, ident in data.get("bases", {}).items():
+        digests = ", ".join(f"`{d}`" for d in ident["repo_digests"]) or "— (built locally, never pulled)"
+        out.append(f"| `{base}` | `{ident['id']}` | {digests} | {str(ident['created'])[:19]} |")
+    out.append("")
     out += ["## Layers the shipped images add", ""]
     for name in SHIPPED:
         out += [f"### `{name}`", "", "| MB | Instruction |", "|---:|---|"]

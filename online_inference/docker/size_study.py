@@ -95,7 +95,28 @@ def installed_size(packages: list[str]) -> tuple[float, list[str]]:
     return total / MB, dists
 
 
+def base_identities(bases: set[str]) -> dict[str, dict[str, object]]:
+    """The exact base images used: image ID (the digest of their config) and any registry digests."""
+    out: dict[str, dict[str, object]] = {}
+    for base in sorted(bases):
+        info = inspect(base)
+        out[base] = {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [], "created": info.get("Created", "")}
+    return out
+
+
+def write_outputs(data: dict) -> None:  # type: ignore[type-arg]
+    (RESULTS / "size.json").write_text(json.dumps(data, indent=1) + "\n")
+    REPORT.write_text(render_report(data))
+    (RESULTS / "size_summary.md").write_text(render_summary(data))
+    log(f"wrote {REPORT.relative_to(ROOT)} and {(RESULTS / 'size_summary.md').relative_to(ROOT)}")
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--render-only"]:  # re-render the last measurements (no build)
+        data = json.loads((RESULTS / "size.json").read_text())
+        data.setdefault("bases", base_identities({s["base"] for s in data["steps"].values()}))
+        write_outputs(data)
+        return 0
     RESULTS.mkdir(exist_ok=True)
     measures: dict[str, ImageMeasure] = {}
     for step in STEPS:
@@ -108,11 +129,9 @@ def main() -> int:
         "steps": {step.name: {"what": step.what, **asdict(measures[step.name])} for step in STEPS},
         "s3_clients": {label: {"mb": mb, "distributions": dists} for label, (mb, dists) in clients.items()},
         "official_bases": OFFICIAL,
+        "bases": base_identities({m.base for m in measures.values()}),
     }
-    (RESULTS / "size.json").write_text(json.dumps(data, indent=1) + "\n")
-    REPORT.write_text(render_report(data))
-    (RESULTS / "size_summary.md").write_text(render_summary(data))
-    log(f"wrote {REPORT.relative_to(ROOT)} and {(RESULTS / 'size_summary.md').relative_to(ROOT)}")
+    write_outputs(data)
     failed = [name for name, m in measures.items() if m.smoke != "ok"]
     if failed:
         log(f"smoke test FAILED for {failed}")
