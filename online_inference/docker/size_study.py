@@ -44,14 +44,15 @@ STEPS = (
          {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/export.txt"}),
     Step("slim-onnx", "ONNX Runtime instead of scikit-learn / scipy / pandas, single stage", "slim",
          {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/runtime.txt"}),
-    Step("slim-multistage", "multi-stage: venv built apart, no pip cache, no compilers", "slim",
-         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0"}),
-    Step("slim", "+ trim what the runtime never loads (the shipped `slim`)", "slim", {}),
-    Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed", "distroless",
-         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0"}),
-    Step("distroless", "+ trim (the shipped `distroless`)", "distroless", {}),
-    Step("distroless-pyc", "the same with precompiled .pyc (the .pyc policy)", "distroless",
-         {"EXTRA_BUILD_ARGS": "--build-arg PYC=1"}),
+    Step("slim-multistage", "multi-stage: venv built apart, no pip cache, no compilers, no .pyc", "slim",
+         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0 --build-arg PYC=none"}),
+    Step("slim", "+ trim what the runtime never loads, .pyc for what a start loads (the shipped `slim`)", "slim", {}),
+    Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed, no .pyc", "distroless",
+         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0 --build-arg PYC=none"}),
+    Step("distroless", "+ trim, no .pyc (the shipped `distroless`)", "distroless", {}),
+    Step("distroless-loadedpyc", "the same with .pyc for what a start loads (the slim image's policy)", "distroless",
+         {"EXTRA_BUILD_ARGS": "--build-arg PYC=loaded"}),
+    Step("distroless-allpyc", "the same with .pyc for every module", "distroless", {"EXTRA_BUILD_ARGS": "--build-arg PYC=all"}),
 )
 
 S3_CLIENTS = {

@@ -1,6 +1,7 @@
 """Remove from a runtime venv what the service never loads, then prove the service still works.
 
-Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--pyc 1]``. Each
+Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--keep-pyc]``. (The
+runtime stage then adds bytecode by policy: ``online_inference/precompile.py``.) Each
 removal below says why it is safe; the self-check at the end imports every runtime dependency
 and runs the model, so a trim that breaks the runtime fails the build instead of the container.
 Debug sections are stripped (``strip --strip-debug``, binutils in the builder) only from
@@ -111,7 +112,7 @@ def trim(venv: Path, keep_pyc: bool) -> None:
         (venv / "bin" / script).unlink(missing_ok=True)
     if not keep_pyc:
         freed = sum(remove(p) for p in list(root.rglob("__pycache__")))
-        print(f"removed {'**/__pycache__':40} {freed / 1e6:7.2f} MB  (no .pyc: see the size study)")
+        print(f"removed {'**/__pycache__':40} {freed / 1e6:7.2f} MB  (.pyc: added by policy in the runtime stage)")
         total += freed
     print(f"trimmed {total / 1e6:.1f} MB from {root}")
 
@@ -120,9 +121,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("venv", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="an ONNX model for the self-check")
-    parser.add_argument("--pyc", choices=("0", "1"), default="0", help="1: keep precompiled bytecode")
+    parser.add_argument("--keep-pyc", action="store_true", help="keep any precompiled bytecode")
     args = parser.parse_args()
-    trim(args.venv, keep_pyc=args.pyc == "1")
+    trim(args.venv, keep_pyc=args.keep_pyc)
     python = args.venv / "bin" / "python3"
     subprocess.run([str(python), "-B", "-c", SELF_CHECK, str(args.model)], check=True)
     return 0
