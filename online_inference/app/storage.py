@@ -17,9 +17,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported only for a remote MODEL_URI: a local model starts faster
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ def s3_request(uri: str, env: Mapping[str, str]) -> tuple[str, httpx.Auth | None
 
 def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown: str) -> Path:
     """One GET streamed to a temp file in the cache dir, renamed into place when complete."""
+    import httpx
+
     policy.cache_dir.mkdir(parents=True, exist_ok=True)
     target = policy.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
     try:
