@@ -21,7 +21,7 @@ def compile_loaded() -> None:
     import uvicorn
 
     from online_inference.app import __main__ as entry
-    from online_inference.app import storage  # noqa: F401  (imported by the loader at start)
+    from online_inference.app import storage
     from online_inference.app.config import Settings
     from online_inference.app.main import create_app
 
@@ -30,8 +30,11 @@ def compile_loaded() -> None:
     app.state.dataplane.load()
     app.openapi()
     uvicorn.Config(app, **entry.uvicorn_options(settings)).load()  # type: ignore[arg-type]
-    import httpx_auth  # noqa: F401
-    import online_inference.healthcheck  # noqa: F401
+    import httpx_auth
+
+    from online_inference import healthcheck
+
+    del storage, httpx_auth, healthcheck  # imported for their bytecode only (remote model, HEALTHCHECK)
 
 
 def main(argv: list[str]) -> int:

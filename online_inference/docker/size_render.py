@@ -162,8 +162,11 @@ def render_report(data: dict[str, Any]) -> str:
         "## `.pyc` policy",
         "",
     ]
-    rows = [("none (shipped `distroless`)", steps["distroless"]), ("for what a start loads (`PYC=loaded`, shipped `slim`)", steps["distroless-loadedpyc"]),
-            ("for every module (`PYC=all`)", steps["distroless-allpyc"])]
+    rows = [
+        ("none (shipped `distroless`)", steps["distroless"]),
+        ("for what a start loads (`PYC=loaded`, shipped `slim`)", steps["distroless-loadedpyc"]),
+        ("for every module (`PYC=all`)", steps["distroless-allpyc"]),
+    ]
     base = steps["distroless"]
     out += [
         "Measured on the distroless image (`online_inference/precompile.py` applies the policy at build time):",
@@ -178,7 +181,6 @@ def render_report(data: dict[str, Any]) -> str:
         f"would take it over its {BUDGETS['distroless_added_mb']} MB budget. A next step, not taken yet: ship those "
         "modules sourceless (legacy `.pyc` in place of `.py`, built in the builder stage), which would pay for the bytecode.",
         "",
-    ]
         "## S3 client: installed size with dependencies",
         "",
         "| Client | MB | Distributions |",
