@@ -21,7 +21,7 @@ from moto.server import ThreadedMotoServer
 from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.main import create_app
 from online_inference.app.storage import FetchPolicy, StorageError, fetch_model, redact
-from online_inference.tests.helpers import bundled_card, free_port, valid_row, wait_until
+from online_inference.tests.helpers import bundled_card, free_port, valid_row
 
 BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/v1/heart.onnx"  # moto's state is per process
 SECRET = "s3cr3t-never-logged"
