@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Loader = Callable[[], ModelSession]
 State = Literal["loading", "ready", "failed"]
+T = TypeVar("T")
 
 
 def default_loader(settings: Settings) -> Loader:
@@ -105,7 +106,7 @@ class DataPlane:
             raise ModelNotFound(f"unknown model {name!r}; this server serves {served.card.name!r}")
         return served
 
-    def validate(self, protocol: str, parse: Callable[[], np.ndarray]) -> np.ndarray:
+    def validate(self, protocol: str, parse: Callable[[], T]) -> T:
         """Run a protocol's parser, counting its rejections."""
         try:
             return parse()
