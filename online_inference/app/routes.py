@@ -23,9 +23,7 @@ router = APIRouter()
     "/predict",
     summary="Predict heart disease for a batch of patients",
     response_model=PredictResponse,
-    responses=ERROR_RESPONSES,
-    # The body schema is generated from the loaded model's card (see openapi.py).
-    openapi_extra={"x-body-from-card": True},
+    responses=ERROR_RESPONSES,  # the body schema comes from the loaded card: see openapi.py
 )
 async def predict(request: Request) -> Response:
     """Rows as ``{"features": [...13 names...], "data": [[...13 numbers...]]}`` or as

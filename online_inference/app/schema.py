@@ -188,8 +188,6 @@ class InputSchema:
             feature = self.names[loc[2]] if isinstance(loc[2], int) else str(loc[2])
         elif len(loc) == 1 and kind == "extra_forbidden":
             return Problem(reason=f"unknown key {loc[0]!r}: use 'features' and 'data', or 'instances'")
-        elif len(loc) == 1:
-            feature = None
         return Problem(reason=self.explain(kind, detail["msg"], value, feature, loc), row=row, feature=feature)
 
     def explain(self, kind: str, msg: str, value: Any, feature: str | None, loc: tuple[Any, ...]) -> str:

@@ -48,6 +48,16 @@ class ImageMeasure:
     smoke: str = "not run"
 
 
+def base_of(image: str) -> str:
+    """The runtime base an image was built on (every image of ours carries it as an OCI label)."""
+    return inspect(image)["Config"]["Labels"]["org.opencontainers.image.base.name"]  # type: ignore[no-any-return]
+
+
+def added_mb(image: str, base: str | None = None) -> float:
+    """What the Dockerfile added above its runtime base, uncompressed."""
+    return (inspect(image)["Size"] - inspect(base or base_of(image))["Size"]) / MB
+
+
 def layer_gzip_sizes(image: str) -> dict[str, int]:
     """diff_id → gzip -6 size of that layer (what a registry stores, near enough)."""
     sizes: dict[str, int] = {}
@@ -118,11 +128,11 @@ def smoke_and_start_time(image: str, runs: int = 5) -> tuple[str, float]:
 
 
 def measure(image: str, base: str, smoke: bool = True, packages: bool = True) -> ImageMeasure:
-    size, base_size = inspect(image)["Size"], inspect(base)["Size"]
     gz = layer_gzip_sizes(image)
     own = added_layers(image, base)
     result = ImageMeasure(
-        image=image, base=base, size_mb=size / MB, base_size_mb=base_size / MB, added_mb=(size - base_size) / MB,
+        image=image, base=base, size_mb=inspect(image)["Size"] / MB, base_size_mb=inspect(base)["Size"] / MB,
+        added_mb=added_mb(image, base),
         gzip_mb=sum(gz.values()) / MB, added_gzip_mb=sum(gz[layer] for layer in own) / MB,
         layers=history(image, base),
     )

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from online_inference.docker.dockercli import ROOT, inspect, make
-from online_inference.docker.measure import MB, ImageMeasure, measure
+from online_inference.docker.measure import MB, ImageMeasure, base_of, measure
 from online_inference.docker.size_render import render_report, render_summary
 
 HERE = Path(__file__).resolve().parent
@@ -76,10 +76,6 @@ def build(step: Step) -> str:
     make(f"image-{step.target}", **variables)
     log(f"built {tag} in {time.perf_counter() - started:.0f}s")
     return tag
-
-
-def base_of(image: str) -> str:
-    return inspect(image)["Config"]["Labels"]["org.opencontainers.image.base.name"]
 
 
 def installed_size(packages: list[str]) -> tuple[float, list[str]]:

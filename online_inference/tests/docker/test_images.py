@@ -19,7 +19,7 @@ import pytest
 
 from online_inference.client import main as client_main
 from online_inference.export.data import load_kaggle_csv
-from online_inference.docker.dockercli import HARDENED, VARIANTS, docker, inspect, running
+from online_inference.docker.dockercli import DOCKER, HARDENED, VARIANTS, docker, inspect, running
 from online_inference.tests.helpers import bundled_session
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -95,7 +95,7 @@ def assert_no_host_ca_bundle(image: str) -> None:
     bundle_digest = hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "image.tar"
-        subprocess.run([docker_binary(), "save", "-o", str(archive), image], check=True, timeout=600)
+        subprocess.run([DOCKER, "save", "-o", str(archive), image], check=True, timeout=600)
         with tarfile.open(archive) as saved:
             layers = [m for m in saved.getmembers() if m.name.endswith("layer.tar") or m.name.startswith("blobs/")]
             for member in layers:
@@ -111,9 +111,3 @@ def assert_no_host_ca_bundle(image: str) -> None:
                     if entry.isfile() and entry.size == HOST_CA_BUNDLE.stat().st_size:
                         digest = hashlib.sha256(layer.extractfile(entry).read()).hexdigest()  # type: ignore[union-attr]
                         assert digest != bundle_digest, f"the host CA bundle is in {image}: {entry.name}"
-
-
-def docker_binary() -> str:
-    from online_inference.docker.dockercli import DOCKER
-
-    return DOCKER

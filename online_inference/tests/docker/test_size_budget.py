@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 
 from online_inference.docker.dockercli import inspect
-from online_inference.docker.measure import MB, layer_gzip_sizes
+from online_inference.docker.measure import MB, added_mb, base_of, layer_gzip_sizes
 from online_inference.docker.size_render import BUDGETS
-
-
-def base_of(image: str) -> str:
-    return inspect(image)["Config"]["Labels"]["org.opencontainers.image.base.name"]
-
-
-def added_mb(image: str) -> float:
-    return (inspect(image)["Size"] - inspect(base_of(image))["Size"]) / MB
 
 
 @pytest.mark.parametrize("variant", ["full", "slim", "distroless"])
