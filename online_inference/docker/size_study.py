@@ -38,6 +38,7 @@ class Step:
     overrides: dict[str, str]
 
 
+SOURCE = "--build-arg VENV_PYC=source "  # the venv keeps its sources (no sourceless bytecode)
 STEPS = (
     Step("full", "python:3.11 + the scikit-learn stack, single stage (the shipped `full`: the baseline)", "full", {}),
     Step("slim-sklearn", "python:3.11-slim base, same scikit-learn stack, single stage", "slim",
@@ -45,14 +46,20 @@ STEPS = (
     Step("slim-onnx", "ONNX Runtime instead of scikit-learn / scipy / pandas, single stage", "slim",
          {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/runtime.txt"}),
     Step("slim-multistage", "multi-stage: venv built apart, no pip cache, no compilers, no .pyc", "slim",
-         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0 --build-arg PYC=none"}),
-    Step("slim", "+ trim what the runtime never loads, .pyc for what a start loads (the shipped `slim`)", "slim", {}),
+         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
+    Step("slim", "+ trim what the runtime never loads; the venv modules a start loads as docstring-free bytecode "
+         "in place of their source, .pyc for the service (the shipped `slim`)", "slim", {}),
     Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed, no .pyc", "distroless",
-         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0 --build-arg PYC=none"}),
-    Step("distroless", "+ trim, no .pyc (the shipped `distroless`)", "distroless", {}),
-    Step("distroless-loadedpyc", "the same with .pyc for what a start loads (the slim image's policy)", "distroless",
-         {"EXTRA_BUILD_ARGS": "--build-arg PYC=loaded"}),
-    Step("distroless-allpyc", "the same with .pyc for every module", "distroless", {"EXTRA_BUILD_ARGS": "--build-arg PYC=all"}),
+         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
+    Step("distroless-nopyc", "+ trim what the runtime never loads, no .pyc", "distroless",
+         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=none"}),
+    Step("distroless-allpyc", "the same with .pyc for every module (`PYC=all`)", "distroless",
+         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=all"}),
+    Step("distroless-loadedpyc", "the same with .pyc only for what a start loads (`PYC=loaded`)", "distroless",
+         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=loaded"}),
+    Step("distroless", "the venv modules a start loads as docstring-free bytecode in place of their source "
+         "(`VENV_PYC=sourceless`), .pyc for the standard library and service modules it loads (the shipped `distroless`)",
+         "distroless", {}),
 )
 
 S3_CLIENTS = {

@@ -1,7 +1,8 @@
 """Remove from a runtime venv what the service never loads, then prove the service still works.
 
 Run in the builder stage: ``python trim_venv.py /venv --model heart.onnx [--keep-pyc]``. (The
-runtime stage then adds bytecode by policy: ``online_inference/precompile.py``.) Each
+builder then replaces the sources a start loads by bytecode and the runtime stage adds the rest by
+policy: ``online_inference/precompile.py``.) Each
 removal below says why it is safe; the self-check at the end imports every runtime dependency
 and runs the model, so a trim that breaks the runtime fails the build instead of the container.
 Debug sections are stripped (``strip --strip-debug``, binutils in the builder) only from
