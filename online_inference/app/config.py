@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     TIMEOUT_GRACEFUL_SHUTDOWN: int = Field(
         default=20, ge=1, description="Seconds in-flight requests get to finish after SIGTERM."
     )
+    OTEL_TELEMETRY: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry (traces, metrics, logs to the process's global "
+        "providers). Off: the service exports Prometheus metrics, and the check costs every request.",
+    )
     LIMIT_CONCURRENCY: int | None = Field(
         default=None, ge=1, description="Connections beyond this answer 503 (protects memory)."
     )

@@ -13,6 +13,7 @@ from online_inference.app import routes, v2
 from online_inference.app.config import Settings, get_settings
 from online_inference.app.dataplane import DataPlane, Loader, default_loader
 from online_inference.app.errors import register_error_handlers
+from online_inference.app.hotpath import HotPath
 from online_inference.app.metrics import Metrics
 from online_inference.app.middleware import ServiceMiddleware
 from online_inference.app.openapi import install_openapi
@@ -34,15 +35,17 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         plane.start_loading()  # the server listens at once; /health says "loading" meanwhile
         yield
 
-    app = FastAPI(title="heart-online-inference", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    telemetry = dict.fromkeys(("tracing", "metrics", "logs"), settings.OTEL_TELEMETRY)
+    app = FastAPI(title="heart-online-inference", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  telemetry=telemetry)  # type: ignore[arg-type]
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.dataplane = plane
     app.include_router(routes.router)
     app.include_router(v2.router)
-    app.router.routes[:0] = routes.FAST_ROUTES  # matched first; the FastAPI twins document them
     register_error_handlers(app)
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.MAX_BODY_BYTES)
+    app.add_middleware(HotPath, plane=plane, max_body_bytes=settings.MAX_BODY_BYTES)  # outermost
     install_openapi(app, plane)
     return app
 

@@ -38,6 +38,7 @@ class Metrics:
         self.model_info = Gauge("model_info", "The loaded model (value 1).", ["name", "version", "sha256"], registry=r)
         self.model_ready = Gauge("model_ready", "1 when the model is loaded and checked.", registry=r)
         self.request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.class_children: dict[int, Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -61,7 +62,10 @@ class Metrics:
         counts = np.bincount(labels, minlength=max(classes) + 1).tolist()
         for c in classes:
             if counts[c]:
-                self.classes.labels(str(c)).inc(counts[c])
+                child = self.class_children.get(c)
+                if child is None:
+                    child = self.class_children[c] = self.classes.labels(str(c))
+                child.inc(counts[c])
 
     def set_model(self, card: ModelCard) -> None:
         self.model_info.labels(card.name, card.version, card.sha256 or "").set(1)

@@ -1,19 +1,18 @@
 """The native API: ``/predict``, ``/health``, ``/model`` and ``/metrics``.
 
-``/predict`` is the hot path: it is served by a plain Starlette route (``FAST_ROUTES``, matched
-before FastAPI's), which skips FastAPI's per-request dependency solving; the FastAPI route of the
-same function stays registered so that OpenAPI documents it.
+Valid ``/predict`` bodies and ``/health`` are answered by :mod:`hotpath` before these routes; the
+routes document them in OpenAPI and answer every request the hot path declines (not ready,
+invalid input, another media type...) with the same bytes it would.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.routing import Route
 
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.deps import DataPlaneDep, MetricsDep, read_json_body
+from online_inference.app.hotpath import health_answer, predict_body
 from online_inference.app.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
 
 router = APIRouter()
@@ -32,16 +31,7 @@ async def predict(request: Request) -> Response:
     served = plane.ready()
     body = await read_json_body(request)
     X = plane.validate("predict", lambda: served.schema.parse_predict_body(body))
-    prediction = plane.infer(served, X)
-    probabilities = np.round(prediction.positive.astype(np.float64), 6).tolist()
-    rows = [
-        {"condition": label, "probability": probability, "warnings": warnings}
-        for label, probability, warnings in zip(
-            prediction.labels.tolist(), probabilities, served.schema.warnings_for(X)
-        )
-    ]
-    card = served.card
-    return json_response({"predictions": rows, "model": {"name": card.name, "version": card.version}})
+    return Response(predict_body(served, X, plane.infer(served, X)), media_type="application/json")
 
 
 @router.get(
@@ -51,8 +41,8 @@ async def predict(request: Request) -> Response:
     responses={503: {"model": HealthResponse, "description": "Loading, or failed with the reason."}},
 )
 async def health(plane: DataPlaneDep) -> Response:
-    body = plane.health()
-    return json_response(body, 200 if body["status"] == "ready" else 503)
+    status, body = health_answer(plane)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 @router.get("/model", summary="The model card", responses={503: ERROR_RESPONSES[503]})
@@ -63,14 +53,3 @@ async def model_card(plane: DataPlaneDep) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(registry: MetricsDep) -> Response:
     return Response(registry.render(), media_type=registry.content_type)
-
-
-class FastRoute(Route):
-    """A plain Starlette route that, like FastAPI's, records itself in the scope (metrics label)."""
-
-    async def handle(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        scope["route"] = self
-        await super().handle(scope, receive, send)
-
-
-FAST_ROUTES = [FastRoute("/predict", predict, methods=["POST"])]

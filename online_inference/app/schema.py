@@ -216,15 +216,15 @@ class InputSchema:
             return msg.removeprefix("Value error, ")
         return msg
 
-    def warnings_for(self, X: np.ndarray) -> list[list[str]]:
-        """Per row: the values inside the bounds but outside the training range."""
+    def warnings_by_row(self, X: np.ndarray) -> dict[int, list[str]]:
+        """The rows with values inside the bounds but outside the training range, and those values."""
         outside = (X < self.train_min) | (X > self.train_max)
-        warnings: list[list[str]] = [[] for _ in range(len(X))]
+        warnings: dict[int, list[str]] = {}
         if not outside.any():
             return warnings
         for row, column in zip(*np.nonzero(outside)):
             f = self.card.features[column]
-            warnings[row].append(
+            warnings.setdefault(int(row), []).append(
                 f"{f.name}={float(X[row, column]):g} is outside the training range "
                 f"[{f.training.min:g}, {f.training.max:g}]"
             )

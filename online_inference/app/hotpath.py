@@ -1,0 +1,136 @@
+"""The hot path: the outermost ASGI layer, answering the two requests a deployment sends most —
+``POST /predict`` with a valid body and ``GET /health`` — without the framework's per-request
+machinery (request objects, routing, dependency solving, response classes).
+
+It only ever answers what the full application would answer the same way (same bytes, same
+status, same metrics). Whatever it declines — not ready, another media type, a body over the
+limit, a body the vectorised validation does not accept, a client that went away — goes to the
+full application with the body it already read replayed, which then explains the problem.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from online_inference.app.dataplane import DataPlane, Served
+from online_inference.app.session import Prediction
+
+Message = dict[str, Any]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+NO_WARNINGS = b',"warnings":[]}'
+ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
+
+
+def is_json(content_type: str | None) -> bool:
+    """JSON or a ``+json`` type; a request without Content-Type is taken as JSON."""
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
+    """The ``/predict`` answer: one object per row, in request order, then the model's name and
+    version. Rows are joined from byte fragments (the probabilities serialised by orjson in one
+    call): half the cost of building and serialising a dict per row."""
+    labels = prediction.labels.tolist()
+    probabilities = np.round(prediction.positive.astype(np.float64), 6)
+    numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    tails = [NO_WARNINGS] * len(labels)
+    for row, warnings in served.schema.warnings_by_row(X).items():
+        tails[row] = b',"warnings":' + orjson.dumps(warnings) + b"}"
+    rows = b",".join(map(b"".join, zip([ROW_STARTS[label] for label in labels], numbers, tails)))
+    card = served.card
+    return b'{"predictions":[' + rows + b'],"model":' + orjson.dumps({"name": card.name, "version": card.version}) + b"}"
+
+
+def health_answer(plane: DataPlane) -> tuple[int, bytes]:
+    """``/health``: 200 once the model is loaded and checked, 503 (loading or failed) otherwise."""
+    body = plane.health()
+    return (200 if body["status"] == "ready" else 503), orjson.dumps(body)
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+class HotPath:
+    def __init__(self, app: Any, plane: DataPlane, max_body_bytes: int):
+        self.app = app
+        self.plane = plane
+        self.metrics = plane.metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if path == "/predict" and method == "POST":
+                return await self.predict(scope, receive, send)
+            if path == "/health" and method == "GET":
+                return await self.health(send)
+        await self.app(scope, receive, send)
+
+    async def health(self, send: Any) -> None:
+        started = time.perf_counter()
+        status, body = health_answer(self.plane)
+        await self.answer(send, status, body)
+        self.metrics.observe_request("/health", "GET", status, time.perf_counter() - started)
+
+    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        served = self.plane.served
+        declared = header(scope, b"content-length")
+        if served is None or not is_json(header(scope, b"content-type")) or (
+            declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes)
+        ):
+            return await self.app(scope, receive, send)
+        chunks, complete = await self.read_body(receive)
+        body = b"".join(chunks)
+        X = served.schema.fast.parse(body) if complete else None
+        if X is None:
+            return await self.app(scope, replay(body, complete, receive), send)
+        status = 500  # until answered: an unexpected error propagates to the server, counted
+        try:
+            body = predict_body(served, X, self.plane.infer(served, X))
+            await self.answer(send, 200, body)
+            status = 200
+        finally:
+            self.metrics.observe_request("/predict", "POST", status, time.perf_counter() - started)
+
+    async def read_body(self, receive: Any) -> tuple[list[bytes], bool]:
+        """The body's chunks, and whether it ended within the size limit (False: over the limit,
+        or the client went away — the full application says which)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return chunks, False
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_body_bytes:
+                return chunks, False
+            if not message.get("more_body", False):
+                return chunks, True
+
+    @staticmethod
+    async def answer(send: Any, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def replay(body: bytes, complete: bool, receive: Any) -> Any:
+    """A ``receive`` that first gives back what was already read, then the rest of the stream."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

@@ -1,0 +1,122 @@
+"""Spec: the hot path answers valid ``/predict`` bodies and ``/health`` exactly as the full
+application would, and hands everything else to it with the body already read replayed:
+a body in several chunks, one over the limit without Content-Length, a client that goes away,
+a model not loaded yet."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
+from online_inference.card import ModelCard
+from online_inference.tests.helpers import bundled_session, valid_row
+
+Answer = tuple[int, bytes]
+
+
+def call(app: FastAPI, path: str, chunks: list[bytes], method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None,
+         disconnect: bool = False) -> Answer:
+    """One request straight through the ASGI interface: the body arrives in ``chunks``."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
+    if disconnect:
+        messages[-1]["more_body"] = True
+        messages.append({"type": "http.disconnect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": headers or [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    if not sent:
+        return 0, b""
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.fixture
+def ready_app(settings: Settings) -> FastAPI:
+    app = create_app(settings, loader=bundled_session)
+    app.state.dataplane.load()
+    return app
+
+
+def body_of(card: ModelCard, rows: int = 3) -> bytes:
+    return orjson.dumps({"features": card.feature_names, "data": [valid_row(card)] * rows})
+
+
+def requests_counted(app: FastAPI, route: str, status: int) -> float:
+    value = app.state.metrics.registry.get_sample_value(
+        "http_requests_total", {"route": route, "method": "POST", "status": str(status)})
+    return value or 0.0
+
+
+def test_a_body_in_chunks_is_answered_like_one_in_a_piece(ready_app: FastAPI, card: ModelCard) -> None:
+    body = body_of(card)
+    whole = call(ready_app, "/predict", [body])
+    assert whole[0] == 200
+    assert call(ready_app, "/predict", [body[:10], body[10:50], body[50:]]) == whole
+    assert requests_counted(ready_app, "/predict", 200) == 2
+
+
+def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warnings(ready_app: FastAPI, card: ModelCard) -> None:
+    rows = [valid_row(card) for _ in range(4)]
+    chol = card.feature_names.index("chol")
+    rows[2][chol] = card.features[chol].training.max + 10  # inside the bounds: a warning
+    status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
+    X = np.array(rows, dtype=np.float32)
+    expected = bundled_session().predict(X)
+    warnings = ready_app.state.dataplane.served.schema.warnings_by_row(X)
+    assert status == 200 and list(warnings) == [2]
+    assert orjson.loads(answer) == {
+        "predictions": [
+            {"condition": label, "probability": round(float(p), 6), "warnings": warnings.get(i, [])}
+            for i, (label, p) in enumerate(zip(expected.labels.tolist(), expected.positive))
+        ],
+        "model": {"name": card.name, "version": card.version},
+    }
+
+
+def test_a_body_over_the_limit_without_length_gets_413_from_the_full_application(settings: Settings, card: ModelCard) -> None:
+    app = create_app(settings.model_copy(update={"MAX_BODY_BYTES": 100}), loader=bundled_session)
+    app.state.dataplane.load()
+    status, answer = call(app, "/predict", [b"[" * 60, b"[" * 60, b"]" * 120])
+    assert status == 413 and b"MAX_BODY_BYTES" in answer
+    assert requests_counted(app, "/predict", 413) == 1
+
+
+def test_a_client_gone_mid_body_is_counted_499_and_not_answered(ready_app: FastAPI, card: ModelCard) -> None:
+    assert call(ready_app, "/predict", [body_of(card)[:20]], disconnect=True) == (0, b"")
+    assert requests_counted(ready_app, "/predict", 499) == 1
+
+
+def test_invalid_bodies_are_explained_by_the_full_application(ready_app: FastAPI, card: ModelCard) -> None:
+    row = valid_row(card)
+    row[0] = None
+    status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": [row]})])
+    assert status == 400 and orjson.loads(answer)["problems"][0]["feature"] == card.feature_names[0]
+
+
+def test_another_media_type_gets_415(ready_app: FastAPI, card: ModelCard) -> None:
+    status, _ = call(ready_app, "/predict", [body_of(card)], headers=[(b"content-type", b"text/plain")])
+    assert status == 415
+
+
+def test_before_the_model_is_loaded_predict_and_health_answer_503(settings: Settings, card: ModelCard) -> None:
+    app = create_app(settings, loader=bundled_session)  # not loaded
+    assert call(app, "/predict", [body_of(card)])[0] == 503
+    status, answer = call(app, "/health", [b""], method="GET")
+    assert (status, orjson.loads(answer)["status"]) == (503, "loading")
