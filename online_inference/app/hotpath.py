@@ -1,4 +1,4 @@
-"""The hot path: the outermost ASGI layer, answering the two requests a deployment sends most —
+"""The hot path: the outermost middleware, answering the two requests a deployment sends most —
 ``POST /predict`` with a valid body and ``GET /health`` — without the framework's per-request
 machinery (request objects, routing, dependency solving, response classes).
 
