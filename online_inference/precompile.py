@@ -30,8 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def import_start_path() -> None:
-    """Import (and run once) everything a start of the service imports."""
+def import_start_path() -> dict[str, object]:
+    """Import (and run once) everything a start of the service imports; returns the OpenAPI
+    document the started app serves."""
     import uvicorn
 
     from online_inference.app import __main__ as entry
@@ -42,13 +43,14 @@ def import_start_path() -> None:
     settings = Settings()
     app = create_app(settings)
     app.state.dataplane.load()
-    app.openapi()
+    openapi = app.openapi()
     uvicorn.Config(app, **entry.uvicorn_options(settings)).load()  # type: ignore[arg-type]
     import httpx_auth
 
     from online_inference import healthcheck
 
     del storage, httpx_auth, healthcheck  # imported for their bytecode only (remote model, HEALTHCHECK)
+    return openapi
 
 
 def compile_loaded() -> None:
@@ -86,7 +88,7 @@ def write_sourceless(source: Path) -> tuple[int, int]:
     return len(text), target.stat().st_size
 
 
-def venv_sources_of(action: Callable[[], None]) -> tuple[list[Path], set[Path]]:
+def venv_sources_of(action: Callable[[], object]) -> tuple[list[Path], set[Path]]:
     """Run ``action``; return the venv (sys.prefix) sources it compiles — every module it imports,
     including those whose import then fails (an optional dependency missing) — and those it also
     reads as text through linecache (``inspect.getsource``: anyio's lazy importer parses its own
@@ -118,11 +120,8 @@ def venv_sources_of(action: Callable[[], None]) -> tuple[list[Path], set[Path]]:
 
 def fingerprint() -> dict[str, object]:
     """What a start does, observably: the modules it loads and the OpenAPI document it serves."""
-    import_start_path()
-    from online_inference.app.config import Settings
-    from online_inference.app.main import create_app
-
-    return {"modules": sorted(sys.modules), "openapi": create_app(Settings()).openapi()}
+    openapi = import_start_path()
+    return {"modules": sorted(sys.modules), "openapi": openapi}
 
 
 def fresh_fingerprint() -> dict[str, object]:
@@ -137,16 +136,16 @@ def make_sourceless() -> int:
     sys.dont_write_bytecode = True
     before = fresh_fingerprint()
     sources, read_as_text = venv_sources_of(import_start_path)
+    converted = [source for source in sources if source not in read_as_text]
     kept = [source for source in sources if source in read_as_text]
-    folders = {folder: folder.stat() for folder in {source.parent for source in sources}}
+    folders = {folder: folder.stat() for folder in {source.parent for source in converted}}
     source_mb = bytecode_mb = 0.0
-    for source in sources:
-        if source not in read_as_text:
-            size, compiled = write_sourceless(source)
-            source_mb, bytecode_mb = source_mb + size / 1e6, bytecode_mb + compiled / 1e6
+    for source in converted:
+        size, compiled = write_sourceless(source)
+        source_mb, bytecode_mb = source_mb + size / 1e6, bytecode_mb + compiled / 1e6
     for folder, stat in folders.items():  # same mtimes: the venv layer changes only with its content
         os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    print(f"sourceless: {len(sources) - len(kept)} venv modules a start loads, {source_mb:.2f} MB of source "
+    print(f"sourceless: {len(converted)} venv modules a start loads, {source_mb:.2f} MB of source "
           f"→ {bytecode_mb:.2f} MB of bytecode; kept as source (read as text at start): "
           f"{', '.join(str(k.relative_to(sys.prefix)) for k in kept) or 'none'}")
     after = fresh_fingerprint()

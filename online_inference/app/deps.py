@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.errors import UnsupportedMediaType
-from online_inference.app.hotpath import is_json
+from online_inference.app.hotpath import is_json, media_type
 from online_inference.app.metrics import Metrics
 
 
@@ -22,10 +22,9 @@ async def get_metrics(request: Request) -> Metrics:
 
 async def read_json_body(request: Request) -> bytes:
     """The raw body of a JSON request; 415 for another declared media type (none is taken as JSON)."""
-    content_type = request.headers.get("content-type")
-    if not is_json(content_type):
-        media_type = content_type.split(";")[0].strip().lower()  # type: ignore[union-attr]
-        raise UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {media_type!r}")
+    media = media_type(request.headers.get("content-type"))
+    if not is_json(media):
+        raise UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {media!r}")
     return await request.body()
 
 

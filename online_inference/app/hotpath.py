@@ -25,10 +25,13 @@ NO_WARNINGS = b',"warnings":[]}'
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 
 
-def is_json(content_type: str | None) -> bool:
-    """JSON or a ``+json`` type; a request without Content-Type is taken as JSON."""
-    media_type = (content_type or "application/json").split(";")[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
+def media_type(content_type: str | None) -> str:
+    """The media type a Content-Type header declares; a request without one is taken as JSON."""
+    return (content_type or "application/json").split(";")[0].strip().lower()
+
+
+def is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
 
 
 def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
@@ -85,7 +88,7 @@ class HotPath:
         started = time.perf_counter()
         served = self.plane.served
         declared = header(scope, b"content-length")
-        if served is None or not is_json(header(scope, b"content-type")) or (
+        if served is None or not is_json(media_type(header(scope, b"content-type"))) or (
             declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes)
         ):
             return await self.app(scope, receive, send)
@@ -96,8 +99,7 @@ class HotPath:
             return await self.app(scope, replay(body, complete, receive), send)
         status = 500  # until answered: an unexpected error propagates to the server, counted
         try:
-            body = predict_body(served, X, self.plane.infer(served, X))
-            await self.answer(send, 200, body)
+            await self.answer(send, 200, predict_body(served, X, self.plane.infer(served, X)))
             status = 200
         finally:
             self.metrics.observe_request("/predict", "POST", status, time.perf_counter() - started)
