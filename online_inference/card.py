@@ -3,56 +3,54 @@
 The card travels inside the ONNX file (``metadata_props["model_card"]``), so the sha256 of the file
 covers both the graph and the card.  Everything the service validates or documents (feature order,
 kinds, codes, bounds, examples) comes from here and is written nowhere else.
+
+Plain frozen dataclasses, checked on construction, read from JSON by :func:`read_json` (types,
+required fields): the service's start path loads no validation framework for them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 CARD_METADATA_KEY = "model_card"
 
 FeatureKind = Literal["numeric", "binary", "categorical"]
 
 
-class Range(BaseModel):
+@dataclass(frozen=True)
+class Range:
     """A closed interval ``[min, max]``."""
-
-    model_config = ConfigDict(frozen=True)
 
     min: float
     max: float
 
-    @model_validator(mode="after")
-    def check_order(self) -> Range:
+    def __post_init__(self) -> None:
         if self.min > self.max:
             raise ValueError(f"min {self.min} is greater than max {self.max}")
-        return self
 
     def contains(self, value: float) -> bool:
         return self.min <= value <= self.max
 
 
-class Feature(BaseModel):
+@dataclass(frozen=True)
+class Feature:
     """One input column, in the order the model takes it."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     kind: FeatureKind
     description: str
+    bounds: Range  # plausible values: anything outside is rejected with 400
+    training: Range  # range seen in training: outside it a prediction warns
+    example: float  # a typical value, used in the OpenAPI examples
     unit: str | None = None
-    codes: dict[int, str] | None = Field(
-        default=None, description="Allowed integer codes and their meaning (binary / categorical)."
-    )
-    bounds: Range = Field(description="Plausible values: anything outside is rejected with 400.")
-    training: Range = Field(description="Range seen in training: outside it a prediction warns.")
-    example: float = Field(description="A typical value, used in the OpenAPI examples.")
+    codes: dict[int, str] | None = None  # allowed integer codes and their meaning (binary / categorical)
 
-    @model_validator(mode="after")
-    def check_consistency(self) -> Feature:
+    def __post_init__(self) -> None:
         if self.kind == "numeric" and self.codes:
             raise ValueError(f"{self.name}: a numeric feature has no codes")
         if self.kind != "numeric" and not self.codes:
@@ -63,14 +61,14 @@ class Feature(BaseModel):
             raise ValueError(f"{self.name}: bounds are stricter than the training data")
         if not self.bounds.contains(self.example):
             raise ValueError(f"{self.name}: the example lies outside the bounds")
-        return self
 
     @property
     def is_integral(self) -> bool:
         return self.codes is not None
 
 
-class Metrics(BaseModel):
+@dataclass(frozen=True)
+class Metrics:
     """Cross-validated quality of the chosen classifier."""
 
     cv_folds: int
@@ -80,15 +78,12 @@ class Metrics(BaseModel):
     accuracy_std: float
 
 
-class ModelCard(BaseModel):
+@dataclass(frozen=True)
+class ModelCard:
     """Everything a user (or the service) needs to know about the served model."""
 
     name: str
     version: str
-    sha256: str | None = Field(
-        default=None,
-        description="sha256 of the ONNX file as served; filled in when the file is loaded.",
-    )
     description: str
     target: str
     classes: list[int]
@@ -98,27 +93,33 @@ class ModelCard(BaseModel):
     probability_output: str
     features: list[Feature]
     classifier: str
-    classifier_params: dict[str, float | int | str | bool | None]
+    classifier_params: dict[str, int | float | str | bool | None]
     metrics: Metrics
     training_data: dict[str, str | int]
     libraries: dict[str, str]
     created: str
+    sha256: str | None = field(default=None, compare=False)  # of the ONNX file as served; set on load
 
-    @model_validator(mode="after")
-    def check_features(self) -> ModelCard:
-        names = [f.name for f in self.features]
+    def __post_init__(self) -> None:
+        names = self.feature_names
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
         if self.positive_class not in self.classes:
             raise ValueError("the positive class must be one of the classes")
-        return self
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON-ready data (codes keyed by their string, as JSON objects are)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[no-any-return]
+
     def to_json(self) -> str:
-        return self.model_dump_json(exclude={"sha256"})
+        """What export embeds in the ONNX file: the card without the file's own sha256."""
+        body = self.to_dict()
+        del body["sha256"]
+        return json.dumps(body)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], sha256: str | None = None) -> ModelCard:
@@ -126,5 +127,63 @@ class ModelCard(BaseModel):
         raw = metadata.get(CARD_METADATA_KEY)
         if raw is None:
             raise ValueError(f"the ONNX file carries no {CARD_METADATA_KEY!r} metadata")
-        card = cls.model_validate(json.loads(raw))
-        return card.model_copy(update={"sha256": sha256})
+        card = read_json(cls, json.loads(raw))
+        return dataclasses.replace(card, sha256=sha256)
+
+
+def read_json(kind: Any, value: Any, where: str = "card") -> Any:
+    """``value`` (parsed JSON) as ``kind``: a card dataclass, or one of the field types above.
+    Raises ValueError naming the place (``card.features[3].bounds``) of the first problem."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        return read_dataclass(kind, value, where)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return read_json(option, value, where)
+            except ValueError:
+                continue
+        raise ValueError(f"{where}: {value!r} is not {kind}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is list:
+        expect(type(value) is list, where, value, "an array")
+        return [read_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        expect(type(value) is dict, where, value, "an object")
+        key_type = int if args[0] is int else str
+        return {read_key(key_type, k, where): read_json(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if kind is float:
+        expect(type(value) in (int, float), where, value, "a number")
+        return float(value)
+    expect(type(value) is kind or (kind is type(None) and value is None), where, value, getattr(kind, "__name__", str(kind)))
+    return value
+
+
+def read_dataclass(kind: Any, value: Any, where: str) -> Any:
+    expect(type(value) is dict, where, value, "an object")
+    hints = typing.get_type_hints(kind)
+    given = {}
+    for f in dataclasses.fields(kind):
+        if f.name in value:
+            given[f.name] = read_json(hints[f.name], value[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING:
+            raise ValueError(f"{where}: missing {f.name!r}")
+    try:
+        return kind(**given)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def read_key(kind: type, key: str, where: str) -> Any:
+    if kind is int:
+        expect(key.lstrip("-").isdigit(), where, key, "an integer key")
+        return int(key)
+    return key
+
+
+def expect(holds: bool, where: str, value: Any, what: str) -> None:
+    if not holds:
+        raise ValueError(f"{where}: expected {what}, got {value!r}")

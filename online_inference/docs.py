@@ -25,7 +25,7 @@ SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*
 
 def render_config() -> str:
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    for name, (_, field) in Settings.fields().items():
         default = field.default
         shown = "the bundled model" if name == "MODEL_URI" else ("unset" if default is None else f"`{default}`")
         rows.append(f"| `{name}` | {shown} | {field.description} |")

@@ -11,17 +11,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
 from online_inference.app.config import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from online_inference.app.metrics import Metrics
-from online_inference.app.schema import InputSchema
+from online_inference.app.fastpath import FastPath
 from online_inference.app.session import ModelSession, Prediction
 from online_inference.app.storage import FetchPolicy, fetch_model
 from online_inference.card import ModelCard
+
+if TYPE_CHECKING:
+    from online_inference.app.schema import InputSchema
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +47,22 @@ def default_loader(settings: Settings) -> Loader:
 
 @dataclass(frozen=True)
 class Served:
-    """What a ready data plane serves: the session and the validation built from its card."""
+    """What a ready data plane serves: the session and the validation built from its card — the
+    vectorised fast path at once, the pydantic schema (which explains bad input) on first use."""
 
     session: ModelSession
-    schema: InputSchema
+    fast: FastPath
+    max_rows: int
 
     @property
     def card(self) -> ModelCard:
         return self.session.card
+
+    @cached_property
+    def schema(self) -> InputSchema:
+        from online_inference.app.schema import InputSchema  # pydantic: off the start path
+
+        return InputSchema(self.card, self.fast, self.max_rows)
 
 
 class DataPlane:
@@ -68,7 +80,7 @@ class DataPlane:
         started = time.perf_counter()
         try:
             session = self.loader()
-            self.served = Served(session, InputSchema(session.card, self.max_rows))
+            self.served = Served(session, FastPath(session.card, self.max_rows), self.max_rows)
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)

@@ -1,6 +1,8 @@
-"""Service errors: one base class carrying its HTTP status, one handler rendering them all.
+"""Service errors: one base class carrying its HTTP status, and the one body they all render to.
 
-Routes and the data plane raise these; nothing else decides a status code.
+Routes and the data plane raise these; nothing else decides a status code. (The handler that
+turns them into responses is registered by :mod:`responses`; this module imports no web framework,
+so the data plane and the hot path start without one.)
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ModelNotReady(ServiceError):
 MAX_LISTED_PROBLEMS = 100  # an error answer stays small, whatever the request
 
 
-def render_error(error: ServiceError) -> Response:
+def error_body(error: ServiceError) -> bytes:
     """``{"error": message, "problems": [...]}``; ``error`` is also what V2 clients read. Past
     MAX_LISTED_PROBLEMS the list is cut and ``problems_total`` gives the full count."""
     body: dict[str, object] = {"error": error.message}
@@ -61,13 +61,4 @@ def render_error(error: ServiceError) -> Response:
         body["problems"] = [asdict(p) for p in error.problems[:MAX_LISTED_PROBLEMS]]
         if len(error.problems) > MAX_LISTED_PROBLEMS:
             body["problems_total"] = len(error.problems)
-    return Response(orjson.dumps(body), status_code=error.status_code, media_type="application/json")
-
-
-async def handle_service_error(_: Request, error: Exception) -> Response:
-    assert isinstance(error, ServiceError)
-    return render_error(error)
-
-
-def register_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, handle_service_error)
+    return orjson.dumps(body)

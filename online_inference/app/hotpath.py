@@ -42,7 +42,7 @@ def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes
     probabilities = np.round(prediction.positive.astype(np.float64), 6)
     numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     tails = [NO_WARNINGS] * len(labels)
-    for row, warnings in served.schema.warnings_by_row(X).items():
+    for row, warnings in served.fast.warnings_by_row(X).items():
         tails[row] = b',"warnings":' + orjson.dumps(warnings) + b"}"
     rows = b",".join(map(b"".join, zip([ROW_STARTS[label] for label in labels], numbers, tails)))
     card = served.card
@@ -94,7 +94,7 @@ class HotPath:
             return await self.app(scope, receive, send)
         chunks, complete = await self.read_body(receive)
         body = b"".join(chunks)
-        X = served.schema.fast.parse(body) if complete else None
+        X = served.fast.parse(body) if complete else None
         if X is None:
             return await self.app(scope, replay(body, complete, receive), send)
         status = 500  # until answered: an unexpected error propagates to the server, counted

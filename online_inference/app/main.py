@@ -12,11 +12,11 @@ from online_inference import __version__
 from online_inference.app import routes, v2
 from online_inference.app.config import Settings, get_settings
 from online_inference.app.dataplane import DataPlane, Loader, default_loader
-from online_inference.app.errors import register_error_handlers
 from online_inference.app.hotpath import HotPath
 from online_inference.app.metrics import Metrics
 from online_inference.app.middleware import ServiceMiddleware
 from online_inference.app.openapi import install_openapi
+from online_inference.app.responses import register_error_handlers
 
 DESCRIPTION = (
     "Heart-disease classifier (UCI Cleveland) served from ONNX. Validation, bounds and examples "

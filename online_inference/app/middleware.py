@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from online_inference.app.errors import PayloadTooLarge, render_error
+from online_inference.app.errors import PayloadTooLarge
 from online_inference.app.metrics import Metrics
+from online_inference.app.responses import render_error
 
 UNMATCHED = "<unmatched>"
 

@@ -1,16 +1,34 @@
-"""Response bodies of the native API, for the OpenAPI document (routes build them as plain dicts)."""
+"""Responses of the native API: the body models of the OpenAPI document (routes build plain
+dicts), and the one handler that renders every :class:`ServiceError`."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 import orjson
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+
+from online_inference.app.errors import ServiceError, error_body
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def render_error(error: ServiceError) -> Response:
+    return Response(error_body(error), status_code=error.status_code, media_type="application/json")
+
+
+async def handle_service_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, ServiceError)
+    return render_error(error)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """The one handler: every :class:`ServiceError` answers its own status with its body."""
+    app.add_exception_handler(ServiceError, handle_service_error)
 
 
 class ModelRef(BaseModel):

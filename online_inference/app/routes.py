@@ -47,7 +47,7 @@ async def health(plane: DataPlaneDep) -> Response:
 
 @router.get("/model", summary="The model card", responses={503: ERROR_RESPONSES[503]})
 async def model_card(plane: DataPlaneDep) -> Response:
-    return json_response(plane.ready().card.model_dump(mode="json"))
+    return json_response(plane.ready().card.to_dict())
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

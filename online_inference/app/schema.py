@@ -133,17 +133,15 @@ def find_duplicate_keys(body: bytes) -> list[str]:
 class InputSchema:
     """Validation of one model's inputs, built once per loaded card."""
 
-    def __init__(self, card: ModelCard, max_rows: int):
+    def __init__(self, card: ModelCard, fast: FastPath, max_rows: int):
         self.card = card
         self.names = card.feature_names
         self.max_rows = max_rows
         self.request_adapter = TypeAdapter(build_request_model(card, max_rows))
         self.request_json_schema = build_request_json_schema(card, max_rows)
-        self.fast = FastPath(card, max_rows)
+        self.fast = fast
         self.rows_adapter = TypeAdapter(list[build_row_type(card)])  # type: ignore[misc]
         self.by_name = {f.name: f for f in card.features}
-        self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
-        self.train_max = np.array([f.training.max for f in card.features], dtype=np.float32)
 
     def parse_predict_body(self, body: bytes) -> np.ndarray:
         """Raw ``/predict`` JSON → float32 ``[N, 13]``; InvalidInput / PayloadTooLarge otherwise."""
@@ -215,17 +213,3 @@ class InputSchema:
         if kind == "value_error":
             return msg.removeprefix("Value error, ")
         return msg
-
-    def warnings_by_row(self, X: np.ndarray) -> dict[int, list[str]]:
-        """The rows with values inside the bounds but outside the training range, and those values."""
-        outside = (X < self.train_min) | (X > self.train_max)
-        warnings: dict[int, list[str]] = {}
-        if not outside.any():
-            return warnings
-        for row, column in zip(*np.nonzero(outside)):
-            f = self.card.features[column]
-            warnings.setdefault(int(row), []).append(
-                f"{f.name}={float(X[row, column]):g} is outside the training range "
-                f"[{f.training.min:g}, {f.training.max:g}]"
-            )
-        return warnings

@@ -55,7 +55,7 @@ REMOVALS: list[tuple[str, str]] = [
 
 SELF_CHECK = """
 import asyncio, sys, numpy as np, onnxruntime as ort
-import fastapi, uvicorn, uvloop, httptools, pydantic, pydantic_settings, prometheus_client, orjson, httpx, httpx_auth
+import fastapi, uvicorn, uvloop, httptools, pydantic, prometheus_client, orjson, httpx, httpx_auth
 uvloop.new_event_loop().run_until_complete(asyncio.sleep(0))
 httptools.HttpRequestParser(object()).feed_data(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
 httptools.parse_url(b"http://127.0.0.1:8000/predict?x=1")

@@ -3,6 +3,7 @@ model card in the file's metadata."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -123,4 +124,4 @@ def export_model(model: TrainedModel, data: Dataset, path: Path) -> ModelCard:
     card = build_card(model, data, created)
     payload = convert_pipeline(model, card).SerializeToString()
     write_atomically(payload, path)
-    return card.model_copy(update={"sha256": hashlib.sha256(payload).hexdigest()})
+    return dataclasses.replace(card, sha256=hashlib.sha256(payload).hexdigest())

@@ -79,7 +79,7 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
     expected = bundled_session().predict(X)
-    warnings = ready_app.state.dataplane.served.schema.warnings_by_row(X)
+    warnings = ready_app.state.dataplane.served.fast.warnings_by_row(X)
     assert status == 200 and list(warnings) == [2]
     assert orjson.loads(answer) == {
         "predictions": [
@@ -91,9 +91,9 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
 
 
 def test_a_body_over_the_limit_without_length_gets_413_from_the_full_application(settings: Settings, card: ModelCard) -> None:
-    app = create_app(settings.model_copy(update={"MAX_BODY_BYTES": 100}), loader=bundled_session)
+    app = create_app(settings.replace(MAX_BODY_BYTES=1024), loader=bundled_session)
     app.state.dataplane.load()
-    status, answer = call(app, "/predict", [b"[" * 60, b"[" * 60, b"]" * 120])
+    status, answer = call(app, "/predict", [b"[" * 600, b"[" * 600, b"]" * 1200])
     assert status == 413 and b"MAX_BODY_BYTES" in answer
     assert requests_counted(app, "/predict", 413) == 1
 

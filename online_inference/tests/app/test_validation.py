@@ -121,7 +121,7 @@ def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) ->
     from online_inference.app.main import create_app
     from online_inference.tests.helpers import bundled_session
 
-    app = create_app(settings.model_copy(update={"MAX_BATCH_ROWS": 3}), loader=bundled_session)
+    app = create_app(settings.replace(MAX_BATCH_ROWS=3), loader=bundled_session)
     with TestClient(app) as small:
         app.state.dataplane.settled.wait(10)
         assert small.post("/predict", json=rows_body(ROW, ROW, ROW)).status_code == 200
@@ -134,7 +134,7 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
     from online_inference.app.main import create_app
     from online_inference.tests.helpers import bundled_session
 
-    app = create_app(settings.model_copy(update={"MAX_BODY_BYTES": 2048}), loader=bundled_session)
+    app = create_app(settings.replace(MAX_BODY_BYTES=2048), loader=bundled_session)
     with TestClient(app) as small:
         app.state.dataplane.settled.wait(10)
         big = json.dumps(rows_body(*[ROW] * 40))
@@ -159,9 +159,10 @@ def test_fast_path_never_accepts_what_the_full_path_refuses(case: str, raw: str 
 
 
 def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
+    from online_inference.app.fastpath import FastPath
     from online_inference.app.schema import InputSchema
 
-    schema = InputSchema(card, max_rows=10_000)
+    schema = InputSchema(card, FastPath(card, max_rows=10_000), max_rows=10_000)
     low = [f.training.min for f in card.features]
     high = [f.bounds.max for f in card.features]
     for body in (rows_body(ROW, low, high, with_value("cp", 2.0)), {"instances": [instance(), instance(age=18)]}):

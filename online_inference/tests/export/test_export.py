@@ -4,6 +4,8 @@ predicts exactly like the bundled model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +72,7 @@ def test_fresh_export_predicts_like_the_bundled_model(exported) -> None:  # type
     X = data.X.astype(np.float32)
     assert fresh.predict(X).labels.tolist() == bundled.predict(X).labels.tolist()
     np.testing.assert_array_equal(fresh.predict(X).probabilities, bundled.predict(X).probabilities)
-    assert fresh.card.model_dump(exclude={"sha256", "created", "libraries"}) == bundled.card.model_dump(
-        exclude={"sha256", "created", "libraries"}
-    )
+    assert dataclasses.replace(fresh.card, created="", libraries={}) == dataclasses.replace(bundled.card, created="", libraries={})
 
 
 def test_training_is_deterministic() -> None:
