@@ -8,14 +8,16 @@ TIMEOUT_GRACEFUL_SHUTDOWN seconds), then the process exits 0 — a normal stop, 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
 import uvicorn
 
-from online_inference.app.config import Settings, get_settings
-from online_inference.app.main import configure_logging, create_app
+from online_inference.app.config import Settings, SettingsError, get_settings
+from online_inference.app.front import create_front
 from online_inference.app.protocol import HeaderTimeoutProtocol
 
 
@@ -36,6 +38,10 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     return dict(
         host=settings.HOST,
@@ -47,19 +53,24 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         limit_concurrency=settings.LIMIT_CONCURRENCY,
         loop="uvloop",
         http=HeaderTimeoutProtocol,
+        ws="none",
+        lifespan="on",
         server_header=False,
     )
 
 
 def main() -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        sys.exit(f"heart-online-inference: {error}")
     configure_logging(settings.LOG_LEVEL)
     options = uvicorn_options(settings)
     if settings.WORKERS == 1:
-        Server(uvicorn.Config(create_app(settings), **options)).run()  # type: ignore[arg-type]
+        Server(uvicorn.Config(create_front(settings), **options)).run()  # type: ignore[arg-type]
     else:
         uvicorn.run(
-            "online_inference.app.main:create_app", factory=True, workers=settings.WORKERS, **options  # type: ignore[arg-type]
+            "online_inference.app.front:create_front", factory=True, workers=settings.WORKERS, **options  # type: ignore[arg-type]
         )
 
 

@@ -45,6 +45,11 @@ def default_loader(settings: Settings) -> Loader:
     return lambda: ModelSession(fetch_model(settings.MODEL_URI, policy), settings.MODEL_SHA256)
 
 
+def create_plane(settings: Settings, loader: Loader | None = None) -> DataPlane:
+    """The data plane of one service: ``loader`` replaces the default ``MODEL_URI`` loader (tests)."""
+    return DataPlane(loader or default_loader(settings), Metrics(), settings.MAX_BATCH_ROWS)
+
+
 @dataclass(frozen=True)
 class Served:
     """What a ready data plane serves: the session and the validation built from its card — the

@@ -1,6 +1,7 @@
-"""The hot path: the outermost middleware, answering the two requests a deployment sends most —
-``POST /predict`` with a valid body and ``GET /health`` — without the framework's per-request
-machinery (request objects, routing, dependency solving, response classes).
+"""The hot path: the outermost layer, answering the requests a deployment sends most — ``POST
+/predict`` with a valid body, and the probes and scrapes (``GET /health``, ``/v2/health/live``,
+``/metrics``) — without the framework's per-request machinery (request objects, routing,
+dependency solving, response classes), and without the framework loaded at all (see :mod:`front`).
 
 It only ever answers what the full application would answer the same way (same bytes, same
 status, same metrics). Whatever it declines — not ready, another media type, a body over the
@@ -11,6 +12,7 @@ full application with the body it already read replayed, which then explains the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,8 @@ from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = "application/json"
+Answer = tuple[int, str, bytes]  # status, media type, body
 NO_WARNINGS = b',"warnings":[]}'
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 
@@ -55,6 +58,23 @@ def health_answer(plane: DataPlane) -> tuple[int, bytes]:
     return (200 if body["status"] == "ready" else 503), orjson.dumps(body)
 
 
+LIVE = orjson.dumps({"live": True})
+
+
+def simple_routes(plane: DataPlane) -> dict[tuple[str, str], Callable[[], Answer]]:
+    """The bodiless GETs the hot path answers, (method, path) → the answer's maker; each answers
+    what the full application's route answers."""
+
+    def health() -> Answer:
+        status, body = health_answer(plane)
+        return status, JSON, body
+
+    def metrics() -> Answer:
+        return 200, plane.metrics.content_type, plane.metrics.render()
+
+    return {("GET", "/health"): health, ("GET", "/v2/health/live"): lambda: (200, JSON, LIVE), ("GET", "/metrics"): metrics}
+
+
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -68,21 +88,23 @@ class HotPath:
         self.plane = plane
         self.metrics = plane.metrics
         self.max_body_bytes = max_body_bytes
+        self.simple = simple_routes(plane)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path, method = scope["path"], scope["method"]
             if path == "/predict" and method == "POST":
                 return await self.predict(scope, receive, send)
-            if path == "/health" and method == "GET":
-                return await self.health(send)
+            simple = self.simple.get((method, path))
+            if simple is not None:
+                return await self.answer_simple(path, simple, send)
         await self.app(scope, receive, send)
 
-    async def health(self, send: Any) -> None:
+    async def answer_simple(self, path: str, make: Callable[[], Answer], send: Any) -> None:
         started = time.perf_counter()
-        status, body = health_answer(self.plane)
-        await self.answer(send, status, body)
-        self.metrics.observe_request("/health", "GET", status, time.perf_counter() - started)
+        status, media, body = make()
+        await self.answer(send, status, body, media)
+        self.metrics.observe_request(path, "GET", status, time.perf_counter() - started)
 
     async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -122,9 +144,9 @@ class HotPath:
                 return chunks, True
 
     @staticmethod
-    async def answer(send: Any, status: int, body: bytes) -> None:
+    async def answer(send: Any, status: int, body: bytes, media: str = JSON) -> None:
         await send({"type": "http.response.start", "status": status,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 

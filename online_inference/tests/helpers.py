@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -19,6 +21,9 @@ from online_inference.docker.dockercli import free_port
 from online_inference.card import ModelCard
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
+
+
+Answer = tuple[int, bytes]
 
 
 def bundled_session() -> ModelSession:
@@ -62,6 +67,39 @@ def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # ty
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def call(app: Any, path: str, chunks: list[bytes], method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None,
+         disconnect: bool = False) -> Answer:
+    """One request straight through the ASGI interface: the body arrives in ``chunks``."""
+    status, _, body = exchange(app, path, chunks, method, headers, disconnect)
+    return status, body
+
+
+def exchange(app: Any, path: str, chunks: list[bytes], method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None,
+             disconnect: bool = False) -> tuple[int, dict[bytes, bytes], bytes]:
+    """:func:`call`, with the answer's headers."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
+    if disconnect:
+        messages[-1]["more_body"] = True
+        messages.append({"type": "http.disconnect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": headers or [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    if not sent:
+        return 0, {}, b""
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def write_kaggle_csv(path: Path, rows: list[dict[str, float]], columns: list[str]) -> Path:

@@ -5,9 +5,6 @@ a model not loaded yet."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import numpy as np
 import orjson
 import pytest
@@ -16,36 +13,7 @@ from fastapi import FastAPI
 from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, valid_row
-
-Answer = tuple[int, bytes]
-
-
-def call(app: FastAPI, path: str, chunks: list[bytes], method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None,
-         disconnect: bool = False) -> Answer:
-    """One request straight through the ASGI interface: the body arrives in ``chunks``."""
-    messages: list[dict[str, Any]] = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
-    ]
-    if disconnect:
-        messages[-1]["more_body"] = True
-        messages.append({"type": "http.disconnect"})
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
-             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
-             "headers": headers or [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
-    asyncio.run(app(scope, receive, send))
-    if not sent:
-        return 0, b""
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
-
+from online_inference.tests.helpers import bundled_session, call, valid_row
 
 @pytest.fixture
 def ready_app(settings: Settings) -> FastAPI:
