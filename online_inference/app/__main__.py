@@ -54,6 +54,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         loop="uvloop",
         http=HeaderTimeoutProtocol,
         ws="none",
+        proxy_headers=False,  # the service reads no client address (no access log by default)
         lifespan="on",
         server_header=False,
     )

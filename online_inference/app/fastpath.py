@@ -11,19 +11,26 @@ pydantic path refuses:
 - the number of ``"`` bytes is exactly what the keys and feature names need, so no value is a
   string and no key is repeated (a duplicate key adds quotes → full path, which reports it);
 - no ``true``/``false`` literal anywhere (booleans are not numbers);
-- numpy makes a float64 ``[N, 13]`` array (nesting or ragged rows make it fail or give another
-  shape → full path; ``null`` becomes NaN, which fails the bounds; strings, which a float dtype
-  would convert, are already excluded by the quote count).
+- every row has exactly 13 values, each a number (``null``, an array or an object in a row makes
+  the conversion fail → full path; strings, which a float conversion would accept, are already
+  excluded by the quote count), finite and within the feature's bounds, integral for codes.
+
+Batches of up to ``SMALL_BATCH`` rows are checked value by value in Python (numpy's per-call
+cost would be most of the work); larger ones as whole float64 arrays. Both apply the same rules
+(a test holds them to the same answers).
 """
 
 from __future__ import annotations
 
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
 import orjson
 
 from online_inference.card import ModelCard
+
+SMALL_BATCH = 4  # up to this many rows, checking in Python beats numpy's per-call cost
 
 
 class FastPath:
@@ -34,6 +41,8 @@ class FastPath:
         self.low = np.array([f.bounds.min for f in card.features], dtype=np.float64)
         self.high = np.array([f.bounds.max for f in card.features], dtype=np.float64)
         self.integral = np.array([f.is_integral for f in card.features])
+        self.limits = list(zip(self.low.tolist(), self.high.tolist(), self.integral.tolist()))
+        self.width = len(self.names)
         self.pick = itemgetter(*self.names)
         self.row_quotes = 2 * len(self.names)  # per instance object
         self.rows_quotes = 4 + 2 * len(self.names)  # "features", "data" and the names
@@ -70,12 +79,32 @@ class FastPath:
         return self.check(rows)
 
     def check(self, rows: list) -> np.ndarray | None:  # type: ignore[type-arg]
+        """float32 ``[N, 13]`` if every row holds 13 numbers within the bounds (integral codes)."""
+        if len(rows) <= SMALL_BATCH:
+            return self.check_values(rows)
+        return self.check_array(rows)
+
+    def check_values(self, rows: list) -> np.ndarray | None:  # type: ignore[type-arg]
         try:
-            X = np.array(rows, dtype=np.float64)  # a given dtype halves the conversion's cost
-        except (ValueError, TypeError, OverflowError):
+            for row in rows:
+                if len(row) != self.width:
+                    return None
+                for value, (low, high, integral) in zip(row, self.limits):
+                    # NaN fails the comparison, so "inside the bounds" also means finite.
+                    if type(value) not in (int, float) or not low <= value <= high or (integral and value != int(value)):
+                        return None
+        except (TypeError, ValueError, OverflowError):  # a row that is not an array
             return None
-        if X.ndim != 2 or X.shape[1] != len(self.names):
+        return np.array(rows, dtype=np.float32)
+
+    def check_array(self, rows: list) -> np.ndarray | None:  # type: ignore[type-arg]
+        try:
+            if set(map(len, rows)) != {self.width}:
+                return None
+            X = np.fromiter(chain.from_iterable(rows), np.float64, count=self.width * len(rows))
+        except (ValueError, TypeError, OverflowError):  # a row that is not an array, a value not a number
             return None
+        X = X.reshape(len(rows), self.width)
         # NaN fails both comparisons, so "inside the bounds" also means finite.
         inside = (X >= self.low) & (X <= self.high)
         if not inside.all():

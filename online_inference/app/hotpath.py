@@ -42,7 +42,8 @@ def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes
     version. Rows are joined from byte fragments (the probabilities serialised by orjson in one
     call): half the cost of building and serialising a dict per row."""
     labels = prediction.labels.tolist()
-    probabilities = np.round(prediction.positive.astype(np.float64), 6)
+    # np.round's own steps (scale, round half to even, unscale) without its per-call cost (~9 µs).
+    probabilities = np.rint(prediction.positive.astype(np.float64) * 1e6) / 1e6
     numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     tails = [NO_WARNINGS] * len(labels)
     for row, warnings in served.fast.warnings_by_row(X).items():

@@ -5,12 +5,16 @@ a model not loaded yet."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import orjson
 import pytest
 from fastapi import FastAPI
 
 from online_inference.app.config import Settings
+from online_inference.app.hotpath import predict_body
+from online_inference.app.session import Prediction
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, call, valid_row
@@ -88,3 +92,11 @@ def test_before_the_model_is_loaded_predict_and_health_answer_503(settings: Sett
     assert call(app, "/predict", [body_of(card)])[0] == 503
     status, answer = call(app, "/health", [b""], method="GET")
     assert (status, orjson.loads(answer)["status"]) == (503, "loading")
+
+
+def test_probabilities_are_rounded_as_numpy_rounds_them() -> None:
+    positive = np.random.default_rng(0).random(100_000).astype(np.float32)
+    prediction = Prediction(labels=np.zeros(len(positive), dtype=np.int64), probabilities=np.c_[1 - positive, positive], positive=positive)
+    served = SimpleNamespace(card=SimpleNamespace(name="m", version="1"), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
+    answer = orjson.loads(predict_body(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
+    assert [row["probability"] for row in answer["predictions"]] == np.round(positive.astype(np.float64), 6).tolist()

@@ -4,6 +4,7 @@ reason); too much input answers 413; no client input ever produces a 5xx."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,41 @@ def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
         full = schema.request_adapter.validate_json(raw)
         rows = full.data if full.data is not None else [[r[n] for n in NAMES] for r in full.instances]
         np.testing.assert_array_equal(fast, np.array(rows, dtype=np.float32))
+
+
+# What can reach the checks: strings and booleans never do (parse() counts quotes and scans for
+# the literals first), so neither check has to refuse them.
+ODD_VALUES: list[Any] = [None, [], {}, [1.0], float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), 0.5, -0.0, 1e-300]
+
+
+def mutated_rows(card: ModelCard, rng: random.Random, count: int) -> list[list[Any]]:
+    """Rows near the edges of validity: bounds, just outside, fractions of codes, odd values,
+    a value missing or one too many."""
+    rows = []
+    for _ in range(count):
+        row: list[Any] = valid_row(card)
+        for _ in range(rng.randint(0, 2)):
+            column = rng.randrange(len(row))
+            bounds = card.features[column].bounds
+            row[column] = rng.choice([bounds.min, bounds.max, bounds.min - 1e-9, bounds.max + 0.5, bounds.min + 0.5,
+                                      int(bounds.max), rng.choice(ODD_VALUES)])
+        if rng.random() < 0.05:
+            row = row[:-1] if rng.random() < 0.5 else [*row, 1]
+        rows.append(row)
+    return rows
+
+
+def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCard) -> None:
+    """Small batches are checked value by value, larger ones as arrays: the same rules."""
+    from online_inference.app.fastpath import FastPath
+
+    fast, rng = FastPath(card, max_rows=10_000), random.Random(4)
+    accepted = 0
+    for _ in range(3000):
+        rows = mutated_rows(card, rng, rng.choice([1, 1, 2, 3]))
+        by_value, by_array = fast.check_values(rows), fast.check_array(rows)
+        assert (by_value is None) == (by_array is None), rows
+        if by_value is not None:
+            np.testing.assert_array_equal(by_value, by_array)
+            accepted += 1
+    assert 300 < accepted < 2700  # both outcomes were exercised
