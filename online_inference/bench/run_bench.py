@@ -99,7 +99,7 @@ def cold_starts(kind: str, times: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--cold-starts", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one short round: proves the bench works")
