@@ -138,7 +138,12 @@ def read_json(kind: Any, value: Any, where: str = "card") -> Any:
     if dataclasses.is_dataclass(kind):
         return read_dataclass(kind, value, where)
     if origin in (typing.Union, types.UnionType):
-        for option in args:
+        if value is None and type(None) in args:
+            return None
+        options = [option for option in args if option is not type(None)]
+        if len(options) == 1:  # an optional field: keep the inner type's own message
+            return read_json(options[0], value, where)
+        for option in options:
             try:
                 return read_json(option, value, where)
             except ValueError:
