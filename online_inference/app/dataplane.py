@@ -97,15 +97,8 @@ class DataPlane:
         finally:
             self.settled.set()
 
-    def start_loading(self, then: Callable[[], object] | None = None) -> threading.Thread:
-        """Load in a background thread; ``then`` runs after it (ready or failed)."""
-
-        def load_then() -> None:
-            self.load()
-            if then is not None:
-                then()
-
-        thread = threading.Thread(target=load_then, name="model-loader", daemon=True)
+    def start_loading(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
         thread.start()
         return thread
 
