@@ -11,12 +11,14 @@ import pytest
 from online_inference.app.config import Settings, SettingsError
 
 
+def set_environment(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_values_come_from_the_environment_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("port", "9000")
-    monkeypatch.setenv("ACCESS_LOG", "yes")
-    monkeypatch.setenv("Log_Level", "WARNING")
-    monkeypatch.setenv("MODEL_CACHE_DIR", "/var/cache/models")
-    monkeypatch.setenv("LIMIT_CONCURRENCY", "64")
+    set_environment(monkeypatch, port="9000", ACCESS_LOG="yes", Log_Level="WARNING", MODEL_CACHE_DIR="/var/cache/models",
+                    LIMIT_CONCURRENCY="64")
     settings = Settings()
     assert (settings.PORT, settings.ACCESS_LOG, settings.LOG_LEVEL) == (9000, True, "warning")
     assert settings.MODEL_CACHE_DIR == Path("/var/cache/models") and settings.LIMIT_CONCURRENCY == 64
@@ -34,11 +36,7 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_every_bad_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PORT", "70000")
-    monkeypatch.setenv("ACCESS_LOG", "maybe")
-    monkeypatch.setenv("MODEL_SHA256", "not-a-digest")
-    monkeypatch.setenv("WORKERS", "two")
-    monkeypatch.setenv("LOG_LEVEL", "loud")
+    set_environment(monkeypatch, PORT="70000", ACCESS_LOG="maybe", MODEL_SHA256="not-a-digest", WORKERS="two", LOG_LEVEL="loud")
     with pytest.raises(SettingsError) as error:
         Settings()
     message = str(error.value)
