@@ -7,7 +7,8 @@ time and a fifth of its memory — load when a request first needs them (an inva
 ``/model``, the docs). That request waits for the build (a few tenths of a second, once; the
 build runs in a thread, so the hot path keeps answering meanwhile) and is then answered exactly
 as it would have been. Readiness means the model is loaded and checked: every request can be
-answered from then on.
+answered from then on. ``PRELOAD_APP=true`` builds the full application as soon as the model has
+loaded instead, for deployments that would rather hold the memory than make one request wait.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ class Front:
 
     def __init__(self, settings: Settings, plane: DataPlane):
         self.plane = plane
+        self.preload = settings.PRELOAD_APP
         self.full = LazyApp(lambda: build_full_app(settings, plane))
         self.hot = HotPath(self.full, plane, settings.MAX_BODY_BYTES)
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -71,10 +74,23 @@ class Front:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.plane.start_loading()  # the server listens at once; /health says "loading" meanwhile
+                if self.preload:
+                    task = asyncio.create_task(self.build_when_settled())
+                    self.tasks.add(task)  # a reference until it is done
+                    task.add_done_callback(self.tasks.discard)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+    async def build_when_settled(self) -> None:
+        """PRELOAD_APP: build the full application once the model has loaded (or failed)."""
+        await asyncio.to_thread(self.plane.settled.wait)
+        try:
+            await self.full.build_once()
+        except Exception:  # the first request that needs it tries again, and reports
+            log.exception("preloading the full application failed")
 
 
 def build_full_app(settings: Settings, plane: DataPlane) -> FastAPI:

@@ -134,3 +134,22 @@ def test_a_failed_build_answers_500_and_the_next_request_builds_again(settings: 
         assert client.get("/model").status_code == 500
         assert client.get("/model").status_code == 200
     assert len(attempts) == 2
+
+
+def test_with_preload_the_full_application_is_built_once_the_model_is_ready(settings: Settings) -> None:
+    front = create_front(settings.replace(PRELOAD_APP=True), bundled_session)
+    with TestClient(front) as client:
+        deadline = time.monotonic() + 20
+        while front.full.app is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert front.full.app is not None
+        assert client.get("/health").status_code == 200
+
+
+def test_without_preload_nothing_is_built_before_a_request_needs_it(settings: Settings) -> None:
+    front = create_front(settings, bundled_session)
+    with TestClient(front) as client:
+        front.plane.settled.wait(10)
+        assert client.get("/health").status_code == 200
+        time.sleep(0.2)
+        assert front.full.app is None
