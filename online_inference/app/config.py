@@ -147,7 +147,6 @@ class Settings:
         default=None, ge=1, description="Connections beyond this answer 503 (protects memory)."
     )
 
-
     def __init__(self, **given: Any):
         unknown = set(given) - set(self.fields())
         if unknown:

@@ -57,7 +57,6 @@ class Served:
 
     session: ModelSession
     fast: FastPath
-    max_rows: int
 
     @property
     def card(self) -> ModelCard:
@@ -67,7 +66,7 @@ class Served:
     def schema(self) -> InputSchema:
         from online_inference.app.schema import InputSchema  # pydantic: off the start path
 
-        return InputSchema(self.card, self.fast, self.max_rows)
+        return InputSchema(self.card, self.fast)
 
 
 class DataPlane:
@@ -85,7 +84,7 @@ class DataPlane:
         started = time.perf_counter()
         try:
             session = self.loader()
-            self.served = Served(session, FastPath(session.card, self.max_rows), self.max_rows)
+            self.served = Served(session, FastPath(session.card, self.max_rows))
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)

@@ -36,16 +36,16 @@ SMALL_BATCH = 4  # up to this many rows, checking in Python beats numpy's per-ca
 class FastPath:
     def __init__(self, card: ModelCard, max_rows: int):
         self.names = card.feature_names
+        self.width = len(self.names)
         self.name_set = set(self.names)
         self.max_rows = max_rows
         self.low = np.array([f.bounds.min for f in card.features], dtype=np.float64)
         self.high = np.array([f.bounds.max for f in card.features], dtype=np.float64)
         self.integral = np.array([f.is_integral for f in card.features])
         self.limits = list(zip(self.low.tolist(), self.high.tolist(), self.integral.tolist()))
-        self.width = len(self.names)
         self.pick = itemgetter(*self.names)
-        self.row_quotes = 2 * len(self.names)  # per instance object
-        self.rows_quotes = 4 + 2 * len(self.names)  # "features", "data" and the names
+        self.row_quotes = 2 * self.width  # per instance object
+        self.rows_quotes = 4 + 2 * self.width  # "features", "data" and the names
         self.features = card.features
         self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
         self.train_max = np.array([f.training.max for f in card.features], dtype=np.float32)

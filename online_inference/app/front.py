@@ -83,7 +83,6 @@ class Front:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-
     async def build_when_settled(self) -> None:
         """PRELOAD_APP: build the full application once the model has loaded (or failed)."""
         await asyncio.to_thread(self.plane.settled.wait)

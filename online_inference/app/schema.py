@@ -133,10 +133,11 @@ def find_duplicate_keys(body: bytes) -> list[str]:
 class InputSchema:
     """Validation of one model's inputs, built once per loaded card."""
 
-    def __init__(self, card: ModelCard, fast: FastPath, max_rows: int):
+    def __init__(self, card: ModelCard, fast: FastPath):
+        """``fast`` is the vectorised check of the same card (tried first); its ``max_rows`` holds here too."""
         self.card = card
         self.names = card.feature_names
-        self.max_rows = max_rows
+        self.max_rows = max_rows = fast.max_rows  # one bound, the fast path's
         self.request_adapter = TypeAdapter(build_request_model(card, max_rows))
         self.request_json_schema = build_request_json_schema(card, max_rows)
         self.fast = fast

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from online_inference import __version__
 from online_inference.app.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, Problem
+from online_inference.app.hotpath import LIVE
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
 
@@ -136,7 +137,7 @@ def build_outputs(prediction: Prediction, names: dict[str, str], wanted: list[st
 
 @router.get("/health/live", summary="Liveness: the process answers")
 async def live() -> Response:
-    return json_response({"live": True})
+    return Response(LIVE, media_type="application/json")
 
 
 @router.get("/health/ready", summary="Readiness: the model is loaded and checked", responses=READY_RESPONSES)

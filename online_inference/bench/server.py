@@ -31,14 +31,15 @@ class Service:
 
     def peak_rss_mb(self) -> float:
         """VmHWM of the server process and its children (the workers when WORKERS > 1)."""
-        pids = [self.process.pid, *children(self.process.pid)]
-        return sum(status_kb(pid, "VmHWM") for pid in pids) / 1024
-
+        return self.memory_mb("VmHWM")
 
     def rss_mb(self) -> float:
         """Current VmRSS of the server process and its children."""
+        return self.memory_mb("VmRSS")
+
+    def memory_mb(self, field: str) -> float:
         pids = [self.process.pid, *children(self.process.pid)]
-        return sum(status_kb(pid, "VmRSS") for pid in pids) / 1024
+        return sum(status_kb(pid, field) for pid in pids) / 1024
 
 
 def children(pid: int) -> list[int]:

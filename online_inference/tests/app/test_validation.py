@@ -163,7 +163,7 @@ def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
     from online_inference.app.fastpath import FastPath
     from online_inference.app.schema import InputSchema
 
-    schema = InputSchema(card, FastPath(card, max_rows=10_000), max_rows=10_000)
+    schema = InputSchema(card, FastPath(card, max_rows=10_000))
     low = [f.training.min for f in card.features]
     high = [f.bounds.max for f in card.features]
     for body in (rows_body(ROW, low, high, with_value("cp", 2.0)), {"instances": [instance(), instance(age=18)]}):
