@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from online_inference.app.batching import Batcher
 from online_inference.app.config import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from online_inference.app.metrics import Metrics
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 Loader = Callable[[], ModelSession]
 State = Literal["loading", "ready", "failed"]
 T = TypeVar("T")
+SHARED_CALL_ROWS = 64  # requests of up to this many rows share model calls; a larger one gains nothing
 
 
 def default_loader(settings: Settings) -> Loader:
@@ -77,6 +79,7 @@ class DataPlane:
         self.state: State = "loading"
         self.reason: str | None = None
         self.served: Served | None = None
+        self.batcher: Batcher[Prediction] | None = None
         self.settled = threading.Event()
 
     def load(self) -> None:
@@ -84,7 +87,9 @@ class DataPlane:
         started = time.perf_counter()
         try:
             session = self.loader()
-            self.served = Served(session, FastPath(session.card, self.max_rows))
+            served = Served(session, FastPath(session.card, self.max_rows))
+            self.batcher = Batcher(lambda X: self.infer(served, X))
+            self.served = served
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)
@@ -130,7 +135,15 @@ class DataPlane:
             self.metrics.validation_failures.labels(protocol).inc()
             raise
 
+    async def predict(self, served: Served, X: np.ndarray) -> Prediction:
+        """The model's answer for ``X``; small requests that arrive together share one model call
+        (see :mod:`batching`)."""
+        if len(X) > SHARED_CALL_ROWS or served is not self.served or self.batcher is None:
+            return self.infer(served, X)
+        return await self.batcher.submit(X)
+
     def infer(self, served: Served, X: np.ndarray) -> Prediction:
+        """One call of the model, timed and counted."""
         with self.metrics.observe_inference(len(X)):
             prediction = served.session.predict(X)
         self.metrics.count_classes(prediction.labels, served.card.classes)

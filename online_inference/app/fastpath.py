@@ -15,9 +15,9 @@ pydantic path refuses:
   the conversion fail → full path; strings, which a float conversion would accept, are already
   excluded by the quote count), finite and within the feature's bounds, integral for codes.
 
-Batches of up to ``SMALL_BATCH`` rows are checked value by value in Python (numpy's per-call
-cost would be most of the work); larger ones as whole float64 arrays. Both apply the same rules
-(a test holds them to the same answers).
+Batches of up to ``SMALL_BATCH`` rows are checked, and their training-range warnings found, value
+by value in Python (numpy's per-call cost would be most of the work); larger ones as whole
+arrays. Both ways apply the same rules (tests hold them to the same answers).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class FastPath:
         self.features = card.features
         self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
         self.train_max = np.array([f.training.max for f in card.features], dtype=np.float32)
+        self.training = list(zip(self.train_min.tolist(), self.train_max.tolist()))
 
     def parse(self, body: bytes) -> np.ndarray | None:
         """float32 ``[N, 13]`` when the body is valid in every respect; None to take the full path."""
@@ -116,14 +117,27 @@ class FastPath:
 
     def warnings_by_row(self, X: np.ndarray) -> dict[int, list[str]]:
         """The rows with values inside the bounds but outside the training range, and those values."""
+        if len(X) <= SMALL_BATCH:
+            return self.warnings_of_values(X)
+        return self.warnings_of_array(X)
+
+    def warnings_of_values(self, X: np.ndarray) -> dict[int, list[str]]:
+        warnings: dict[int, list[str]] = {}
+        for row, values in enumerate(X.tolist()):  # float32 values, compared with float32 ranges
+            for column, (value, (low, high)) in enumerate(zip(values, self.training)):
+                if value < low or value > high:
+                    warnings.setdefault(row, []).append(self.warning(column, value))
+        return warnings
+
+    def warnings_of_array(self, X: np.ndarray) -> dict[int, list[str]]:
         outside = (X < self.train_min) | (X > self.train_max)
         warnings: dict[int, list[str]] = {}
         if not outside.any():
             return warnings
         for row, column in zip(*np.nonzero(outside)):
-            f = self.features[column]
-            warnings.setdefault(int(row), []).append(
-                f"{f.name}={float(X[row, column]):g} is outside the training range "
-                f"[{f.training.min:g}, {f.training.max:g}]"
-            )
+            warnings.setdefault(int(row), []).append(self.warning(int(column), float(X[row, column])))
         return warnings
+
+    def warning(self, column: int, value: float) -> str:
+        f = self.features[column]
+        return f"{f.name}={value:g} is outside the training range [{f.training.min:g}, {f.training.max:g}]"

@@ -28,7 +28,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )
         self.inference_latency = Histogram(
-            "inference_duration_seconds", "Time spent in the ONNX Runtime session.", buckets=LATENCY_BUCKETS, registry=r
+            "inference_duration_seconds",
+            "Time spent in the ONNX Runtime session, per model call (small requests arriving together share one).",
+            buckets=LATENCY_BUCKETS, registry=r
         )
         self.rows = Counter("predicted_rows", "Rows predicted.", registry=r)
         self.classes = Counter("predicted_class", "Predictions by class.", ["condition"], registry=r)

@@ -31,7 +31,7 @@ async def predict(request: Request) -> Response:
     served = plane.ready()
     body = await read_json_body(request)
     X = plane.validate("predict", lambda: served.schema.parse_predict_body(body))
-    return Response(predict_body(served, X, plane.infer(served, X)), media_type="application/json")
+    return Response(predict_body(served, X, await plane.predict(served, X)), media_type="application/json")
 
 
 @router.get(

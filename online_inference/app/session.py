@@ -26,6 +26,9 @@ class Prediction:
     probabilities: np.ndarray  # float32 [N, n_classes]
     positive: np.ndarray  # float32 [N]: P(positive class)
 
+    def rows(self, start: int, stop: int) -> Prediction:
+        return Prediction(self.labels[start:stop], self.probabilities[start:stop], self.positive[start:stop])
+
 
 def session_options() -> ort.SessionOptions:
     """Tuned for many small requests on a small machine: one thread, no thread pool hand-offs."""

@@ -197,7 +197,7 @@ async def infer(name: str, request: Request, plane: DataPlaneDep) -> Response:
         return served.schema.parse_rows(rows), v2_request, wanted
 
     X, v2_request, wanted = plane.validate("v2", parse)
-    outputs = build_outputs(plane.infer(served, X), names, wanted)
+    outputs = build_outputs(await plane.predict(served, X), names, wanted)
     body_out: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
     if v2_request.id is not None:
         body_out["id"] = v2_request.id

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from online_inference.app.config import Settings
-from online_inference.app.hotpath import predict_body
+from online_inference.app.hotpath import predict_body, round_probabilities
 from online_inference.app.session import Prediction
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
@@ -100,3 +100,10 @@ def test_probabilities_are_rounded_as_numpy_rounds_them() -> None:
     served = SimpleNamespace(card=SimpleNamespace(name="m", version="1"), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
     answer = orjson.loads(predict_body(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
     assert [row["probability"] for row in answer["predictions"]] == np.round(positive.astype(np.float64), 6).tolist()
+
+
+def test_small_batches_are_rounded_and_written_as_large_ones_are() -> None:
+    positive = np.random.default_rng(1).random(20_000).astype(np.float32)
+    as_numpy = orjson.dumps(np.round(positive.astype(np.float64), 6), option=orjson.OPT_SERIALIZE_NUMPY)
+    written = [orjson.dumps(round_probabilities(positive[i:i + 2]))[1:-1] for i in range(0, len(positive), 2)]
+    assert b"[" + b",".join(written) + b"]" == as_numpy

@@ -211,3 +211,17 @@ def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCa
             np.testing.assert_array_equal(by_value, by_array)
             accepted += 1
     assert 300 < accepted < 2700  # both outcomes were exercised
+
+
+def test_training_range_warnings_are_the_same_found_by_value_or_by_array(card: ModelCard) -> None:
+    from online_inference.app.fastpath import FastPath
+
+    fast, rng = FastPath(card, max_rows=10_000), random.Random(5)
+    warned = 0
+    for _ in range(2000):
+        X = fast.check_array(mutated_rows(card, rng, rng.choice([1, 2, 3])))
+        if X is not None:
+            by_value, by_array = fast.warnings_of_values(X), fast.warnings_of_array(X)
+            assert by_value == by_array, X
+            warned += bool(by_value)
+    assert warned > 100  # rows outside the training range were exercised

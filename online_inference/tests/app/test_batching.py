@@ -1,0 +1,132 @@
+"""Spec: small requests that arrive together share one model call and each gets exactly its own
+rows of the answer; a request alone is answered without waiting for company; a failed call fails
+each of its requests and nothing else; a request cancelled meanwhile takes nothing from it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from online_inference.app.batching import Batcher
+from online_inference.app.config import Settings
+from online_inference.app.dataplane import SHARED_CALL_ROWS
+from online_inference.app.main import create_app
+from online_inference.card import ModelCard
+from online_inference.tests.helpers import bundled_session, valid_row
+
+
+class Doubled:
+    """A stand-in answer: the rows doubled, sliceable like a Prediction."""
+
+    def __init__(self, X: np.ndarray):
+        self.X = X
+
+    def rows(self, start: int, stop: int) -> Doubled:
+        return Doubled(self.X[start:stop])
+
+
+class Model:
+    def __init__(self, fail: bool = False):
+        self.calls: list[int] = []
+        self.fail = fail
+
+    def __call__(self, X: np.ndarray) -> Doubled:
+        self.calls.append(len(X))
+        if self.fail:
+            raise RuntimeError("model failed")
+        return Doubled(X * 2)
+
+
+def rows(*values: float) -> np.ndarray:
+    return np.array([[v] for v in values], dtype=np.float32)
+
+
+def test_requests_of_one_turn_share_one_call_and_each_gets_its_rows() -> None:
+    model = Model()
+    batcher = Batcher(model)
+
+    async def together() -> list[Doubled]:
+        return await asyncio.gather(*(batcher.submit(rows(*range(i, i + n))) for i, n in [(0, 1), (10, 3), (20, 2)]))
+
+    answers = asyncio.run(together())
+    assert model.calls == [6]
+    assert [a.X[:, 0].tolist() for a in answers] == [[0], [20, 22, 24], [40, 42]]
+
+
+def test_a_request_alone_is_answered_by_its_own_call() -> None:
+    model = Model()
+    batcher = Batcher(model)
+
+    async def alone() -> list[float]:
+        first = (await batcher.submit(rows(1))).X[:, 0].tolist()
+        return first + (await batcher.submit(rows(2))).X[:, 0].tolist()
+
+    assert asyncio.run(alone()) == [2, 4]
+    assert model.calls == [1, 1]
+
+
+def test_a_failed_call_fails_each_of_its_requests_and_the_next_call_runs() -> None:
+    model = Model(fail=True)
+    batcher = Batcher(model)
+
+    async def together() -> list[object]:
+        return await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2)), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(together())] == ["model failed", "model failed"]
+    model.fail = False
+    assert asyncio.run(together()) and model.calls == [2, 2]
+
+
+def test_a_request_cancelled_before_the_call_takes_nothing_from_it() -> None:
+    model = Model()
+    batcher = Batcher(model)
+
+    async def one_cancelled() -> list[float]:
+        cancelled, kept = batcher.submit(rows(1)), batcher.submit(rows(2))
+        cancelled.cancel()
+        return (await kept).X[:, 0].tolist()
+
+    assert asyncio.run(one_cancelled()) == [4]
+    assert model.calls == [2]
+
+
+@pytest.fixture
+def ready_app(settings: Settings) -> FastAPI:
+    app = create_app(settings, loader=bundled_session)
+    app.state.dataplane.load()
+    return app
+
+
+def model_calls(app: FastAPI) -> float:
+    return app.state.metrics.registry.get_sample_value("inference_duration_seconds_count") or 0.0
+
+
+async def post_together(app: FastAPI, bodies: list[bytes]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
+        return await asyncio.gather(*(client.post(path, content=body) for path, body in bodies))  # type: ignore[misc]
+
+
+def test_concurrent_predictions_share_calls_and_answer_as_if_alone(ready_app: FastAPI, card: ModelCard) -> None:
+    low, high = ([getattr(f.training, end) for f in card.features] for end in ("min", "max"))
+    examples = [valid_row(card), low, high, [(a + b) / 2 for a, b in zip(low, high)]]
+    bodies = [("/predict", orjson.dumps({"features": card.feature_names, "data": [examples[i % 4]] * (1 + i % 3)}))
+              for i in range(24)]
+    alone = [r.content for r in asyncio.run(post_together(ready_app, bodies[:1]))]
+    alone += [asyncio.run(post_together(ready_app, [b]))[0].content for b in bodies[1:]]
+    calls_alone = model_calls(ready_app)
+    together = asyncio.run(post_together(ready_app, bodies))
+    assert [r.content for r in together] == alone
+    assert model_calls(ready_app) - calls_alone < len(bodies)
+
+
+def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAPI, card: ModelCard) -> None:
+    big = orjson.dumps({"features": card.feature_names, "data": [valid_row(card)] * (SHARED_CALL_ROWS + 1)})
+    small = orjson.dumps({"features": card.feature_names, "data": [valid_row(card)]})
+    answers = asyncio.run(post_together(ready_app, [("/predict", big), ("/predict", small), ("/predict", small)]))
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert model_calls(ready_app) == 2
