@@ -22,6 +22,7 @@ arrays. Both ways apply the same rules (tests hold them to the same answers).
 
 from __future__ import annotations
 
+import struct
 from itertools import chain
 from operator import itemgetter
 
@@ -102,9 +103,12 @@ class FastPath:
         try:
             if set(map(len, rows)) != {self.width}:
                 return None
-            X = np.fromiter(chain.from_iterable(rows), np.float64, count=self.width * len(rows))
-        except (ValueError, TypeError, OverflowError):  # a row that is not an array, a value not a number
+            # struct packs the values as C doubles in one call: faster than numpy's iteration
+            # over Python numbers; like it, it refuses anything that is not a number.
+            packed = struct.pack(f"{self.width * len(rows)}d", *chain.from_iterable(rows))
+        except (struct.error, TypeError, OverflowError):  # a row that is not an array, a value not a number
             return None
+        X = np.frombuffer(packed, np.float64)
         X = X.reshape(len(rows), self.width)
         # NaN fails both comparisons, so "inside the bounds" also means finite.
         inside = (X >= self.low) & (X <= self.high)
