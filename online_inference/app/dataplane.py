@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -59,10 +59,10 @@ class Served:
 
     session: ModelSession
     fast: FastPath
+    card: ModelCard = field(init=False)  # the session's, read on every request
 
-    @property
-    def card(self) -> ModelCard:
-        return self.session.card
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "card", self.session.card)
 
     @cached_property
     def schema(self) -> InputSchema:
@@ -144,7 +144,7 @@ class DataPlane:
 
     def infer(self, served: Served, X: np.ndarray) -> Prediction:
         """One call of the model, timed and counted."""
-        with self.metrics.observe_inference(len(X)):
-            prediction = served.session.predict(X)
-        self.metrics.count_classes(prediction.labels, served.card.classes)
+        started = time.perf_counter()
+        prediction = served.session.predict(X)
+        self.metrics.observe_inference(prediction.labels, time.perf_counter() - started)
         return prediction

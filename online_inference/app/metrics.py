@@ -1,17 +1,77 @@
-"""Prometheus metrics of one app instance (own registry: tests and apps never share counters)."""
+"""Prometheus metrics of one app instance (own registry: tests and apps never share counters).
+
+What every request and every model call updates (requests, latencies, rows, classes) is kept as
+plain numbers and turned into metric families when scraped: prometheus_client's own metrics take
+a lock and check their state on every update, which cost more than the rest of the metrics
+together on a one-row request. Only the event loop's thread updates them (every handler is a
+coroutine), so they need no lock. What changes rarely (validation failures, the model's identity)
+stays with prometheus_client's metrics.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from online_inference.card import ModelCard
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BUCKET_NAMES = [*map(str, LATENCY_BUCKETS), "+Inf"]
+SMALL_BATCH = 4  # up to this many labels, counting them in Python beats np.bincount's per-call cost
+
+
+class Latencies:
+    """A histogram of durations as plain numbers: a count per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(BUCKET_NAMES)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket with seconds <= le
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        total, buckets = 0, []
+        for name, count in zip(BUCKET_NAMES, self.counts):
+            total += count
+            buckets.append((name, total))
+        return buckets
+
+
+class Serving:
+    """The metrics of serving: a collector that the registry asks for its families on each scrape."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, status) → count
+        self.latency: dict[str, Latencies] = {}  # route → request durations
+        self.inference = Latencies()
+        self.rows = 0
+        self.classes: dict[int, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("http_requests", "HTTP requests by route, method and status.",
+                                       labels=["route", "method", "status"])
+        for (route, method, status), count in self.requests.items():
+            requests.add_metric([route, method, str(status)], count)
+        latency = HistogramMetricFamily("http_request_duration_seconds", "HTTP request latency by route.", labels=["route"])
+        for route, latencies in self.latency.items():
+            latency.add_metric([route], latencies.cumulative(), latencies.sum)
+        inference = HistogramMetricFamily(
+            "inference_duration_seconds",
+            "Time spent in the ONNX Runtime session, per model call (small requests arriving together share one).",
+            buckets=self.inference.cumulative(), sum_value=self.inference.sum,
+        )
+        classes = CounterMetricFamily("predicted_class", "Predictions by class.", labels=["condition"])
+        for label, count in sorted(self.classes.items()):
+            classes.add_metric([str(label)], count)
+        yield from (requests, latency, inference, CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows), classes)
 
 
 class Metrics:
@@ -20,54 +80,30 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "http_requests", "HTTP requests by route, method and status.", ["route", "method", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "http_request_duration_seconds", "HTTP request latency by route.", ["route"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.inference_latency = Histogram(
-            "inference_duration_seconds",
-            "Time spent in the ONNX Runtime session, per model call (small requests arriving together share one).",
-            buckets=LATENCY_BUCKETS, registry=r
-        )
-        self.rows = Counter("predicted_rows", "Rows predicted.", registry=r)
-        self.classes = Counter("predicted_class", "Predictions by class.", ["condition"], registry=r)
+        self.serving = Serving()
+        r.register(self.serving)
         self.validation_failures = Counter(
             "validation_failures", "Requests rejected as invalid, by protocol.", ["protocol"], registry=r
         )
         self.model_info = Gauge("model_info", "The loaded model (value 1).", ["name", "version", "sha256"], registry=r)
         self.model_ready = Gauge("model_ready", "1 when the model is loaded and checked.", registry=r)
-        self.request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self.class_children: dict[int, Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self.request_children.get(key)
-        if children is None:  # prometheus' labels() validates and locks: do it once per key
-            children = self.request_children[key] = (
-                self.requests.labels(route, method, str(status)), self.latency.labels(route)
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        serving, key = self.serving, (route, method, status)
+        serving.requests[key] = serving.requests.get(key, 0) + 1
+        latencies = serving.latency.get(route)
+        if latencies is None:
+            latencies = serving.latency[route] = Latencies()
+        latencies.observe(seconds)
 
-    @contextmanager
-    def observe_inference(self, rows: int) -> Iterator[None]:
-        """Time one call of the model and count its rows (only if it succeeded)."""
-        started = time.perf_counter()
-        yield
-        self.inference_latency.observe(time.perf_counter() - started)
-        self.rows.inc(rows)
-
-    def count_classes(self, labels: np.ndarray, classes: list[int]) -> None:
-        counts = np.bincount(labels, minlength=max(classes) + 1).tolist()
-        for c in classes:
-            if counts[c]:
-                child = self.class_children.get(c)
-                if child is None:
-                    child = self.class_children[c] = self.classes.labels(str(c))
-                child.inc(counts[c])
+    def observe_inference(self, labels: np.ndarray, seconds: float) -> None:
+        """One successful call of the model: its duration, its rows and the classes it predicted."""
+        serving = self.serving
+        serving.inference.observe(seconds)
+        serving.rows += len(labels)
+        classes = serving.classes
+        for label, count in count_labels(labels):
+            classes[label] = classes.get(label, 0) + count
 
     def set_model(self, card: ModelCard) -> None:
         self.model_info.labels(card.name, card.version, card.sha256 or "").set(1)
@@ -75,3 +111,11 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def count_labels(labels: np.ndarray) -> Iterable[tuple[int, int]]:
+    """(label, count) for the labels predicted by one call."""
+    if len(labels) <= SMALL_BATCH:
+        return [(label, 1) for label in labels.tolist()]
+    values, counts = np.unique(labels, return_counts=True)
+    return zip(values.tolist(), counts.tolist())

@@ -3,8 +3,12 @@ classes, validation failures and the model's identity."""
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
+
+from online_inference.app.metrics import LATENCY_BUCKETS, Latencies, Metrics
 
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import valid_row
@@ -41,3 +45,27 @@ def test_each_app_has_its_own_registry(client: TestClient) -> None:
     """A fresh app starts from zero (the fixture builds one per test)."""
     assert ("predicted_rows_total", ()) in samples(client)
     assert samples(client)[("predicted_rows_total", ())] == 0
+
+
+def test_latency_buckets_hold_what_prometheus_histograms_hold() -> None:
+    """Durations on a bucket's bound belong to it, as in prometheus_client's own histogram."""
+    registry = CollectorRegistry()
+    reference = Histogram("reference", "", buckets=LATENCY_BUCKETS, registry=registry)
+    ours = Latencies()
+    for seconds in [0.0, *LATENCY_BUCKETS, *(b * 1.0001 for b in LATENCY_BUCKETS), 0.0003, 7.0]:
+        reference.observe(seconds)
+        ours.observe(seconds)
+    expected = {s.labels["le"]: s.value for s in registry.collect().__next__().samples if s.name == "reference_bucket"}
+    assert {le: float(count) for le, count in ours.cumulative()} == {
+        le if le == "+Inf" else str(float(le)): count for le, count in expected.items()}
+    assert ours.sum == registry.get_sample_value("reference_sum")
+
+
+def test_classes_are_counted_alike_for_small_and_large_calls() -> None:
+    labels = np.random.default_rng(2).integers(0, 2, 1000)
+    one_call, row_by_row = Metrics(), Metrics()
+    one_call.observe_inference(labels, 0.001)
+    for label in labels:
+        row_by_row.observe_inference(np.array([label]), 0.001)
+    assert one_call.serving.classes == row_by_row.serving.classes == {0: int((labels == 0).sum()), 1: int((labels == 1).sum())}
+    assert one_call.serving.rows == row_by_row.serving.rows == 1000
