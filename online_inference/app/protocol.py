@@ -2,7 +2,7 @@
 
 uvicorn times out idle keep-alive connections but not a client that sends its headers slowly
 (slowloris): such connections would stay open for ever. Here every request must finish its
-headers within ``TIMEOUT_HEADERS`` seconds of its first byte (or of the connection opening),
+headers within ``TIMEOUT_HEADERS`` seconds of its first bytes (or of the connection opening),
 else the connection is closed.
 """
 
@@ -21,17 +21,25 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout = get_settings().TIMEOUT_HEADERS
         self.header_timer: asyncio.TimerHandle | None = None
+        self.awaiting_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.arm_header_timer()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self.header_timer is None:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Most requests arrive whole: a timer is armed only for headers still incomplete when
+        # what has arrived is parsed, not armed and cancelled for every request.
+        if self.awaiting_headers and self.header_timer is None:
             self.arm_header_timer()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.awaiting_headers = True
+
     def on_headers_complete(self) -> None:
+        self.awaiting_headers = False
         self.cancel_header_timer()
         super().on_headers_complete()
 

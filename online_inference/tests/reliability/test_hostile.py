@@ -139,6 +139,21 @@ def test_slowloris_cannot_hold_connections(server: Service) -> None:
     assert post(server, GOOD).status_code == 200
 
 
+def test_slowloris_after_a_first_request_is_cut_off_too(server: Service) -> None:
+    """A keep-alive connection whose next request dribbles its headers gets the same deadline."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=3) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(1.5)
+        try:
+            sock.sendall(b"X-Slow: 1\r\n")
+            assert sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # closed: what is expected (a timeout would mean it is still held open)
+
+
 def test_no_5xx_was_ever_answered(server: Service) -> None:
     """Only the readiness answer while the model loads (start-up polls /health) may be a 503."""
     metrics = httpx.get(server.url + "/metrics").text
