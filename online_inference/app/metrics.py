@@ -17,11 +17,11 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from online_inference.app.fastpath import SMALL_BATCH  # up to this many rows, Python beats numpy's per-call cost
 from online_inference.card import ModelCard
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BUCKET_NAMES = [*map(str, LATENCY_BUCKETS), "+Inf"]
-SMALL_BATCH = 4  # up to this many labels, counting them in Python beats np.bincount's per-call cost
 
 
 class Latencies:
