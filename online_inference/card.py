@@ -104,6 +104,8 @@ class ModelCard:
         names = self.feature_names
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
+        if len(set(self.classes)) != len(self.classes) or min(self.classes, default=-1) < 0:
+            raise ValueError("classes must be distinct non-negative integers (the metrics count them by index)")
         if self.positive_class not in self.classes:
             raise ValueError("the positive class must be one of the classes")
 

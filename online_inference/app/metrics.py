@@ -11,7 +11,7 @@ stays with prometheus_client's metrics.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -113,9 +113,8 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def count_labels(labels: np.ndarray) -> Iterable[tuple[int, int]]:
+def count_labels(labels: np.ndarray) -> list[tuple[int, int]]:
     """(label, count) for the labels predicted by one call."""
     if len(labels) <= SMALL_BATCH:
         return [(label, 1) for label in labels.tolist()]
-    values, counts = np.unique(labels, return_counts=True)
-    return zip(values.tolist(), counts.tolist())
+    return [(label, count) for label, count in enumerate(np.bincount(labels).tolist()) if count]  # labels are class indices

@@ -49,6 +49,8 @@ BROKEN = [
     ("codes with a gap", with_feature(2, codes={"0": "a", "3": "b"}), "card.features[2]: cp: codes must be every integer"),
     ("a non-integer code", with_feature(2, codes={"x": "a"}), "expected an integer key"),
     ("bounds stricter than training", with_feature(0, bounds={"min": 40, "max": 110}), "bounds are stricter than the training data"),
+    ("a negative class", card_json(classes=[-1, 1], positive_class=1), "classes must be distinct non-negative integers"),
+    ("a repeated class", card_json(classes=[1, 1], positive_class=1), "classes must be distinct non-negative integers"),
     ("an unknown positive class", card_json(positive_class=2), "the positive class must be one of the classes"),
     ("repeated feature names", card_json(features=[*card_json()["features"], card_json()["features"][0]]), "feature names must be unique"),
 ]
