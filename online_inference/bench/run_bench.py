@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.bench.render import render_summary
 from online_inference.bench.server import Service
@@ -64,6 +65,24 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str,
     if result["requests"] == 0:
         raise RuntimeError(f"no request to {url} completed within {seconds:g} s: run longer (--seconds)")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def served_and_calls(service: Service) -> tuple[float, float]:
+    """(``/predict`` requests answered 200, model calls) so far, from the service's own metrics."""
+    samples = {(s.name, s.labels.get("route"), s.labels.get("status")): s.value
+               for family in text_string_to_metric_families(httpx.get(service.url + "/metrics", timeout=30).text)
+               for s in family.samples}
+    return samples.get(("http_requests_total", "/predict", "200"), 0.0), samples.get(("inference_duration_seconds_count", None, None), 0.0)
+
+
+def run_counted(service: Service, body: Path, connections: int, seconds: float) -> dict[str, float]:
+    """wrk against our service, with the requests per model call (small requests that arrive
+    together share one) read from its metrics before and after."""
+    served, calls = served_and_calls(service)
+    result = run_wrk(service.url, body, connections, seconds)
+    served_after, calls_after = served_and_calls(service)
+    result["requests_per_model_call"] = (served_after - served) / max(calls_after - calls, 1)
     return result
 
 
@@ -120,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = ["onnx", "baseline"] if round_ % 2 == 0 else ["baseline", "onnx"]
                 for scenario, (rows, connections) in SCENARIOS.items():
                     for kind in order:
-                        result = run_wrk(services[kind].url, bodies[rows], connections, args.seconds)
+                        result = (run_counted(onnx, bodies[rows], connections, args.seconds) if kind == "onnx"
+                                  else run_wrk(baseline.url, bodies[rows], connections, args.seconds))
                         runs[scenario][kind].append(result)
                         log(f"round {round_ + 1} {scenario} {kind}: {result['rps']:,.0f} req/s, p99 {result['p99_us'] / 1000:.2f} ms")
             rss = {kind: s.peak_rss_mb() for kind, s in services.items()}
@@ -159,6 +179,7 @@ def summarize(runs, rss, starts, two_workers, parity, args) -> dict:  # type: ig
                       "errors": sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] + r["non_2xx"] for r in rs),
                       "rounds": rs}
                for kind, rs in by_kind.items()},
+            "requests_per_model_call": med([r["requests_per_model_call"] for r in by_kind["onnx"]]),
             "ratio_median": med(ratios),
             "ratios": ratios,
         }

@@ -26,6 +26,8 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
     for scenario in results["scenarios"].values():
         assert scenario["onnx"]["rps"] > 0 and scenario["baseline"]["rps"] > 0
         assert scenario["onnx"]["errors"] == 0
+    by_call = {name: scenario["requests_per_model_call"] for name, scenario in results["scenarios"].items()}
+    assert by_call["single_c32"] > 1 and by_call["single_c1"] == by_call["batch1000_c32"] == 1  # small concurrent requests share calls
     assert results["peak_rss_mb"]["onnx_full_app"] >= results["peak_rss_mb"]["onnx"] > 0
     assert results["floor"]["single_c32"]["rps"] > results["scenarios"]["single_c32"]["onnx"]["rps"]
     assert "| 1 row/request, 32 connections |" in (tmp_path / "summary.md").read_text()
