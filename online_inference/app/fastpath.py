@@ -108,8 +108,7 @@ class FastPath:
             packed = struct.pack(f"{self.width * len(rows)}d", *chain.from_iterable(rows))
         except (struct.error, TypeError, OverflowError):  # a row that is not an array, a value not a number
             return None
-        X = np.frombuffer(packed, np.float64)
-        X = X.reshape(len(rows), self.width)
+        X = np.frombuffer(packed, np.float64).reshape(len(rows), self.width)
         # NaN fails both comparisons, so "inside the bounds" also means finite.
         inside = (X >= self.low) & (X <= self.high)
         if not inside.all():
