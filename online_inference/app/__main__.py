@@ -18,7 +18,7 @@ import uvicorn
 
 from online_inference.app.config import Settings, SettingsError, get_settings
 from online_inference.app.front import create_front
-from online_inference.app.protocol import HeaderTimeoutProtocol
+from online_inference.app.protocol import ServiceProtocol
 
 
 class Server(uvicorn.Server):
@@ -52,7 +52,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         timeout_graceful_shutdown=settings.TIMEOUT_GRACEFUL_SHUTDOWN,
         limit_concurrency=settings.LIMIT_CONCURRENCY,
         loop="uvloop",
-        http=HeaderTimeoutProtocol,
+        http=ServiceProtocol,
         ws="none",
         proxy_headers=False,  # the service reads no client address (no access log by default)
         lifespan="on",

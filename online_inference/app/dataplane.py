@@ -135,10 +135,11 @@ class DataPlane:
             self.metrics.validation_failures.labels(protocol).inc()
             raise
 
-    async def predict(self, served: Served, X: np.ndarray) -> Prediction:
+    async def predict(self, served: Served, X: np.ndarray, alone: bool = False) -> Prediction:
         """The model's answer for ``X``; small requests that arrive together share one model call
-        (see :mod:`batching`)."""
-        if len(X) > SHARED_CALL_ROWS or served is not self.served or self.batcher is None:
+        (see :mod:`batching`). ``alone``: the server has no other request in progress, so none
+        could join the call, and waiting for the event loop's next turn would only add latency."""
+        if alone or len(X) > SHARED_CALL_ROWS or served is not self.served or self.batcher is None:
             return self.infer(served, X)
         return await self.batcher.submit(X)
 

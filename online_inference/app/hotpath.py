@@ -21,6 +21,7 @@ import orjson
 
 from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.fastpath import SMALL_BATCH
+from online_inference.app.protocol import IN_PROGRESS
 from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
@@ -89,6 +90,13 @@ def simple_routes(plane: DataPlane) -> dict[tuple[str, str], Callable[[], Answer
     return {("GET", "/health"): health, ("GET", "/v2/health/live"): lambda: (200, JSON, LIVE), ("GET", "/metrics"): metrics}
 
 
+def is_alone(scope: dict[str, Any]) -> bool:
+    """Whether the server says no other request is in progress (our protocol tells it; with
+    another server, requests may always share model calls)."""
+    in_progress = scope.get("extensions", {}).get(IN_PROGRESS)
+    return in_progress is not None and len(in_progress) == 1
+
+
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -135,7 +143,8 @@ class HotPath:
             return await self.app(scope, replay(body, complete, receive), send)
         status = 500  # until answered: an unexpected error propagates to the server, counted
         try:
-            await self.answer(send, 200, predict_body(served, X, await self.plane.predict(served, X)))
+            prediction = await self.plane.predict(served, X, alone=is_alone(scope))
+            await self.answer(send, 200, predict_body(served, X, prediction))
             status = 200
         finally:
             self.metrics.observe_request("/predict", "POST", status, time.perf_counter() - started)

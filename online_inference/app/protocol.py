@@ -1,9 +1,15 @@
-"""uvicorn's httptools protocol with a deadline for each request's headers.
+"""uvicorn's httptools protocol with a deadline for each request's headers, and telling the
+application how many requests are in progress.
 
 uvicorn times out idle keep-alive connections but not a client that sends its headers slowly
 (slowloris): such connections would stay open for ever. Here every request must finish its
 headers within ``TIMEOUT_HEADERS`` seconds of its first bytes (or of the connection opening),
 else the connection is closed.
+
+Each request's scope carries the ASGI extension ``IN_PROGRESS``: the server's set of request
+tasks (headers read, answer not finished), live — ``len()`` of it when the application looks.
+A request alone needs no company for its model call (see :mod:`batching`): the application
+reads it to skip the wait.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from online_inference.app.config import get_settings
 
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
+IN_PROGRESS = "heart.requests_in_progress"
+
+
+class ServiceProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = get_settings().TIMEOUT_HEADERS
@@ -36,6 +45,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {IN_PROGRESS: self.tasks}  # type: ignore[typeddict-unknown-key]
         self.awaiting_headers = True
 
     def on_headers_complete(self) -> None:

@@ -39,10 +39,11 @@ def valid_row(card: ModelCard) -> list[float]:
 
 
 @contextmanager
-def live_server(app: FastAPI, ready_path: str | None = "/health", timeout: float = 20) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+def live_server(app: FastAPI | Any, ready_path: str | None = "/health", timeout: float = 20, **options: Any) -> Iterator[str]:
+    """Run ``app`` under uvicorn (more ``options`` for its Config) in a thread on a free
+    127.0.0.1 port; yield its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
