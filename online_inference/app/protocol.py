@@ -45,7 +45,7 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {IN_PROGRESS: self.tasks}  # type: ignore[typeddict-unknown-key]
+        self.scope.setdefault("extensions", {})[IN_PROGRESS] = self.tasks  # type: ignore[typeddict-item]
         self.awaiting_headers = True
 
     def on_headers_complete(self) -> None:
