@@ -79,7 +79,7 @@ class DataPlane:
         self.state: State = "loading"
         self.reason: str | None = None
         self.served: Served | None = None
-        self.batcher: Batcher[Prediction] | None = None
+        self.batcher = Batcher(lambda X: self.infer(self.ready(), X))  # small requests' shared calls
         self.settled = threading.Event()
 
     def load(self) -> None:
@@ -87,9 +87,7 @@ class DataPlane:
         started = time.perf_counter()
         try:
             session = self.loader()
-            served = Served(session, FastPath(session.card, self.max_rows))
-            self.batcher = Batcher(lambda X: self.infer(served, X))
-            self.served = served
+            self.served = Served(session, FastPath(session.card, self.max_rows))
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)
@@ -139,7 +137,7 @@ class DataPlane:
         """The model's answer for ``X``; small requests that arrive together share one model call
         (see :mod:`batching`). ``alone``: the server has no other request in progress, so none
         could join the call, and waiting for the event loop's next turn would only add latency."""
-        if alone or len(X) > SHARED_CALL_ROWS or served is not self.served or self.batcher is None:
+        if alone or len(X) > SHARED_CALL_ROWS or served is not self.served:
             return self.infer(served, X)
         return await self.batcher.submit(X)
 
