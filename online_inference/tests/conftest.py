@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from online_inference.app.config import Settings
@@ -44,3 +45,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         assert app.state.dataplane.settled.wait(10)
         yield test_client
+
+
+@pytest.fixture
+def ready_app(settings: Settings) -> FastAPI:
+    """The whole service with its model loaded, driven straight through ASGI (no lifespan)."""
+    app = create_app(settings, loader=bundled_session)
+    app.state.dataplane.load()
+    return app

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from online_inference.app.config import BUNDLED_MODEL
+from online_inference.app.dataplane import DataPlane
 from online_inference.app.session import ModelSession
 from online_inference.docker.dockercli import free_port
 from online_inference.card import ModelCard
@@ -32,6 +33,11 @@ def bundled_session() -> ModelSession:
 
 def bundled_card() -> ModelCard:
     return bundled_session().card
+
+
+def model_calls(plane: DataPlane) -> float:
+    """How many times the plane has called the model (its metrics count every call)."""
+    return plane.metrics.registry.get_sample_value("inference_duration_seconds_count") or 0.0
 
 
 def valid_row(card: ModelCard) -> list[float]:

@@ -9,15 +9,12 @@ import asyncio
 import httpx
 import numpy as np
 import orjson
-import pytest
 from fastapi import FastAPI
 
 from online_inference.app.batching import Batcher
-from online_inference.app.config import Settings
 from online_inference.app.dataplane import SHARED_CALL_ROWS
-from online_inference.app.main import create_app
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, valid_row
+from online_inference.tests.helpers import model_calls, valid_row
 
 
 class Doubled:
@@ -95,17 +92,6 @@ def test_a_request_cancelled_before_the_call_takes_nothing_from_it() -> None:
     assert model.calls == [2]
 
 
-@pytest.fixture
-def ready_app(settings: Settings) -> FastAPI:
-    app = create_app(settings, loader=bundled_session)
-    app.state.dataplane.load()
-    return app
-
-
-def model_calls(app: FastAPI) -> float:
-    return app.state.metrics.registry.get_sample_value("inference_duration_seconds_count") or 0.0
-
-
 async def post_together(app: FastAPI, bodies: list[bytes]) -> list[httpx.Response]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
         return await asyncio.gather(*(client.post(path, content=body) for path, body in bodies))  # type: ignore[misc]
@@ -118,10 +104,10 @@ def test_concurrent_predictions_share_calls_and_answer_as_if_alone(ready_app: Fa
               for i in range(24)]
     alone = [r.content for r in asyncio.run(post_together(ready_app, bodies[:1]))]
     alone += [asyncio.run(post_together(ready_app, [b]))[0].content for b in bodies[1:]]
-    calls_alone = model_calls(ready_app)
+    calls_alone = model_calls(ready_app.state.dataplane)
     together = asyncio.run(post_together(ready_app, bodies))
     assert [r.content for r in together] == alone
-    assert model_calls(ready_app) - calls_alone < len(bodies)
+    assert model_calls(ready_app.state.dataplane) - calls_alone < len(bodies)
 
 
 def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAPI, card: ModelCard) -> None:
@@ -129,4 +115,4 @@ def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAP
     small = orjson.dumps({"features": card.feature_names, "data": [valid_row(card)]})
     answers = asyncio.run(post_together(ready_app, [("/predict", big), ("/predict", small), ("/predict", small)]))
     assert [r.status_code for r in answers] == [200, 200, 200]
-    assert model_calls(ready_app) == 2
+    assert model_calls(ready_app.state.dataplane) == 2

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import orjson
-import pytest
 from fastapi import FastAPI
 
 from online_inference.app.config import Settings
@@ -19,11 +18,6 @@ from online_inference.app.main import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, call, valid_row
 
-@pytest.fixture
-def ready_app(settings: Settings) -> FastAPI:
-    app = create_app(settings, loader=bundled_session)
-    app.state.dataplane.load()
-    return app
 
 
 def body_of(card: ModelCard, rows: int = 3) -> bytes:

@@ -11,13 +11,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
+from fastapi import FastAPI
 
-from online_inference.app.config import Settings
-from online_inference.app.dataplane import DataPlane, create_plane
+from online_inference.app.dataplane import DataPlane
 from online_inference.app.hotpath import is_alone
 from online_inference.app.protocol import IN_PROGRESS, ServiceProtocol
-from online_inference.tests.helpers import bundled_session, live_server, valid_row
+from online_inference.tests.helpers import live_server, model_calls, valid_row
 
 
 async def counting_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -49,26 +48,16 @@ def test_a_request_is_alone_only_when_the_server_says_so() -> None:
     assert not is_alone({})  # another server: requests may share calls
 
 
-@pytest.fixture
-def ready_plane(settings: Settings) -> DataPlane:
-    plane = create_plane(settings, loader=bundled_session)
-    plane.load()
-    return plane
-
-
-def model_calls(plane: DataPlane) -> float:
-    return plane.metrics.registry.get_sample_value("inference_duration_seconds_count") or 0.0
-
-
-def test_a_request_alone_calls_the_model_at_once(ready_plane: DataPlane) -> None:
-    served = ready_plane.served
+def test_a_request_alone_calls_the_model_at_once(ready_app: FastAPI) -> None:
+    plane: DataPlane = ready_app.state.dataplane
+    served = plane.served
     assert served is not None
     X = np.array([valid_row(served.card)], dtype=np.float32)
 
     async def two(alone: bool) -> None:
-        await asyncio.gather(ready_plane.predict(served, X, alone=alone), ready_plane.predict(served, X, alone=alone))
+        await asyncio.gather(plane.predict(served, X, alone=alone), plane.predict(served, X, alone=alone))
 
     asyncio.run(two(alone=False))
-    assert model_calls(ready_plane) == 1  # in company: one shared call
+    assert model_calls(plane) == 1  # in company: one shared call
     asyncio.run(two(alone=True))
-    assert model_calls(ready_plane) == 3  # each alone: a call each, at once
+    assert model_calls(plane) == 3  # each alone: a call each, at once
