@@ -5,8 +5,9 @@
   cannot cache it);
 - ``all``: compile every module of the venv and the service;
 - ``loaded``: start the service's import path once — the front, the full application its first
-  handed-over request builds, uvicorn's server configuration, uvloop, httptools, the S3 client, the HEALTHCHECK — with bytecode writing on, so
-  exactly the modules a start loads get a ``.pyc`` (in ``__pycache__``, beside their source);
+  handed-over request builds, uvicorn's server configuration, uvloop, httptools, the S3 client,
+  the HEALTHCHECK — with bytecode writing on, so exactly the modules a start loads get a ``.pyc``
+  (in ``__pycache__``, beside their source);
 - ``sourceless`` (the builder stages): the same import path, but each venv module it loads is
   replaced by its bytecode — a legacy ``module.pyc`` in place of ``module.py``, docstrings
   removed (asserts kept) — so the bytecode costs less than the source it replaces. Run before the

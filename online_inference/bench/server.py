@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from online_inference.docker.dockercli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
