@@ -27,7 +27,7 @@ from online_inference.app.session import Prediction
 Message = dict[str, Any]
 JSON = "application/json"
 Answer = tuple[int, str, bytes]  # status, media type, body
-NO_WARNINGS = b',"warnings":[]}'
+ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 
 
@@ -42,15 +42,17 @@ def is_json(media: str) -> bool:
 
 def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
     """The ``/predict`` answer: one object per row, in request order, then the model's name and
-    version. Rows are joined from byte fragments (the probabilities serialised by orjson in one
-    call): half the cost of building and serialising a dict per row."""
+    version. The rows are byte fragments — each row's start (by its label), its probability (all
+    serialised by orjson in one call) and its end (the warnings) — put in place by slice and
+    joined once: a quarter of the cost of building and serialising a dict per row."""
     labels = prediction.labels.tolist()
-    numbers = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    tails = [NO_WARNINGS] * len(labels)
+    parts = [ROW_END] * (3 * len(labels))
+    parts[0::3] = [ROW_STARTS[label] for label in labels]
+    parts[1::3] = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     for row, warnings in served.fast.warnings_by_row(X).items():
-        tails[row] = b',"warnings":' + orjson.dumps(warnings) + b"}"
-    rows = b",".join(map(b"".join, zip([ROW_STARTS[label] for label in labels], numbers, tails)))
-    return b'{"predictions":[' + rows + b'],"model":' + model_reference(served.card.name, served.card.version) + b"}"
+        parts[3 * row + 2] = b',"warnings":' + orjson.dumps(warnings) + b"},"
+    parts[-1] = parts[-1].removesuffix(b",")  # the last row ends the array
+    return b'{"predictions":[' + b"".join(parts) + b'],"model":' + model_reference(served.card.name, served.card.version) + b"}"
 
 
 def round_probabilities(positive: np.ndarray) -> list[float] | np.ndarray:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import orjson
+import pytest
 from fastapi import FastAPI
 
 from online_inference.app.config import Settings
@@ -38,15 +39,18 @@ def test_a_body_in_chunks_is_answered_like_one_in_a_piece(ready_app: FastAPI, ca
     assert requests_counted(ready_app, "/predict", 200) == 2
 
 
-def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warnings(ready_app: FastAPI, card: ModelCard) -> None:
-    rows = [valid_row(card) for _ in range(4)]
+@pytest.mark.parametrize("count", [4, 9])  # checked value by value, and as arrays
+def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warnings(ready_app: FastAPI, card: ModelCard,
+                                                                                  count: int) -> None:
+    rows = [valid_row(card) for _ in range(count)]
     chol = card.feature_names.index("chol")
-    rows[2][chol] = card.features[chol].training.max + 10  # inside the bounds: a warning
+    for row in (2, count - 1):
+        rows[row][chol] = card.features[chol].training.max + 10  # inside the bounds: a warning
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
     expected = bundled_session().predict(X)
     warnings = ready_app.state.dataplane.served.fast.warnings_by_row(X)
-    assert status == 200 and list(warnings) == [2]
+    assert status == 200 and list(warnings) == [2, count - 1]
     assert orjson.loads(answer) == {
         "predictions": [
             {"condition": label, "probability": round(float(p), 6), "warnings": warnings.get(i, [])}
