@@ -51,11 +51,14 @@ REMOVALS: list[tuple[str, str]] = [
     ("**/*.pyi", "type stubs"),
     ("**/*.pyx", "Cython sources"),
     ("**/*.pxd", "Cython headers"),
+    ("simdjson/*.cpp", "pysimdjson's C++ sources (compiled into csimdjson)"),
+    ("simdjson/*.h", "pysimdjson's C++ headers"),
 ]
 
 SELF_CHECK = """
 import asyncio, sys, numpy as np, onnxruntime as ort
-import fastapi, uvicorn, uvloop, httptools, pydantic, prometheus_client, orjson, httpx, httpx_auth
+import fastapi, uvicorn, uvloop, httptools, pydantic, prometheus_client, orjson, simdjson, httpx, httpx_auth
+assert bytes(simdjson.Parser().parse(b"[[1, 2.5]]").as_buffer(of_type="d")) == np.array([1, 2.5]).tobytes()
 uvloop.new_event_loop().run_until_complete(asyncio.sleep(0))
 httptools.HttpRequestParser(object()).feed_data(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
 httptools.parse_url(b"http://127.0.0.1:8000/predict?x=1")

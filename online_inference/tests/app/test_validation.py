@@ -75,6 +75,17 @@ BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = 
     ("instance not an object", json.dumps({"instances": [ROW]}), (0, None, "must be an object")),
     ("instance out of bounds", json.dumps({"instances": [instance(), instance(thalach=400)]}), (1, "thalach", "outside")),
     ("wrong container type", json.dumps({"features": NAMES, "data": {"0": ROW}}), (None, None, "")),
+    ("byte-order mark", b"\xef\xbb\xbf" + json.dumps(rows_body(ROW)).encode(), (None, None, "malformed JSON")),
+    ("repeated key", '{"features": %s, "data": [%s], "data": [%s]}' % (json.dumps(NAMES), json.dumps(ROW), json.dumps(ROW)),
+     (None, None, "duplicate key 'data'")),
+    # Batches of more than a few rows are read as one flat buffer of numbers: each rule again.
+    ("rows of 12 and 14 values", json.dumps(rows_body(*[ROW] * 4, ROW[:-1], [*ROW, 1])), (4, "thal", "exactly 13 values")),
+    ("nested list in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("chol", [233]))), (5, "chol", "got array")),
+    ("boolean in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("sex", True))), (5, "sex", "got boolean")),
+    ("string in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("age", "63"))), (5, "age", "got string")),
+    ("null in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("chol", None))), (5, "chol", "got null")),
+    ("number in place of a row", json.dumps(rows_body(*[ROW] * 5) | {"data": [*[ROW] * 5, 5]}), (5, None, "must be an array")),
+    ("out of bounds in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("age", 500))), (5, "age", "outside")),
 ]
 
 
@@ -173,6 +184,61 @@ def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
         full = schema.request_adapter.validate_json(raw)
         rows = full.data if full.data is not None else [[r[n] for n in NAMES] for r in full.instances]
         np.testing.assert_array_equal(fast, np.array(rows, dtype=np.float32))
+
+
+# What a client may put where a number belongs.
+WRONG_VALUES: list[Any] = [True, False, "63", "", "[", [1.0], [], {}, {"v": 1}, None]
+
+
+def random_body(card: ModelCard, rng: random.Random) -> bytes:
+    """A body of either form, of valid rows and rows near the edges of validity (``mutated_rows``),
+    sometimes with a value of the wrong type or a key too many, serialised one of several ways."""
+    rows = [valid_row(card) for _ in range(rng.choice([1, 3, 5, 9, 40]))]
+    for _ in range(rng.choice([0, 1, 2])):
+        rows[rng.randrange(len(rows))] = mutated_rows(card, rng, 1)[0]
+    for _ in range(rng.choice([0, 0, 0, 1, 2])):
+        row = rng.choice(rows)
+        row[rng.randrange(len(row))] = rng.choice(WRONG_VALUES)
+    body: dict[str, Any] = {"instances": [dict(zip(NAMES, row)) for row in rows]} if rng.random() < 0.3 else rows_body(*rows)
+    if rng.random() < 0.05:
+        body["extra"] = 1
+    separators = rng.choice([(",", ":"), (", ", ": ")])
+    return json.dumps(body, separators=separators, indent=rng.choice([None, None, 1])).encode()
+
+
+def full_path(schema: Any, raw: bytes) -> np.ndarray | None:
+    """What the full (pydantic) path makes of ``raw``: the rows, or None if it refuses them."""
+    from pydantic import ValidationError
+
+    from online_inference.app.schema import find_duplicate_keys
+
+    try:
+        request = schema.request_adapter.validate_json(raw)
+    except ValidationError:
+        return None
+    if find_duplicate_keys(raw):
+        return None
+    rows = request.data if request.data is not None else [[r[n] for n in NAMES] for r in request.instances]
+    return np.array(rows, dtype=np.float32)
+
+
+def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -> None:
+    """On random bodies, with the same values: the fast path's speed never costs a rule."""
+    from online_inference.app.fastpath import SMALL_BATCH, FastPath
+    from online_inference.app.schema import InputSchema
+
+    schema, rng = InputSchema(card, FastPath(card, max_rows=10_000)), random.Random(6)
+    accepted = refused = 0
+    for _ in range(1500):
+        raw = random_body(card, rng)
+        fast, full = schema.fast.parse(raw), full_path(schema, raw)
+        assert (fast is None) == (full is None), raw
+        if fast is None:
+            refused += 1
+        else:
+            np.testing.assert_array_equal(fast, full)
+            accepted += len(fast) > SMALL_BATCH
+    assert accepted > 100 and refused > 300  # both outcomes, and the array check, were exercised
 
 
 # What can reach the checks: strings and booleans never do (parse() counts quotes and scans for
