@@ -39,7 +39,7 @@ def test_a_body_in_chunks_is_answered_like_one_in_a_piece(ready_app: FastAPI, ca
     assert requests_counted(ready_app, "/predict", 200) == 2
 
 
-@pytest.mark.parametrize("count", [4, 9])  # checked value by value, and as arrays
+@pytest.mark.parametrize("count", [4, 9, 40])  # checked value by value, as arrays, read by simdjson
 def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warnings(ready_app: FastAPI, card: ModelCard,
                                                                                   count: int) -> None:
     rows = [valid_row(card) for _ in range(count)]

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from online_inference.app.fastpath import BUFFER_FROM_BYTES
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_card, valid_row
 
 CARD = bundled_card()
 NAMES = CARD.feature_names
 ROW = valid_row(CARD)
+BATCH = [ROW] * (BUFFER_FROM_BYTES // len(json.dumps(ROW)) + 1)  # rows enough for the large-body parser
 
 
 def rows_body(*rows: list[Any]) -> dict[str, Any]:
@@ -78,14 +80,20 @@ BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = 
     ("byte-order mark", b"\xef\xbb\xbf" + json.dumps(rows_body(ROW)).encode(), (None, None, "malformed JSON")),
     ("repeated key", '{"features": %s, "data": [%s], "data": [%s]}' % (json.dumps(NAMES), json.dumps(ROW), json.dumps(ROW)),
      (None, None, "duplicate key 'data'")),
-    # Batches of more than a few rows are read as one flat buffer of numbers: each rule again.
-    ("rows of 12 and 14 values", json.dumps(rows_body(*[ROW] * 4, ROW[:-1], [*ROW, 1])), (4, "thal", "exactly 13 values")),
-    ("nested list in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("chol", [233]))), (5, "chol", "got array")),
-    ("boolean in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("sex", True))), (5, "sex", "got boolean")),
-    ("string in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("age", "63"))), (5, "age", "got string")),
-    ("null in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("chol", None))), (5, "chol", "got null")),
-    ("number in place of a row", json.dumps(rows_body(*[ROW] * 5) | {"data": [*[ROW] * 5, 5]}), (5, None, "must be an array")),
-    ("out of bounds in a batch", json.dumps(rows_body(*[ROW] * 5, with_value("age", 500))), (5, "age", "outside")),
+    # Large bodies are read into one flat buffer of numbers (simdjson): each rule again.
+    ("byte-order mark on a batch", b"\xef\xbb\xbf" + json.dumps(rows_body(*BATCH)).encode(), (None, None, "malformed JSON")),
+    ("repeated key in a batch", '{"features": %s, "data": %s, "data": 5}' % (json.dumps(NAMES), json.dumps(BATCH)),
+     (None, None, "duplicate key 'data'")),
+    ("rows of 12 and 14 values", json.dumps(rows_body(*BATCH, ROW[:-1], [*ROW, 1])), (len(BATCH), "thal", "exactly 13 values")),
+    ("a row's last value moved to the next row", json.dumps(rows_body(*BATCH, ROW[:-1], [ROW[-1], *ROW])),
+     (len(BATCH), "thal", "exactly 13 values")),
+    ("nested list in a batch", json.dumps(rows_body(*BATCH, with_value("chol", [233]))), (len(BATCH), "chol", "got array")),
+    ("boolean in a batch", json.dumps(rows_body(*BATCH, with_value("sex", True))), (len(BATCH), "sex", "got boolean")),
+    ("string in a batch", json.dumps(rows_body(*BATCH, with_value("age", "63"))), (len(BATCH), "age", "got string")),
+    ("null in a batch", json.dumps(rows_body(*BATCH, with_value("chol", None))), (len(BATCH), "chol", "got null")),
+    ("number in place of a row", json.dumps({"features": NAMES, "data": [*BATCH, 5]}), (len(BATCH), None, "must be an array")),
+    ("out of bounds in a batch", json.dumps(rows_body(*BATCH, with_value("age", 500))), (len(BATCH), "age", "outside")),
+    ("batch with a key too many", json.dumps({**rows_body(*BATCH), "extra": 1}), (None, None, "unknown key 'extra'")),
 ]
 
 
@@ -224,21 +232,19 @@ def full_path(schema: Any, raw: bytes) -> np.ndarray | None:
 
 def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -> None:
     """On random bodies, with the same values: the fast path's speed never costs a rule."""
-    from online_inference.app.fastpath import SMALL_BATCH, FastPath
+    from online_inference.app.fastpath import FastPath
     from online_inference.app.schema import InputSchema
 
     schema, rng = InputSchema(card, FastPath(card, max_rows=10_000)), random.Random(6)
-    accepted = refused = 0
+    outcomes = {(accepted, large): 0 for accepted in (True, False) for large in (True, False)}
     for _ in range(1500):
         raw = random_body(card, rng)
         fast, full = schema.fast.parse(raw), full_path(schema, raw)
         assert (fast is None) == (full is None), raw
-        if fast is None:
-            refused += 1
-        else:
+        if fast is not None:
             np.testing.assert_array_equal(fast, full)
-            accepted += len(fast) > SMALL_BATCH
-    assert accepted > 100 and refused > 300  # both outcomes, and the array check, were exercised
+        outcomes[fast is not None, len(raw) >= BUFFER_FROM_BYTES] += 1
+    assert min(outcomes.values()) > 100, outcomes  # both outcomes, on small and large bodies (both parsers)
 
 
 # What can reach the checks: strings and booleans never do (parse() counts quotes and scans for
