@@ -25,8 +25,8 @@ def render_summary(r: dict[str, Any]) -> str:
         f"| peak RSS | {rss['onnx']:.0f} MB ({rss['onnx_full_app']:.0f} MB once an invalid request has built the full application) "
         f"| {rss['baseline']:.0f} MB | |",
         f"| WORKERS=2, 1 row, 32 connections | {r['workers2']['rps']:,.0f} req/s ({r['workers2']['vs_workers1']:.2f}× WORKERS=1; shares a core with wrk) | | |",
-        f"| floor: a constant answer on the same server stack, 1 row | {floor['single_c32']['rps']:,.0f} req/s at 32 connections; "
-        f"p50 {floor['single_c1']['p50_ms']:.2f} ms, p99 {floor['single_c1']['p99_ms']:.2f} ms at 1 | | |",
+        f"| floor: a constant answer on the same server stack, 1 row, in the same rounds | {floor['single_c32']['rps']:,.0f} req/s "
+        f"at 32 connections; p50 {floor['single_c1']['p50_ms']:.2f} ms, p99 {floor['single_c1']['p99_ms']:.2f} ms at 1 | | |",
     ]
     errors = sum(sc[k]["errors"] for sc in s.values() for k in ("onnx", "baseline"))
     targets = [

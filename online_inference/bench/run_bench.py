@@ -6,8 +6,9 @@ alternate the order of the two services (A/B, B/A, ...) and the summary reports 
 median of the per-round ratios, so a noisy shared machine shifts both sides alike. Also: cold
 start (process start → /health 200), peak RSS (on the benchmark's traffic, and again once an
 invalid request has made the service build its full application), WORKERS=2 scaling, the floor
-(an app answering a constant on the same server stack: what the stack alone costs), and a check
-that both services give the same predictions. Writes ``results/bench.json`` and ``results/summary.md``.
+(an app answering a constant on the same server stack: what the stack alone costs; measured in
+every round of the single-row scenarios, in the same alternation), and a check that both
+services give the same predictions. Writes ``results/bench.json`` and ``results/summary.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ SCENARIOS = {  # name: (rows per request, connections)
     "batch1000_c32": (1000, 32),
 }
 COMPARED = ("onnx", "baseline")
+# The floor (a constant answer on the same server stack) is measured in every round too, so that
+# what the machine's noise does to a round shows beside what it does to the service.
+FLOOR_SCENARIOS = ("single_c32", "single_c1")
 TARGETS = {"single_rps_ratio": 30.0, "batch_rows_ratio": 15.0, "p99_c1_ms": 0.3, "cold_start_s": 0.5, "peak_rss_mb": 90.0}
 
 
@@ -66,6 +70,10 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str,
         raise RuntimeError(f"no request to {url} completed within {seconds:g} s: run longer (--seconds)")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
+
+
+def median_of(rounds: list[dict[str, float]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rounds))
 
 
 def served_and_calls(service: Service) -> tuple[float, float]:
@@ -128,19 +136,21 @@ def main(argv: list[str] | None = None) -> int:
         # 3 s: the baseline needs most of a second to answer its first 1000-row batches.
         args.rounds, args.seconds, args.cold_starts = 1, 3, 1
     args.output.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {k: [] for k in COMPARED} for s in SCENARIOS}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        s: {k: [] for k in (*COMPARED, "floor") if k != "floor" or s in FLOOR_SCENARIOS} for s in SCENARIOS}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = {rows: body_file(rows, Path(tmp)) for rows in {r for r, _ in SCENARIOS.values()}}
-        with serve("onnx") as onnx, serve("baseline") as baseline:
+        with serve("onnx") as onnx, serve("baseline") as baseline, serve("floor") as floor_service:
             services = {"onnx": onnx, "baseline": baseline}
             parity = check_same_predictions(onnx, baseline)
             log(f"same predictions on {parity['rows']} rows (max |Δp| {parity['max_abs_probability_delta']:.2g})")
+            urls = {"baseline": baseline.url, "floor": floor_service.url}
             for round_ in range(args.rounds):
-                order = ["onnx", "baseline"] if round_ % 2 == 0 else ["baseline", "onnx"]
                 for scenario, (rows, connections) in SCENARIOS.items():
-                    for kind in order:
+                    kinds = list(runs[scenario])
+                    for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
                         result = (run_counted(onnx, bodies[rows], connections, args.seconds) if kind == "onnx"
-                                  else run_wrk(baseline.url, bodies[rows], connections, args.seconds))
+                                  else run_wrk(urls[kind], bodies[rows], connections, args.seconds))
                         runs[scenario][kind].append(result)
                         log(f"round {round_ + 1} {scenario} {kind}: {result['rps']:,.0f} req/s, p99 {result['p99_us'] / 1000:.2f} ms")
             rss = {kind: s.peak_rss_mb() for kind, s in services.items()}
@@ -149,14 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         with serve("onnx", cpus="0,1", workers=2) as two:
             two_workers = run_wrk(two.url, bodies[1], 32, args.seconds)
             log(f"WORKERS=2: {two_workers['rps']:,.0f} req/s")
-        with serve("floor") as floor_service:
-            floor = {scenario: run_wrk(floor_service.url, bodies[1], SCENARIOS[scenario][1], args.seconds)
-                     for scenario in ("single_c32", "single_c1")}
-            log(f"floor: {floor['single_c32']['rps']:,.0f} req/s, p99 @1 connection {floor['single_c1']['p99_us'] / 1000:.2f} ms")
         starts = {kind: cold_starts(kind, args.cold_starts) for kind in COMPARED}
+    floor = {scenario: runs[scenario].pop("floor") for scenario in FLOOR_SCENARIOS}
     results = summarize(runs, rss, starts, two_workers, parity, args)
-    results["floor"] = {scenario: {"rps": r["rps"], "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000}
-                        for scenario, r in floor.items()}
+    results["floor"] = {scenario: {"rps": median_of(rs, "rps"), "p50_ms": median_of(rs, "p50_us") / 1000,
+                                   "p99_ms": median_of(rs, "p99_us") / 1000, "rounds": rs} for scenario, rs in floor.items()}
     (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.output / "summary.md").write_text(render_summary(results))
     log(f"wrote {args.output / 'bench.json'} and summary.md")
