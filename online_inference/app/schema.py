@@ -147,8 +147,10 @@ class InputSchema:
     def parse_predict_body(self, body: bytes) -> np.ndarray:
         """Raw ``/predict`` JSON → float32 ``[N, 13]``; InvalidInput / PayloadTooLarge otherwise."""
         X = self.fast.parse(body)
-        if X is not None:
-            return X
+        return X if X is not None else self.parse_fully(body)
+
+    def parse_fully(self, body: bytes) -> np.ndarray:
+        """The full path alone (pydantic on the card's schema), which explains every problem."""
         duplicates = find_duplicate_keys(body)
         if duplicates:
             raise InvalidInput("invalid input", [Problem(reason=f"duplicate key {k!r}: a JSON object must not repeat a key") for k in duplicates])
