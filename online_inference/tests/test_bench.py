@@ -1,5 +1,6 @@
 """Spec: the benchmark runs (briefly here; `make bench` runs it for real): both services answer,
-give the same predictions, and the results and the README summary are written."""
+give the same predictions, and the results and the README summary are written; wrk's core is kept
+from halting by a process of the lowest priority, only while wrk runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from online_inference.bench.run_bench import core_kept_awake
 from online_inference.bench.run_bench import main as bench_main
+from online_inference.tests.helpers import wait_until
 
 
 @pytest.mark.slow
@@ -27,7 +30,22 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
         assert scenario["onnx"]["rps"] > 0 and scenario["baseline"]["rps"] > 0
         assert scenario["onnx"]["errors"] == 0
     by_call = {name: scenario["requests_per_model_call"] for name, scenario in results["scenarios"].items()}
-    assert by_call["single_c32"] > 1 and by_call["single_c1"] == by_call["batch1000_c32"] == 1  # small concurrent requests share calls
+    assert by_call["single_c32"] > 1 and by_call["single_c1"] == by_call["single_c1_halting"] == by_call["batch1000_c32"] == 1  # small concurrent requests share calls
     assert results["peak_rss_mb"]["onnx_full_app"] >= results["peak_rss_mb"]["onnx"] > 0
     assert results["floor"]["single_c32"]["rps"] > results["scenarios"]["single_c32"]["onnx"]["rps"]
     assert "| 1 row/request, 32 connections |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the bench needs 2 cores")
+def test_wrk_core_is_kept_awake_at_the_lowest_priority_only_while_wrk_runs() -> None:
+    def spinners() -> list[int]:
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    before = set(spinners())
+    with core_kept_awake():
+        (spinner,) = set(spinners()) - before
+        wait_until(lambda: os.sched_getscheduler(spinner) == os.SCHED_IDLE and os.sched_getaffinity(spinner) == {1}, timeout=10)
+    assert spinner not in spinners()
+    with core_kept_awake(awake=False):
+        assert set(spinners()) == before
