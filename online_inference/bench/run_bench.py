@@ -13,10 +13,10 @@ services give the same predictions. Writes ``results/bench.json`` and ``results/
 wrk's core is kept from halting while it waits (a process of the lowest priority, SCHED_IDLE,
 spins on it: it runs only when nothing else wants the core). On this machine an idle core halts,
 and a response over loopback is delivered in the server's own write, which then pays for waking
-the halted core — at 1 connection that put ~1% of requests over 1 ms, on the service and the
-floor alike, though no real client shares the server's machine. Latency benchmarks keep cores out
-of deep idle for the same reason; ``single_c1_halting`` measures 1 connection without it too, so
-both figures are reported.
+the halted core: at 1 connection that shows in p99, the service's and the floor's alike, though
+no real client shares the server's machine. Latency benchmarks keep cores out of deep idle for the
+same reason; ``single_c1_halting`` measures 1 connection without it too, so both figures are
+reported.
 """
 
 from __future__ import annotations
