@@ -63,6 +63,11 @@ def is_identity(transformer: object) -> bool:
     return isinstance(transformer, str) and transformer == "passthrough"
 
 
+def is_plain_one_hot(encoder: OneHotEncoder) -> bool:
+    """A slot per category: none dropped, none grouped as infrequent."""
+    return encoder.drop_idx_ is None and encoder.min_frequency is None and encoder.max_categories is None
+
+
 def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
     """The pipeline's score as one linear function; ValueError for a step it cannot fold."""
     preprocess, classifier = pipeline[0], pipeline[-1]
@@ -80,7 +85,7 @@ def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
         if isinstance(transformer, StandardScaler):
             score.add_scaled(transformer, columns, coef[position:position + len(columns)])
             position += len(columns)
-        elif isinstance(transformer, OneHotEncoder) and transformer.drop_idx_ is None and not transformer._infrequent_enabled:
+        elif isinstance(transformer, OneHotEncoder) and is_plain_one_hot(transformer):
             for column, codes in zip(columns, transformer.categories_):
                 score.add_one_hot(column, codes, coef[position:position + len(codes)])
                 position += len(codes)

