@@ -123,6 +123,8 @@ def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelP
         numpy_helper.from_array(np.array(score.codes, dtype=np.float32), "codes"),
     ]
     graph = helper.make_graph(nodes, "folded_pipeline", [source], [label, probabilities], constants)
-    folded = helper.make_model(graph, opset_imports=list(reference.opset_import), producer_name="online_inference.export.fold")
+    # skl2onnx lists the opsets in an order that changes with Python's hash seed: sorted, an export is reproducible.
+    opsets = sorted(reference.opset_import, key=lambda opset: opset.domain)
+    folded = helper.make_model(graph, opset_imports=opsets, producer_name="online_inference.export.fold")
     folded.ir_version = reference.ir_version
     return folded

@@ -35,6 +35,16 @@ def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_cod
     assert folded.graph.input == reference.graph.input and folded.graph.output == reference.graph.output
 
 
+def test_the_folded_graph_does_not_depend_on_the_order_skl2onnx_lists_its_opsets_in(trained: TrainedModel) -> None:
+    reference = skl2onnx_graph(trained.pipeline)
+    reversed_opsets = onnx.ModelProto()
+    reversed_opsets.CopyFrom(reference)
+    reversed_opsets.ClearField("opset_import")
+    reversed_opsets.opset_import.extend(reversed(reference.opset_import))
+    folded = [fold_pipeline(trained.pipeline, r).SerializeToString() for r in (reference, reversed_opsets)]
+    assert folded[0] == folded[1]
+
+
 def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trained: TrainedModel) -> None:
     folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
     X = random_valid_rows(2000)
