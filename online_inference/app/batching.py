@@ -8,14 +8,17 @@ the call (``call_soon``), every other request of that turn joins it, and each ge
 the answer. There is no timer; a request that the server says is alone does not come here
 (:meth:`DataPlane.predict`), since no other could join its call.
 
-Used from the event loop's thread only (every caller is a coroutine).
+A request waits for its answer either as a future (:meth:`Batcher.submit`, from a coroutine) or as
+a callback (:meth:`Batcher.add`, from the server's protocol, which answers without a task).
+Used from the event loop's thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, Union
 
 import numpy as np
 
@@ -25,36 +28,50 @@ class Sliceable(Protocol):
 
 
 R = TypeVar("R", bound=Sliceable)
+Deliver = Callable[[Union[R, Exception]], None]  # takes the rows' answer, or the call's error; never raises
 
 
 class Batcher(Generic[R]):
     def __init__(self, run: Callable[[np.ndarray], R]):
         self.run = run
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: list[tuple[np.ndarray, asyncio.Future[R]]] = []
+        self.pending: list[tuple[np.ndarray, Deliver[R]]] = []
 
     def submit(self, X: np.ndarray) -> asyncio.Future[R]:
         """The answer for ``X``'s rows, from the call that this turn's requests share."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.add(X, functools.partial(settle, future))
+        return future
+
+    def add(self, X: np.ndarray, deliver: Deliver[R]) -> None:
+        """Join ``X``'s rows to the call that this turn's requests share; ``deliver`` takes their
+        answer (or the call's error) when it returns."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:  # first use, or another loop (a test's): nothing carries over
             self.loop, self.pending = loop, []
-        future: asyncio.Future[R] = loop.create_future()
         if not self.pending:
             loop.call_soon(self.flush)
-        self.pending.append((X, future))
-        return future
+        self.pending.append((X, deliver))
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
         try:
             answer = self.run(pending[0][0] if len(pending) == 1 else np.concatenate([X for X, _ in pending]))
         except Exception as error:  # every request of the call fails with it
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(error)
+            for _, deliver in pending:
+                deliver(error)
             return
         start = 0
-        for X, future in pending:
-            if not future.done():  # a request cancelled meanwhile takes nothing
-                future.set_result(answer if len(pending) == 1 else answer.rows(start, start + len(X)))
+        for X, deliver in pending:
+            deliver(answer if len(pending) == 1 else answer.rows(start, start + len(X)))
             start += len(X)
+
+
+def settle(future: asyncio.Future[R], outcome: R | Exception) -> None:
+    """Give a future its answer or error, unless it was cancelled meanwhile (it takes nothing)."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

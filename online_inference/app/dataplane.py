@@ -6,6 +6,7 @@ knows about HTTP beyond raising :mod:`errors` that carry their status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from online_inference.app.batching import Batcher
+from online_inference.app.batching import Batcher, Deliver
 from online_inference.app.config import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from online_inference.app.metrics import Metrics
@@ -140,6 +141,24 @@ class DataPlane:
         if alone or len(X) > SHARED_CALL_ROWS or served is not self.served:
             return self.infer(served, X)
         return await self.batcher.submit(X)
+
+    def predict_soon(self, served: Served, X: np.ndarray, deliver: Deliver[Prediction], alone: bool = False) -> None:
+        """:meth:`predict` for a caller that is not a coroutine (the server's protocol): ``deliver``
+        takes the answer, or the error — at once if ``alone``, else from a callback of this turn
+        of the event loop: small requests from the call they share, larger ones from their own."""
+        if alone:
+            return self.infer_then(served, X, deliver)
+        if len(X) > SHARED_CALL_ROWS or served is not self.served:
+            asyncio.get_running_loop().call_soon(self.infer_then, served, X, deliver)
+        else:
+            self.batcher.add(X, deliver)
+
+    def infer_then(self, served: Served, X: np.ndarray, deliver: Deliver[Prediction]) -> None:
+        try:
+            prediction = self.infer(served, X)
+        except Exception as error:  # the caller answers it
+            return deliver(error)
+        deliver(prediction)
 
     def infer(self, served: Served, X: np.ndarray) -> Prediction:
         """One call of the model, timed and counted."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from online_inference.app.config import Settings, get_settings
 from online_inference.app.dataplane import DataPlane, Loader, create_plane
-from online_inference.app.hotpath import HotPath
+from online_inference.app.hotpath import HotPath, Reply
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -55,7 +55,8 @@ class LazyApp:
 
 class Front:
     """The server's ASGI application: lifespan (start loading the model), then every HTTP request
-    to the hot path, which hands what it does not answer to the lazily built full application."""
+    to the hot path, which hands what it does not answer to the lazily built full application.
+    The server's protocol may also give the hot path a request whole, without a task."""
 
     def __init__(self, settings: Settings, plane: DataPlane):
         self.plane = plane
@@ -68,6 +69,13 @@ class Front:
         if scope["type"] == "lifespan":
             return await self.lifespan(receive, send)
         await self.hot(scope, receive, send)
+
+    def takes_whole(self, scope: dict[str, Any]) -> bool:
+        """The server's protocol asks (see :mod:`protocol`): the hot path's."""
+        return self.hot.takes_whole(scope)
+
+    def answer_whole(self, scope: dict[str, Any], body: bytes, alone: bool, reply: Reply) -> bool:
+        return self.hot.answer_whole(scope, body, alone, reply)
 
     async def lifespan(self, receive: Any, send: Any) -> None:
         while True:

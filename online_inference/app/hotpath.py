@@ -3,8 +3,15 @@
 ``/metrics``) — without the framework's per-request machinery (request objects, routing,
 dependency solving, response classes), and without the framework loaded at all (see :mod:`front`).
 
-It only ever answers what the full application would answer the same way (same bytes, same
-status, same metrics). Whatever it declines — not ready, another media type, a body over the
+It answers a request in one of two ways. The server's protocol (:mod:`protocol`) asks it first
+whether a request's headers are its to answer (:meth:`HotPath.takes_whole`); if so it gives the
+whole body when it has arrived (:meth:`HotPath.answer_whole`), and the answer is written from the
+model call's callback: no ASGI task, no messages, one write. Otherwise (a body of unknown length,
+a client waiting for ``100 Continue``, another server) the request comes through the ASGI
+interface (:meth:`HotPath.__call__`).
+
+Either way it only ever answers what the full application would answer the same way (same bytes,
+same status, same metrics). Whatever it declines — not ready, another media type, a body over the
 limit, a body the vectorised validation does not accept, a client that went away — goes to the
 full application with the body it already read replayed, which then explains the problem.
 """
@@ -14,7 +21,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import orjson
@@ -27,6 +34,8 @@ from online_inference.app.session import Prediction
 Message = dict[str, Any]
 JSON = "application/json"
 Answer = tuple[int, str, bytes]  # status, media type, body
+Headers = list[tuple[bytes, bytes]]
+Reply = Callable[[Optional[tuple[int, Headers, bytes]]], None]  # (status, headers, body), or None: declined
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 
@@ -130,13 +139,47 @@ class HotPath:
         await self.answer(send, status, body, media)
         self.metrics.observe_request(path, "GET", status, time.perf_counter() - started)
 
+    def takes_headers(self, scope: dict[str, Any], declared: str | None) -> bool:
+        """A JSON body whose declared length, if any, is within the limit."""
+        return is_json(media_type(header(scope, b"content-type"))) and (
+            declared is None or (declared.isdigit() and int(declared) <= self.max_body_bytes))
+
+    def takes_whole(self, scope: dict[str, Any]) -> bool:
+        """Whether the hot path answers this request from its whole body, if the body is valid: a
+        ``POST /predict`` of JSON, its length declared and within the limit, the model ready."""
+        if scope["path"] != "/predict" or scope["method"] != "POST" or self.plane.served is None:
+            return False
+        declared = header(scope, b"content-length")
+        return declared is not None and self.takes_headers(scope, declared)
+
+    def answer_whole(self, scope: dict[str, Any], body: bytes, alone: bool, reply: Reply) -> bool:
+        """Parse ``body`` now; if it is valid, ``reply`` with the answer of the model — at once if the
+        request is ``alone``, else from the callback of this turn's shared call — or with None if
+        the call failed (the application then answers, and reports). False: declined, the
+        application answers."""
+        started = time.perf_counter()
+        served = self.plane.served
+        X = served.fast.parse(body) if served is not None else None
+        if served is None or X is None:
+            return False
+
+        def deliver(prediction: Prediction | Exception) -> None:  # never raises: others share the call
+            try:
+                if isinstance(prediction, Exception):
+                    raise prediction
+                answer = predict_body(served, X, prediction)
+            except Exception:  # the application meets the same error, answers 500 and logs it
+                return reply(None)
+            reply((200, answer_headers(answer, JSON), answer))
+            self.metrics.observe_request("/predict", "POST", 200, time.perf_counter() - started)
+
+        self.plane.predict_soon(served, X, deliver, alone)
+        return True
+
     async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
         served = self.plane.served
-        declared = header(scope, b"content-length")
-        if served is None or not is_json(media_type(header(scope, b"content-type"))) or (
-            declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes)
-        ):
+        if served is None or not self.takes_headers(scope, header(scope, b"content-length")):
             return await self.app(scope, receive, send)
         chunks, complete = await self.read_body(receive)
         body = b"".join(chunks)
@@ -170,9 +213,12 @@ class HotPath:
 
     @staticmethod
     async def answer(send: Any, status: int, body: bytes, media: str = JSON) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.start", "status": status, "headers": answer_headers(body, media)})
         await send({"type": "http.response.body", "body": body})
+
+
+def answer_headers(body: bytes, media: str) -> Headers:
+    return [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
 
 
 def replay(body: bytes, complete: bool, receive: Any) -> Any:

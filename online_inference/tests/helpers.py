@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -107,6 +108,32 @@ def exchange(app: Any, path: str, chunks: list[bytes], method: str = "POST", hea
     if not sent:
         return 0, {}, b""
     return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body), however the segments arrive."""
+    return read_responses(sock, 1)[0]
+
+
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` whole responses in the order they arrive on ``sock`` (pipelined requests)."""
+    data, responses = b"", []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in data:
+            data += receive_more(sock)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+        while len(rest) < length:
+            rest += receive_more(sock)
+        responses.append(head + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    return responses
+
+
+def receive_more(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, "the connection closed mid-response"
+    return chunk
 
 
 def write_kaggle_csv(path: Path, rows: list[dict[str, float]], columns: list[str]) -> Path:

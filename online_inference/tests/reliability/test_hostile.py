@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import bundled_card, valid_row
+from online_inference.tests.helpers import bundled_card, read_response, valid_row
 
 CARD = bundled_card()
 NAMES = CARD.feature_names
@@ -137,23 +137,6 @@ def test_slowloris_cannot_hold_connections(server: Service) -> None:
             sock.close()
     assert closed == len(slow)
     assert post(server, GOOD).status_code == 200
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole response (head and Content-Length body), however the segments arrive."""
-    def more() -> bytes:
-        chunk = sock.recv(65536)
-        assert chunk, "the connection closed mid-response"
-        return chunk
-
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += more()
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
-    while len(body) < length:
-        body += more()
-    return head + b"\r\n\r\n" + body
 
 
 def test_slowloris_after_a_first_request_is_cut_off_too(server: Service) -> None:
