@@ -24,7 +24,8 @@ def render_summary(r: dict[str, Any]) -> str:
         f"p99 {halting['onnx']['p99_ms']:.2f} ms | {halting['baseline']['rps']:,.0f} req/s, p50 {halting['baseline']['p50_ms']:.2f} ms, "
         f"p99 {halting['baseline']['p99_ms']:.2f} ms | {halting['ratio_median']:.1f}× |",
         f"| 1000 rows/request, 32 connections | {batch['onnx']['rows_per_s']:,.0f} rows/s | {batch['baseline']['rows_per_s']:,.0f} rows/s | {batch['ratio_median']:.1f}× |",
-        f"| cold start (process → /health 200, median) | {r['cold_start_s']['onnx']['median']:.2f} s | {r['cold_start_s']['baseline']['median']:.2f} s | |",
+        f"| cold start (process → /health 200, median of {settings['cold_starts']}, alternating; bytecode cached) "
+        f"| {r['cold_start_s']['onnx']['median']:.2f} s | {r['cold_start_s']['baseline']['median']:.2f} s | |",
         f"| peak RSS | {rss['onnx']:.0f} MB ({rss['onnx_full_app']:.0f} MB once an invalid request has built the full application) "
         f"| {rss['baseline']:.0f} MB | |",
         f"| WORKERS=2, 1 row, 32 connections | {r['workers2']['rps']:,.0f} req/s ({r['workers2']['vs_workers1']:.2f}× WORKERS=1; shares a core with wrk) | | |",

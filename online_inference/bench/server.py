@@ -74,6 +74,9 @@ def serve(kind: str, cpus: str = "0", workers: int = 1, env: dict[str, str] | No
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning",
            **(env or {})}
+    # Python's default, which an environment may turn off: a start reads the bytecode of what it
+    # imports, written by an earlier start, as a deployed service does (the images precompile it).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
     started = time.perf_counter()
     process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", SERVICES[kind]], env=env,
