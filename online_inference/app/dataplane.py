@@ -131,7 +131,7 @@ class DataPlane:
         try:
             return parse()
         except InvalidInput:
-            self.metrics.validation_failures.labels(protocol).inc()
+            self.metrics.count_validation_failure(protocol)
             raise
 
     async def predict(self, served: Served, X: np.ndarray, alone: bool = False) -> Prediction:

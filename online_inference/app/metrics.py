@@ -1,24 +1,28 @@
 """Prometheus metrics of one app instance (own registry: tests and apps never share counters).
 
-What every request and every model call updates (requests, latencies, rows, classes) is kept as
-plain numbers and turned into metric families when scraped: prometheus_client's own metrics take
-a lock and check their state on every update, which cost more than the rest of the metrics
-together on a one-row request. Only the event loop's thread updates them (every handler is a
-coroutine), so they need no lock. What changes rarely (validation failures, the model's identity)
-stays with prometheus_client's metrics.
+Every metric is kept as plain numbers and turned into metric families when scraped:
+prometheus_client's own metrics take a lock and check their state on every update, which cost
+more than the rest of the metrics together on a one-row request. Only the event loop's thread
+updates the counts (every handler is a coroutine), so they need no lock; the loader's thread only
+sets the loaded model's card. prometheus_client itself is imported, and the registry built, on the
+first scrape: it is a tenth of a start's imports, and nothing before a scrape needs it.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from online_inference.app.fastpath import SMALL_BATCH  # up to this many rows, Python beats numpy's per-call cost
 from online_inference.card import ModelCard
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BUCKET_NAMES = [*map(str, LATENCY_BUCKETS), "+Inf"]
@@ -54,8 +58,12 @@ class Serving:
         self.inference = Latencies()
         self.rows = 0
         self.classes: dict[int, int] = {}
+        self.validation_failures: dict[str, int] = {}  # protocol → requests rejected as invalid
+        self.model: ModelCard | None = None  # once loaded and checked
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
         requests = CounterMetricFamily("http_requests", "HTTP requests by route, method and status.",
                                        labels=["route", "method", "status"])
         for (route, method, status), count in self.requests.items():
@@ -71,22 +79,36 @@ class Serving:
         classes = CounterMetricFamily("predicted_class", "Predictions by class.", labels=["condition"])
         for label, count in sorted(self.classes.items()):
             classes.add_metric([str(label)], count)
-        yield from (requests, latency, inference, CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows), classes)
+        failures = CounterMetricFamily("validation_failures", "Requests rejected as invalid, by protocol.", labels=["protocol"])
+        for protocol, count in self.validation_failures.items():
+            failures.add_metric([protocol], count)
+        model = self.model
+        info = GaugeMetricFamily("model_info", "The loaded model (value 1).", labels=["name", "version", "sha256"])
+        if model is not None:
+            info.add_metric([model.name, model.version, model.sha256 or ""], 1)
+        ready = GaugeMetricFamily("model_ready", "1 when the model is loaded and checked.", value=int(model is not None))
+        rows = CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows)
+        yield from (requests, latency, inference, rows, classes, failures, info, ready)
 
 
 class Metrics:
-    content_type = CONTENT_TYPE_LATEST
-
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
         self.serving = Serving()
-        r.register(self.serving)
-        self.validation_failures = Counter(
-            "validation_failures", "Requests rejected as invalid, by protocol.", ["protocol"], registry=r
-        )
-        self.model_info = Gauge("model_info", "The loaded model (value 1).", ["name", "version", "sha256"], registry=r)
-        self.model_ready = Gauge("model_ready", "1 when the model is loaded and checked.", registry=r)
+
+    @cached_property
+    def registry(self) -> CollectorRegistry:
+        """prometheus_client's registry of these metrics, built on first use (the first scrape)."""
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry()
+        registry.register(self.serving)
+        return registry
+
+    @property
+    def content_type(self) -> str:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return CONTENT_TYPE_LATEST
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         serving, key = self.serving, (route, method, status)
@@ -105,11 +127,16 @@ class Metrics:
         for label, count in count_labels(labels):
             classes[label] = classes.get(label, 0) + count
 
+    def count_validation_failure(self, protocol: str) -> None:
+        failures = self.serving.validation_failures
+        failures[protocol] = failures.get(protocol, 0) + 1
+
     def set_model(self, card: ModelCard) -> None:
-        self.model_info.labels(card.name, card.version, card.sha256 or "").set(1)
-        self.model_ready.set(1)
+        self.serving.model = card
 
     def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 

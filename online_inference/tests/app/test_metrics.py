@@ -3,6 +3,11 @@ classes, validation failures and the model's identity."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
@@ -12,6 +17,8 @@ from online_inference.app.metrics import LATENCY_BUCKETS, Latencies, Metrics
 
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import valid_row
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -69,3 +76,21 @@ def test_classes_are_counted_alike_for_small_and_large_calls() -> None:
         row_by_row.observe_inference(np.array([label]), 0.001)
     assert one_call.serving.classes == row_by_row.serving.classes == {0: int((labels == 0).sum()), 1: int((labels == 1).sum())}
     assert one_call.serving.rows == row_by_row.serving.rows == 1000
+
+
+def test_prometheus_client_is_imported_on_the_first_scrape_not_at_start() -> None:
+    """A tenth of a start's imports: the server starts, loads its model and answers without it."""
+    probe = (
+        "import sys\n"
+        "from online_inference.app.__main__ import main\n"
+        "from online_inference.app.front import create_front\n"
+        "from online_inference.tests.helpers import bundled_session\n"
+        "front = create_front(loader=bundled_session)\n"
+        "front.plane.load()\n"
+        "print('prometheus_client' in sys.modules)\n"
+        "front.plane.metrics.render()\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.split() == ["False", "True"]
