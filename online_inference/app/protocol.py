@@ -1,6 +1,6 @@
 """uvicorn's httptools protocol with a deadline for each request's headers, telling the
-application how many requests are in progress, and letting it answer whole requests without a
-task.
+application how many requests are in progress, letting it answer whole requests without a task,
+and with one keep-alive timer per connection instead of one per request.
 
 uvicorn times out idle keep-alive connections but not a client that sends its headers slowly
 (slowloris): such connections would stay open for ever. Here every request must finish its
@@ -66,6 +66,7 @@ class ServiceProtocol(HttpToolsProtocol):
         # The access log (ACCESS_LOG) is written by uvicorn's cycle: with it on, every request keeps that path.
         self.whole = self.app if isinstance(self.app, AnswersWhole) and not self.config.access_log else None
         self.gathering: RequestResponseCycle | None = None  # a request taken whole, its body arriving
+        self.idle_since: float | None = None  # the loop's time of the last answer, while no data has come since
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,8 +83,8 @@ class ServiceProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.scope.setdefault("extensions", {})[IN_PROGRESS] = self.tasks  # type: ignore[typeddict-item]
         self.awaiting_headers = True
-        # A request answered at once, inside the parsing of what arrived, armed the keep-alive
-        # timer; the next request in the same data must not be timed by it.
+        # A request answered at once, inside the parsing of what arrived, left the connection
+        # idle; the next request in the same data makes it busy again.
         self._unset_keepalive_if_required()
 
     def on_headers_complete(self) -> None:
@@ -94,7 +95,48 @@ class ServiceProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_header_timer()
         self.gathering = None
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
         super().connection_lost(exc)
+
+    # Keep-alive. uvicorn arms a timer when an answer completes and cancels it when data arrives: a
+    # timer made and unmade for every request (a tenth of a one-row /predict here). Here a
+    # connection has one timer, armed when it falls idle with none armed. When it fires, it closes
+    # the connection if it has been idle TIMEOUT_KEEP_ALIVE seconds since its last answer, re-arms
+    # for the rest of that time if it has been idle for less, and if the connection is busy,
+    # leaves the next answer to arm it again. Idle connections close as with uvicorn's timer.
+
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn calls this when data arrives: the connection is busy, not idle."""
+        self.idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but arming the keep-alive timer only if none is armed."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:  # the next pipelined request, which waited for this answer
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self.idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.arm_keep_alive_timer(self.idle_since + self.timeout_keep_alive)
+
+    def arm_keep_alive_timer(self, deadline: float) -> None:
+        self.timeout_keep_alive_task = self.loop.call_at(deadline, self.timeout_keep_alive_handler)
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self.idle_since is None or self.transport.is_closing():
+            return
+        deadline = self.idle_since + self.timeout_keep_alive
+        if self.loop.time() < deadline:
+            self.arm_keep_alive_timer(deadline)
+        else:
+            self.transport.close()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn starts a request here: at its headers, or (pipelined) once the one before it on
