@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, Union
 
@@ -27,6 +28,7 @@ class Sliceable(Protocol):
     def rows(self, start: int, stop: int) -> Sliceable: ...
 
 
+log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Sliceable)
 Deliver = Callable[[Union[R, Exception]], None]  # takes the rows' answer, or the call's error; never raises
 
@@ -59,12 +61,21 @@ class Batcher(Generic[R]):
             answer = self.run(pending[0][0] if len(pending) == 1 else np.concatenate([X for X, _ in pending]))
         except Exception as error:  # every request of the call fails with it
             for _, deliver in pending:
-                deliver(error)
+                hand_over(deliver, error)
             return
         start = 0
         for X, deliver in pending:
-            deliver(answer if len(pending) == 1 else answer.rows(start, start + len(X)))
+            hand_over(deliver, answer if len(pending) == 1 else answer.rows(start, start + len(X)))
             start += len(X)
+
+
+def hand_over(deliver: Deliver[R], outcome: R | Exception) -> None:
+    """``deliver(outcome)``; one that breaks its promise not to raise is logged, and the other
+    requests of the call still get their answers."""
+    try:
+        deliver(outcome)
+    except Exception:
+        log.exception("delivering a shared model call's answer failed")
 
 
 def settle(future: asyncio.Future[R], outcome: R | Exception) -> None:
