@@ -138,7 +138,7 @@ class DataPlane:
         """The model's answer for ``X``; small requests that arrive together share one model call
         (see :mod:`batching`). ``alone``: the server has no other request in progress, so none
         could join the call, and waiting for the event loop's next turn would only add latency."""
-        if alone or len(X) > SHARED_CALL_ROWS or served is not self.served:
+        if alone or not self.may_share(served, X):
             return self.infer(served, X)
         return await self.batcher.submit(X)
 
@@ -147,11 +147,15 @@ class DataPlane:
         takes the answer, or the error — at once if ``alone``, else from a callback of this turn
         of the event loop: small requests from the call they share, larger ones from their own."""
         if alone:
-            return self.infer_then(served, X, deliver)
-        if len(X) > SHARED_CALL_ROWS or served is not self.served:
-            asyncio.get_running_loop().call_soon(self.infer_then, served, X, deliver)
-        else:
+            self.infer_then(served, X, deliver)
+        elif self.may_share(served, X):
             self.batcher.add(X, deliver)
+        else:
+            asyncio.get_running_loop().call_soon(self.infer_then, served, X, deliver)
+
+    def may_share(self, served: Served, X: np.ndarray) -> bool:
+        """Whether ``X`` may join a shared call: small enough to gain, and for the model served now."""
+        return len(X) <= SHARED_CALL_ROWS and served is self.served
 
     def infer_then(self, served: Served, X: np.ndarray, deliver: Deliver[Prediction]) -> None:
         try:

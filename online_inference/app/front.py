@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from online_inference.app.config import Settings, get_settings
 from online_inference.app.dataplane import DataPlane, Loader, create_plane
-from online_inference.app.hotpath import HotPath, Reply
+from online_inference.app.hotpath import HotPath
+from online_inference.app.protocol import Reply
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

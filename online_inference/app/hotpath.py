@@ -5,10 +5,10 @@ dependency solving, response classes), and without the framework loaded at all (
 
 It answers a request in one of two ways. The server's protocol (:mod:`protocol`) asks it first
 whether a request's headers are its to answer (:meth:`HotPath.takes_whole`); if so it gives the
-whole body when it has arrived (:meth:`HotPath.answer_whole`), and the answer is written from the
-model call's callback: no ASGI task, no messages, one write. Otherwise (a body of unknown length,
-a client waiting for ``100 Continue``, another server) the request comes through the ASGI
-interface (:meth:`HotPath.__call__`).
+whole body when it has arrived (:meth:`HotPath.answer_whole`), and the answer is written at once
+(a request alone) or from the callback of the model call it shares: no ASGI task, no messages,
+one write. Otherwise (a body of unknown length, a client waiting for ``100 Continue``, another
+server) the request comes through the ASGI interface (:meth:`HotPath.__call__`).
 
 Either way it only ever answers what the full application would answer the same way (same bytes,
 same status, same metrics). Whatever it declines — not ready, another media type, a body over the
@@ -21,21 +21,19 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import orjson
 
 from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.fastpath import SMALL_BATCH
-from online_inference.app.protocol import IN_PROGRESS
+from online_inference.app.protocol import IN_PROGRESS, Headers, Reply
 from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
 JSON = "application/json"
 Answer = tuple[int, str, bytes]  # status, media type, body
-Headers = list[tuple[bytes, bytes]]
-Reply = Callable[[Optional[tuple[int, Headers, bytes]]], None]  # (status, headers, body), or None: declined
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 

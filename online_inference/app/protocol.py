@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any, Optional, Protocol, runtime_checkable
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from online_inference.app.config import get_settings
 
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+Headers = list[tuple[bytes, bytes]]
+WholeAnswer = tuple[int, Headers, bytes]  # status, headers, body
+Reply = Callable[[Optional[WholeAnswer]], None]  # the answer to write, or None: run the request as a task
 
 
 IN_PROGRESS = "heart.requests_in_progress"
@@ -51,9 +54,9 @@ class AnswersWhole(Protocol):
     def takes_whole(self, scope: dict[str, Any]) -> bool:
         """Whether to give this request (its headers read) whole, rather than start its task."""
 
-    def answer_whole(self, scope: dict[str, Any], body: bytes, alone: bool, reply: Any) -> bool:
-        """Take the whole body; call ``reply`` once (at once, or later from a callback) with an
-        :data:`Answer`, or with None to have the request run as a task after all. ``alone``: no
+    def answer_whole(self, scope: dict[str, Any], body: bytes, alone: bool, reply: Reply) -> bool:
+        """Take the whole body; call ``reply`` once (at once, or later from a callback) with a
+        :data:`WholeAnswer`, or with None to have the request run as a task after all. ``alone``: no
         other request can be answered before this one is. False: declined, run it as a task now."""
 
 
@@ -165,7 +168,7 @@ class ServiceProtocol(HttpToolsProtocol):
         alone = len(self.connections) == 1 and not self.tasks and not self.pipeline
         return self.whole.answer_whole(cycle.scope, bytes(cycle.body), alone, functools.partial(self.reply, cycle))
 
-    def reply(self, cycle: RequestResponseCycle, answer: Optional[Answer]) -> None:
+    def reply(self, cycle: RequestResponseCycle, answer: Optional[WholeAnswer]) -> None:
         """Write the application's answer to ``cycle``'s request as uvicorn's cycle would, in one
         write; None: run the request as a task after all."""
         if cycle.disconnected:
