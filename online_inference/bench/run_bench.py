@@ -107,6 +107,11 @@ def median_of(rounds: list[dict[str, float]], key: str) -> float:
     return float(statistics.median(r[key] for r in rounds))
 
 
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) of wrk's rounds, each the median over the rounds."""
+    return {"rps": median_of(rounds, "rps"), "p50_ms": median_of(rounds, "p50_us") / 1000, "p99_ms": median_of(rounds, "p99_us") / 1000}
+
+
 def served_and_calls(service: Service) -> tuple[float, float]:
     """(``/predict`` requests answered 200, model calls) so far, from the service's own metrics."""
     samples = {(s.name, s.labels.get("route"), s.labels.get("status")): s.value
@@ -199,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         starts = cold_starts(args.cold_starts)
     floor = {scenario: runs[scenario].pop("floor") for scenario in FLOOR_SCENARIOS}
     results = summarize(runs, rss, starts, two_workers, parity, args)
-    results["floor"] = {scenario: {"rps": median_of(rs, "rps"), "p50_ms": median_of(rs, "p50_us") / 1000,
-                                   "p99_ms": median_of(rs, "p99_us") / 1000, "rounds": rs} for scenario, rs in floor.items()}
+    results["floor"] = {scenario: {**medians(rs), "rounds": rs} for scenario, rs in floor.items()}
     (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.output / "summary.md").write_text(render_summary(results))
     log(f"wrote {args.output / 'bench.json'} and summary.md")
@@ -218,12 +222,11 @@ def summarize(runs, rss, starts, two_workers, parity, args) -> dict:  # type: ig
         scenarios[scenario] = {
             "rows_per_request": rows,
             "connections": SCENARIOS[scenario][1],
-            **{kind: {"rps": med([r["rps"] for r in rs]), "rows_per_s": med([r["rps"] for r in rs]) * rows,
-                      "p50_ms": med([r["p50_us"] for r in rs]) / 1000, "p99_ms": med([r["p99_us"] for r in rs]) / 1000,
+            **{kind: {**medians(rs), "rows_per_s": median_of(rs, "rps") * rows,
                       "errors": sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] + r["non_2xx"] for r in rs),
                       "rounds": rs}
                for kind, rs in by_kind.items()},
-            "requests_per_model_call": med([r["requests_per_model_call"] for r in by_kind["onnx"]]),
+            "requests_per_model_call": median_of(by_kind["onnx"], "requests_per_model_call"),
             "ratio_median": med(ratios),
             "ratios": ratios,
         }
