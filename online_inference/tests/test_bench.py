@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from online_inference.bench.run_bench import core_kept_awake
 from online_inference.bench.run_bench import main as bench_main
-from online_inference.bench.server import children
+from online_inference.bench.run_bench import others_paused
+from online_inference.bench.server import Service, children
 from online_inference.tests.helpers import wait_until
 
 
@@ -46,3 +49,20 @@ def test_wrk_core_is_kept_awake_at_the_lowest_priority_only_while_wrk_runs() -> 
     assert spinner not in children(os.getpid())
     with core_kept_awake(awake=False):
         assert set(children(os.getpid())) == before
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_services_not_measured_are_paused_only_while_one_is_measured() -> None:
+    processes = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(3)]
+    services = [Service(f"s{i}", "", process, 0.0) for i, process in enumerate(processes)]
+    try:
+        with others_paused(services[0], services):
+            wait_until(lambda: [state(p.pid) for p in processes] == ["S", "T", "T"], timeout=10)
+        wait_until(lambda: all(state(p.pid) == "S" for p in processes), timeout=10)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
