@@ -254,7 +254,7 @@ def summarize(runs, rss, starts, two_workers, parity, args) -> dict:  # type: ig
     one = scenarios["single_c32"]["onnx"]["rps"]
     return {
         "settings": {"rounds": args.rounds, "seconds": args.seconds, "cold_starts": args.cold_starts, "quick": args.quick,
-                     "cpu": "service on core 0, wrk on core 1", "nproc": os.cpu_count(),
+                     "cpu": "service on core 0, wrk on core 1", "nproc": os.cpu_count(), "others_paused": True,
                      "wrk_core_kept_awake": sorted(set(SCENARIOS) - HALTING),
                      "cold_start_method": "alternating A/B after a first start of each (not measured) that writes their bytecode"},
         "scenarios": scenarios,
