@@ -21,9 +21,9 @@ same reason; ``single_c1_halting`` measures 1 connection without it too, so both
 reported.
 
 Only the service being measured runs on core 0: the others are paused (SIGSTOP) for each run of
-wrk and continued after. An idle uvicorn still wakes ten times a second (its main loop's tick);
-two idle services beside the measured one cost it ~0.05 ms of p99 at 1 connection (0.29 against
-0.25 ms, alternating rounds), a neighbour no deployment of one service has.
+wrk and continued after. An idle uvicorn still wakes ten times a second (its main loop's tick),
+and on the measured core those wakeups, and what they evict from its caches, show in its p99 at
+1 connection: a neighbour no deployment of one service has.
 """
 
 from __future__ import annotations
