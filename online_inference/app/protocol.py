@@ -28,6 +28,13 @@ unknown length and the access log (written by the cycle) never leave it, nor doe
 that uvicorn wraps in its middleware (proxy headers, trace logging: the service runs without).
 Pipelined requests are answered in order either way: uvicorn starts the next one only when the
 one before is answered.
+
+Even the scope and the cycle of such a request are not built at its headers (at 1 connection they
+were a sixth of a one-row ``/predict``): when its body has arrived in the same read and it is
+alone, it is answered there and then and needs neither. Otherwise — another request in progress,
+the body still arriving at the end of the read, the application declining it — they are built
+before the read ends, just as uvicorn builds them at the headers, and the request goes on as above;
+nothing outside the read (a shutdown, a lost connection) ever sees a request without its cycle.
 """
 
 from __future__ import annotations
@@ -52,12 +59,14 @@ IN_PROGRESS = "heart.requests_in_progress"
 @runtime_checkable
 class AnswersWhole(Protocol):
     def takes_whole(self, scope: dict[str, Any]) -> bool:
-        """Whether to give this request (its headers read) whole, rather than start its task."""
+        """Whether to give this request (its headers read) whole, rather than start its task.
+        ``scope`` may hold only its type, method, path and headers."""
 
     def answer_whole(self, scope: dict[str, Any], body: bytes, alone: bool, reply: Reply) -> bool:
         """Take the whole body; call ``reply`` once (at once, or later from a callback) with a
         :data:`WholeAnswer`, or with None to have the request run as a task after all. ``alone``: no
-        other request can be answered before this one is. False: declined, run it as a task now."""
+        other request can be answered before this one is, so answer at once, before returning.
+        False: declined, run it as a task now. ``scope`` may hold only what ``takes_whole`` got."""
 
 
 class ServiceProtocol(HttpToolsProtocol):
@@ -69,6 +78,9 @@ class ServiceProtocol(HttpToolsProtocol):
         # The access log (ACCESS_LOG) is written by uvicorn's cycle: with it on, every request keeps that path.
         self.whole = self.app if isinstance(self.app, AnswersWhole) and not self.config.access_log else None
         self.gathering: RequestResponseCycle | None = None  # a request taken whole, its body arriving
+        # A request that may be answered whole, its scope and cycle not built (see on_headers_complete).
+        self.deferred = False
+        self.deferred_body = b""
         self.idle_since: float | None = None  # the loop's time of the last answer, while no data has come since
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -77,23 +89,57 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.deferred:  # its body is still arriving: it gets what uvicorn builds at the headers
+            self.materialize()
         # Most requests arrive whole: a timer is armed only for headers still incomplete when
         # what has arrived is parsed, not armed and cancelled for every request.
         if self.awaiting_headers and self.header_timer is None:
             self.arm_header_timer()
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope.setdefault("extensions", {})[IN_PROGRESS] = self.tasks  # type: ignore[typeddict-item]
+        """What the headers need; the scope is built when the request needs one (:meth:`build_scope`)."""
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self.awaiting_headers = True
         # A request answered at once, inside the parsing of what arrived, left the connection
         # idle; the next request in the same data makes it busy again.
         self._unset_keepalive_if_required()
 
+    def build_scope(self) -> None:
+        """uvicorn's scope for the request whose headers were read, with the IN_PROGRESS extension."""
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()  # builds the scope, and resets what the parser callbacks collected
+        self.url, self.expect_100_continue = url, expect_100_continue
+        self.headers.extend(headers)  # the scope's list
+        self.scope.setdefault("extensions", {})[IN_PROGRESS] = self.tasks  # type: ignore[typeddict-item]
+
     def on_headers_complete(self) -> None:
         self.awaiting_headers = False
         self.cancel_header_timer()
+        if self.may_defer():
+            self.deferred, self.deferred_body = True, b""
+            return
+        self.build_scope()
         super().on_headers_complete()
+
+    def may_defer(self) -> bool:
+        """Whether the application may answer this request whole: then its scope and cycle are built
+        only if it turns out to need them (:meth:`materialize`; see the module's doc)."""
+        return (self.whole is not None and self.url == b"/predict" and not self.root_path and not self.expect_100_continue
+                and self.parser.get_method() == b"POST" and not self.parser.should_upgrade()
+                and self.whole.takes_whole({"type": "http", "method": "POST", "path": "/predict", "headers": self.headers}))
+
+    def materialize(self) -> None:
+        """Build for a deferred request what uvicorn builds at a request's headers (its scope, its
+        cycle: started, gathering its body, or queued behind the connection's request in progress),
+        and hand it the body read so far. Called within the read that brought its headers or its
+        end, so nothing (a shutdown, a lost connection) could meanwhile have missed its cycle."""
+        body, self.deferred, self.deferred_body = self.deferred_body, False, b""
+        self.build_scope()
+        super().on_headers_complete()
+        if body:
+            self.on_body(body)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_header_timer()
@@ -153,20 +199,50 @@ class ServiceProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
-        if self.gathering is None:
-            return super().on_body(body)
-        self.gathering.body += body  # its declared length is within the application's limit
+        if self.deferred:
+            self.deferred_body += body  # its declared length is within the application's limit
+        elif self.gathering is None:
+            super().on_body(body)
+        else:
+            self.gathering.body += body
 
     def on_message_complete(self) -> None:
+        alone = self.deferred and self.is_alone()
+        if alone and self.answer_now():
+            return
+        if self.deferred:
+            self.materialize()
         super().on_message_complete()
         cycle, self.gathering = self.gathering, None
-        if cycle is not None and not self.give_whole(cycle):
+        # A request alone that was not answered now was declined, or its answer failed: its task.
+        if cycle is not None and (alone or not self.give_whole(cycle)):
             super()._start_asgi_task(cycle, self.app)
 
     def give_whole(self, cycle: RequestResponseCycle) -> bool:
         assert self.whole is not None
         alone = len(self.connections) == 1 and not self.tasks and not self.pipeline
         return self.whole.answer_whole(cycle.scope, bytes(cycle.body), alone, functools.partial(self.reply, cycle))
+
+    def is_alone(self) -> bool:
+        """Whether this is the server's only connection and nothing else runs, waits or is in
+        progress on it: nothing could share a model call with its request, no answer is due before."""
+        return (len(self.connections) == 1 and not self.tasks and not self.pipeline
+                and (self.cycle is None or self.cycle.response_complete)
+                and (self.limit_concurrency is None or self.limit_concurrency > 1))  # else uvicorn answers 503
+
+    def answer_now(self) -> bool:
+        """Answer the deferred request, alone, without a scope or a cycle. False: the application
+        declined it or could not answer (a request alone is answered before answer_whole returns)."""
+        assert self.whole is not None
+        answers: list[Optional[WholeAnswer]] = []
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": self.headers}
+        if not self.whole.answer_whole(scope, self.deferred_body, True, answers.append) or not answers or answers[0] is None:
+            return False
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self.write_answer(answers[0], self.server_state.default_headers, keep_alive)
+        self.deferred, self.deferred_body = False, b""
+        self.on_response_complete()  # the keep-alive timer
+        return True
 
     def reply(self, cycle: RequestResponseCycle, answer: Optional[WholeAnswer]) -> None:
         """Write the application's answer to ``cycle``'s request as uvicorn's cycle would, in one
@@ -175,18 +251,24 @@ class ServiceProtocol(HttpToolsProtocol):
             return
         if answer is None:
             return super()._start_asgi_task(cycle, self.app)
+        self.write_answer(answer, cycle.default_headers, cycle.keep_alive)
+        cycle.response_started = cycle.response_complete = True
+        cycle.on_response()  # the next pipelined request, or the keep-alive timer
+
+    def write_answer(self, answer: WholeAnswer, default_headers: Headers, keep_alive: bool) -> None:
+        """The answer as uvicorn writes one (its default headers, ``connection: close`` when the
+        connection is to close: HTTP/1.0, the client's "Connection: close", the server stopping),
+        in one write; then the connection closes if it is to."""
         status, headers, body = answer
         content = [STATUS_LINE[status]]
-        for name, value in (*cycle.default_headers, *headers):
+        for name, value in (*default_headers, *headers):
             content += (name, b": ", value, b"\r\n")
-        if not cycle.keep_alive:  # HTTP/1.0, the client's "Connection: close", or the server stopping
+        if not keep_alive:
             content.append(b"connection: close\r\n")
         content += (b"\r\n", body)
         self.transport.write(b"".join(content))
-        cycle.response_started = cycle.response_complete = True
-        if not cycle.keep_alive:
+        if not keep_alive:
             self.transport.close()
-        cycle.on_response()  # the next pipelined request, or the keep-alive timer
 
     def arm_header_timer(self) -> None:
         self.header_timer = self.loop.call_later(self.header_timeout, self.close_slow_client)

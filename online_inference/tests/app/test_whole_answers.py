@@ -1,7 +1,8 @@
 """Spec: the server's protocol gives a valid ``/predict`` whose length is declared to the hot path
 whole, which answers it without an ASGI task, in one write, with the very bytes the task would
-have written; pipelined requests keep their order whichever way each is answered; everything the
-hot path declines is answered by the full application as before."""
+have written; a request alone whose body came with its headers is answered in that read, without
+even uvicorn's scope and cycle; pipelined requests keep their order whichever way each is answered;
+everything the hot path declines is answered by the full application as before."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from online_inference.app.config import Settings
 from online_inference.app.front import create_front
 from online_inference.app.protocol import ServiceProtocol
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, live_server, read_response, read_responses, valid_row
+from online_inference.tests.helpers import bundled_session, live_server, read_response, read_responses, valid_row, wait_until
 
 
 @pytest.fixture
@@ -32,6 +34,20 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(HttpToolsProtocol, "_start_asgi_task", counted)
     return started
+
+
+@pytest.fixture
+def cycles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests for which uvicorn built its request-response cycle."""
+    built: list[str] = []
+    build = httptools_impl.RequestResponseCycle
+
+    def counted(**kwargs):  # type: ignore[no-untyped-def]
+        built.append(kwargs["scope"]["path"])
+        return build(**kwargs)
+
+    monkeypatch.setattr(httptools_impl, "RequestResponseCycle", counted)
+    return built
 
 
 @pytest.fixture
@@ -104,6 +120,41 @@ def test_a_body_that_arrives_in_pieces_is_gathered_then_answered_whole(address: 
             threading.Event().wait(0.05)
         assert read_response(sock).startswith(b"HTTP/1.1 200 OK\r\n")
     assert tasks == []
+
+
+def test_a_request_alone_is_answered_without_a_scope_or_cycle_unless_it_needs_one(address: tuple[str, int], card: ModelCard,
+                                                                                 cycles: list[str], tasks: list[str]) -> None:
+    body = predict_body(card, [valid_row(card)])
+    [answer] = exchange(address, with_length(body))
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and cycles == [] and tasks == []
+    [explained] = exchange(address, with_length(predict_body(card, [[-1] * len(card.features)])))
+    assert explained.startswith(b"HTTP/1.1 400 ") and cycles == tasks == ["/predict"]  # declined: the full application
+    request = with_length(body)
+    head_end = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(address, timeout=10) as sock:  # its body not in the read of its headers
+        sock.sendall(request[:head_end])
+        threading.Event().wait(0.05)
+        sock.sendall(request[head_end:])
+        assert without_date(read_response(sock)) == without_date(answer)
+    assert cycles == ["/predict", "/predict"] and tasks == ["/predict"]  # a cycle, answered whole all the same
+
+
+def test_an_http_1_0_request_alone_is_answered_then_its_connection_closes(address: tuple[str, int], card: ModelCard) -> None:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(with_length(predict_body(card, [valid_row(card)])).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        answer = read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nconnection: close\r\n" in answer
+        assert sock.recv(1) == b""
+
+
+def test_the_concurrency_limit_holds_for_requests_answered_whole(settings: Settings, card: ModelCard) -> None:
+    front = create_front(settings, loader=bundled_session)
+    with live_server(front, ready_path=None, http=ServiceProtocol, lifespan="on", access_log=False, proxy_headers=False,
+                     limit_concurrency=1) as url:
+        wait_until(lambda: front.plane.served is not None, timeout=20)
+        host, port = url.removeprefix("http://").split(":")
+        [answer] = exchange((host, int(port)), with_length(predict_body(card, [valid_row(card)])))
+    assert answer.startswith(b"HTTP/1.1 503 ")  # uvicorn's answer: one connection is already the limit
 
 
 def test_a_client_that_asks_to_close_gets_its_answer_then_the_connection_closes(address: tuple[str, int], card: ModelCard) -> None:
