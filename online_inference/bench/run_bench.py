@@ -79,14 +79,16 @@ def body_file(rows: int, directory: Path) -> Path:
     return path
 
 
-# Spins on core 1 at the lowest priority (SCHED_IDLE: only when nothing else wants the core).
-SPIN = "import os; os.sched_setaffinity(0, {1}); os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass"
+# Spins on core 1 at the lowest priority (SCHED_IDLE: only when nothing else wants the core), both
+# set before it runs: a Python starting up at normal priority, wherever the scheduler puts it,
+# would take the service's core for a moment at the start of a measurement.
+SPIN = ["taskset", "-c", "1", "chrt", "--idle", "0", sys.executable, "-c", "while True: pass"]
 
 
 @contextmanager
 def core_kept_awake(awake: bool = True) -> Iterator[None]:
     """wrk's core does not halt while this lasts (see the module's doc)."""
-    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if awake else None
+    spinner = subprocess.Popen(SPIN) if awake else None
     try:
         yield
     finally:
