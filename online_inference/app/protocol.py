@@ -128,7 +128,11 @@ class ServiceProtocol(HttpToolsProtocol):
         only if it turns out to need them (:meth:`materialize`; see the module's doc)."""
         return (self.whole is not None and self.url == b"/predict" and not self.root_path and not self.expect_100_continue
                 and self.parser.get_method() == b"POST" and not self.parser.should_upgrade()
-                and self.whole.takes_whole({"type": "http", "method": "POST", "path": "/predict", "headers": self.headers}))
+                and self.whole.takes_whole(self.deferred_scope()))
+
+    def deferred_scope(self) -> dict[str, Any]:
+        """What the application is told of a deferred request (``POST /predict``, no query string)."""
+        return {"type": "http", "method": "POST", "path": "/predict", "headers": self.headers}
 
     def materialize(self) -> None:
         """Build for a deferred request what uvicorn builds at a request's headers (its scope, its
@@ -235,8 +239,7 @@ class ServiceProtocol(HttpToolsProtocol):
         declined it or could not answer (a request alone is answered before answer_whole returns)."""
         assert self.whole is not None
         answers: list[Optional[WholeAnswer]] = []
-        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": self.headers}
-        if not self.whole.answer_whole(scope, self.deferred_body, True, answers.append) or not answers or answers[0] is None:
+        if not self.whole.answer_whole(self.deferred_scope(), self.deferred_body, True, answers.append) or not answers or answers[0] is None:
             return False
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         self.write_answer(answers[0], self.server_state.default_headers, keep_alive)
