@@ -78,9 +78,9 @@ class ServiceProtocol(HttpToolsProtocol):
         # The access log (ACCESS_LOG) is written by uvicorn's cycle: with it on, every request keeps that path.
         self.whole = self.app if isinstance(self.app, AnswersWhole) and not self.config.access_log else None
         self.gathering: RequestResponseCycle | None = None  # a request taken whole, its body arriving
-        # A request that may be answered whole, its scope and cycle not built (see on_headers_complete).
-        self.deferred = False
-        self.deferred_body = b""
+        # The body so far of a request that may be answered whole, its scope and cycle not built
+        # (see on_headers_complete); None when there is no such request.
+        self.deferred_body: bytes | None = None
         self.idle_since: float | None = None  # the loop's time of the last answer, while no data has come since
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -89,7 +89,7 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.deferred:  # its body is still arriving: it gets what uvicorn builds at the headers
+        if self.deferred_body is not None:  # its body is still arriving: it gets what uvicorn builds at the headers
             self.materialize()
         # Most requests arrive whole: a timer is armed only for headers still incomplete when
         # what has arrived is parsed, not armed and cancelled for every request.
@@ -118,7 +118,7 @@ class ServiceProtocol(HttpToolsProtocol):
         self.awaiting_headers = False
         self.cancel_header_timer()
         if self.may_defer():
-            self.deferred, self.deferred_body = True, b""
+            self.deferred_body = b""
             return
         self.build_scope()
         super().on_headers_complete()
@@ -139,7 +139,7 @@ class ServiceProtocol(HttpToolsProtocol):
         cycle: started, gathering its body, or queued behind the connection's request in progress),
         and hand it the body read so far. Called within the read that brought its headers or its
         end, so nothing (a shutdown, a lost connection) could meanwhile have missed its cycle."""
-        body, self.deferred, self.deferred_body = self.deferred_body, False, b""
+        body, self.deferred_body = self.deferred_body, None
         self.build_scope()
         super().on_headers_complete()
         if body:
@@ -203,7 +203,7 @@ class ServiceProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
-        if self.deferred:
+        if self.deferred_body is not None:
             self.deferred_body += body  # its declared length is within the application's limit
         elif self.gathering is None:
             super().on_body(body)
@@ -211,10 +211,11 @@ class ServiceProtocol(HttpToolsProtocol):
             self.gathering.body += body
 
     def on_message_complete(self) -> None:
-        alone = self.deferred and self.is_alone()
+        deferred = self.deferred_body is not None
+        alone = deferred and self.is_alone()
         if alone and self.answer_now():
             return
-        if self.deferred:
+        if deferred:
             self.materialize()
         super().on_message_complete()
         cycle, self.gathering = self.gathering, None
@@ -223,15 +224,20 @@ class ServiceProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, self.app)
 
     def give_whole(self, cycle: RequestResponseCycle) -> bool:
+        """Give ``cycle``'s request whole; it is the connection's request in progress."""
         assert self.whole is not None
-        alone = len(self.connections) == 1 and not self.tasks and not self.pipeline
+        alone = self.nothing_else_runs()
         return self.whole.answer_whole(cycle.scope, bytes(cycle.body), alone, functools.partial(self.reply, cycle))
 
+    def nothing_else_runs(self) -> bool:
+        """This is the server's only connection, no request task runs and none waits behind the
+        request at hand: nothing could share a model call with it."""
+        return len(self.connections) == 1 and not self.tasks and not self.pipeline
+
     def is_alone(self) -> bool:
-        """Whether this is the server's only connection and nothing else runs, waits or is in
-        progress on it: nothing could share a model call with its request, no answer is due before."""
-        return (len(self.connections) == 1 and not self.tasks and not self.pipeline
-                and (self.cycle is None or self.cycle.response_complete)
+        """Whether the deferred request is alone: nothing else runs (:meth:`nothing_else_runs`) and
+        no request is in progress before it on this connection, so no answer is due before its."""
+        return (self.nothing_else_runs() and (self.cycle is None or self.cycle.response_complete)
                 and (self.limit_concurrency is None or self.limit_concurrency > 1))  # else uvicorn answers 503
 
     def answer_now(self) -> bool:
@@ -239,11 +245,13 @@ class ServiceProtocol(HttpToolsProtocol):
         declined it or could not answer (a request alone is answered before answer_whole returns)."""
         assert self.whole is not None
         answers: list[Optional[WholeAnswer]] = []
-        if not self.whole.answer_whole(self.deferred_scope(), self.deferred_body, True, answers.append) or not answers or answers[0] is None:
+        assert self.deferred_body is not None
+        taken = self.whole.answer_whole(self.deferred_scope(), self.deferred_body, True, answers.append)
+        if not taken or not answers or answers[0] is None:
             return False
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         self.write_answer(answers[0], self.server_state.default_headers, keep_alive)
-        self.deferred, self.deferred_body = False, b""
+        self.deferred_body = None
         self.on_response_complete()  # the keep-alive timer
         return True
 
