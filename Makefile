@@ -1,7 +1,10 @@
 # heart-online-inference: `make serve` runs the service with its bundled model, `make test` runs
 # every test. Both set up what they need (a .venv from the hash-locked requirements) on first use.
 
-PYTHON ?= python3
+# The venv's Python: Debian 12's own python3.11 where it is installed — the interpreter of the
+# distroless image (and of the stand-in bases), so tests and `make bench` run on what ships — else
+# python3. `make PYTHON=...` picks another; `make bench` records which one ran.
+PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps

@@ -46,8 +46,9 @@ def render_summary(r: dict[str, Any]) -> str:
     ]
     quick = " **(quick run: not representative)**" if settings["quick"] else ""
     paused = " (the other services paused while it is measured)" if settings.get("others_paused") else ""
+    python = f" on {settings['python']}" if "python" in settings else ""
     return "\n".join([
-        f"Measured by `make bench`{quick}: each service with WORKERS=1 pinned to one core{paused}, wrk on the other, which is kept "
+        f"Measured by `make bench`{quick}: each service{python} with WORKERS=1 pinned to one core{paused}, wrk on the other, which is kept "
         f"from halting while it waits, except where said (see `online_inference/bench/run_bench.py`); "
         f"{settings['rounds']} alternating A/B rounds of {settings['seconds']:g} s per scenario; "
         f"the baseline is FastAPI + scikit-learn + pandas with the same pipeline and contract "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -123,6 +124,11 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, awake: bool 
         raise RuntimeError(f"no request to {url} completed within {seconds:g} s: run longer (--seconds)")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
+
+
+def python_description() -> str:
+    """The interpreter every service ran on (the bench's own; a venv's python is a link to it)."""
+    return f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
 
 
 def median_of(rounds: list[dict[str, float]], key: str) -> float:
@@ -257,6 +263,7 @@ def summarize(runs, rss, starts, two_workers, parity, args) -> dict:  # type: ig
     return {
         "settings": {"rounds": args.rounds, "seconds": args.seconds, "cold_starts": args.cold_starts, "quick": args.quick,
                      "cpu": "service on core 0, wrk on core 1", "nproc": os.cpu_count(), "others_paused": True,
+                     "python": python_description(),
                      "wrk_core_kept_awake": sorted(set(SCENARIOS) - HALTING),
                      "cold_start_method": "alternating A/B after a first start of each (not measured) that writes their bytecode"},
         "scenarios": scenarios,
