@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import struct
+import threading
 from itertools import chain
 from operator import itemgetter
 
@@ -47,6 +48,12 @@ BUFFER_FROM_BYTES = 2048
 # The instances form's one key opens its body; any other large body is read as the data form.
 # (A body sent the wrong way only takes the full path, which explains it.)
 INSTANCES_FORM = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"')
+# A simdjson parser keeps its buffers, sized to the largest body it has read (about 6× its bytes):
+# a new parser allocates, and the kernel zeroes, fresh ones for every body, which was over half of
+# reading a 1000-row body. So one parser is kept and reused for bodies up to this size; a larger
+# body, or one read while the kept parser is busy (the full application parses in threads), gets
+# a parser of its own.
+KEPT_PARSER_BYTES = 256 * 1024
 
 
 class FastPath:
@@ -67,6 +74,8 @@ class FastPath:
         self.train_min = np.array([f.training.min for f in card.features], dtype=np.float32)
         self.train_max = np.array([f.training.max for f in card.features], dtype=np.float32)
         self.training = list(zip(self.train_min.tolist(), self.train_max.tolist()))
+        self.kept_parser = simdjson.Parser()
+        self.kept_parser_busy = threading.Lock()
 
     def parse(self, body: bytes) -> np.ndarray | None:
         """float32 ``[N, 13]`` when the body is valid in every respect; None to take the full path."""
@@ -75,14 +84,23 @@ class FastPath:
         return self.parse_to_objects(body)
 
     def parse_to_buffer(self, body: bytes) -> np.ndarray | None:
-        """The ``features`` + ``data`` form by simdjson, whose buffer of the values refuses any that
-        is not a number (booleans, strings, null...): only nested arrays need a count."""
+        """The ``features`` + ``data`` form by simdjson: by the kept parser if it is free and the
+        body small enough (:data:`KEPT_PARSER_BYTES`), else by a parser of its own."""
         if body.startswith(BOM):
             return None
+        if len(body) <= KEPT_PARSER_BYTES and self.kept_parser_busy.acquire(blocking=False):
+            try:
+                return self.read_buffer(self.kept_parser, body)
+            finally:
+                self.kept_parser_busy.release()
+        return self.read_buffer(simdjson.Parser(), body)
+
+    def read_buffer(self, parser: simdjson.Parser, body: bytes) -> np.ndarray | None:
+        """``body`` read by ``parser``, whose buffer of the values refuses any that is not a number
+        (booleans, strings, null...): only nested arrays need a count. No object of the document
+        outlives the call (a parser refuses to read again while one does): the values are copied."""
         try:
-            # A parser per body: its documents are valid only until it parses the next one, and
-            # bodies are parsed in the event loop and in the full application's threads.
-            request = simdjson.Parser().parse(body)
+            request = parser.parse(body)
             if type(request) is not simdjson.Object or sorted(request.keys()) != ["data", "features"]:
                 return None  # another key, or one repeated (simdjson lists each occurrence)
             rows = request["data"]

@@ -239,6 +239,60 @@ def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -
     assert min(outcomes.values()) > 100, outcomes  # both outcomes, on small and large bodies (both parsers)
 
 
+class CountingParser:
+    """A simdjson parser that counts the bodies it reads."""
+
+    def __init__(self) -> None:
+        import simdjson
+
+        self.parser, self.bodies = simdjson.Parser(), 0
+
+    def parse(self, body: bytes) -> Any:
+        self.bodies += 1
+        return self.parser.parse(body)
+
+
+def test_one_parser_is_kept_for_large_bodies_up_to_its_size_when_it_is_free(card: ModelCard) -> None:
+    from online_inference.app.fastpath import KEPT_PARSER_BYTES, FastPath
+
+    fast = FastPath(card, max_rows=10_000)
+    fast.kept_parser = kept = CountingParser()  # type: ignore[assignment]
+    batch, huge = rows_body(*BATCH), rows_body(*[ROW] * (KEPT_PARSER_BYTES // len(json.dumps(ROW)) + 1))
+    for body, read_by_kept in ((batch, 1), (huge, 1)):  # the huge body by a parser of its own
+        parsed = fast.parse(json.dumps(body).encode())
+        assert parsed is not None and kept.bodies == read_by_kept
+        np.testing.assert_array_equal(parsed, np.array(body["data"], dtype=np.float32))
+    with fast.kept_parser_busy:  # another thread is reading with it: this body gets its own
+        assert fast.parse(json.dumps(batch).encode()) is not None and kept.bodies == 1
+
+
+LARGE_BAD_BODIES = [(case, raw) for case, raw, _ in BAD_BODIES if len(raw) >= BUFFER_FROM_BYTES]
+
+
+@pytest.mark.parametrize(("case", "raw"), LARGE_BAD_BODIES, ids=[c[0] for c in LARGE_BAD_BODIES])
+def test_the_kept_parser_reads_the_next_body_after_refusing_one(case: str, raw: str | bytes, card: ModelCard) -> None:
+    """No part of a refused document outlives its reading (the parser would refuse to read again)."""
+    from online_inference.app.fastpath import FastPath
+
+    fast, valid = FastPath(card, max_rows=10_000), json.dumps(rows_body(*BATCH)).encode()
+    assert fast.parse(raw.encode() if isinstance(raw, str) else raw) is None
+    np.testing.assert_array_equal(fast.parse(valid), np.array(BATCH, dtype=np.float32))
+
+
+def test_large_bodies_read_at_once_in_threads_each_get_their_own_rows(card: ModelCard) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from online_inference.app.fastpath import FastPath
+
+    fast, rng = FastPath(card, max_rows=10_000), random.Random(7)
+    batches = [[valid_row(card) for _ in range(rng.choice([len(BATCH), 100, 400]))] for _ in range(40)]
+    bodies = [json.dumps(rows_body(*rows)).encode() for rows in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            for rows, parsed in zip(batches, pool.map(fast.parse, bodies)):
+                np.testing.assert_array_equal(parsed, np.array(rows, dtype=np.float32))
+
+
 # What can reach the checks: strings and booleans never do (parse() counts quotes and scans for
 # the literals first), so neither check has to refuse them.
 ODD_VALUES: list[Any] = [None, [], {}, [1.0], float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), 0.5, -0.0, 1e-300]
