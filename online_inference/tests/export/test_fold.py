@@ -30,7 +30,7 @@ def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_cod
     reference = skl2onnx_graph(trained.pipeline)
     folded = fold_pipeline(trained.pipeline, reference)
     onnx.checker.check_model(folded)
-    assert [n.op_type for n in folded.graph.node] == ["Gather", "Equal", "Cast", "Concat", "LinearClassifier"]
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Equal", "Cast", "Concat", "LinearClassifier"]
     assert len(reference.graph.node) == 23  # skl2onnx: a node or more per step and column
     assert folded.graph.input == reference.graph.input and folded.graph.output == reference.graph.output
 
