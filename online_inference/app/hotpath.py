@@ -36,6 +36,7 @@ JSON = "application/json"
 Answer = tuple[int, str, bytes]  # status, media type, body
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
+ANSWER_HEAD = b'{"predictions":['
 
 
 def media_type(content_type: str | None) -> str:
@@ -50,16 +51,19 @@ def is_json(media: str) -> bool:
 def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
     """The ``/predict`` answer: one object per row, in request order, then the model's name and
     version. The rows are byte fragments — each row's start (by its label), its probability (all
-    serialised by orjson in one call) and its end (the warnings) — put in place by slice and
-    joined once: a quarter of the cost of building and serialising a dict per row."""
+    serialised by orjson in one call) and its end (the warnings) — put in place by slice between
+    the answer's head and tail, and joined once: a quarter of the cost of building and serialising
+    a dict per row, and the answer's bytes are copied once (a 1000-row answer is ~50 KB)."""
     labels = prediction.labels.tolist()
-    parts = [ROW_END] * (3 * len(labels))
-    parts[0::3] = [ROW_STARTS[label] for label in labels]
-    parts[1::3] = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    parts = [ROW_END] * (3 * len(labels) + 2)  # the head, each row's start, probability and end, the tail
+    parts[0] = ANSWER_HEAD
+    parts[1:-1:3] = [ROW_STARTS[label] for label in labels]
+    parts[2:-1:3] = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     for row, warnings in served.fast.warnings_by_row(X).items():
-        parts[3 * row + 2] = b',"warnings":' + orjson.dumps(warnings) + b"},"
-    parts[-1] = parts[-1].removesuffix(b",")  # the last row ends the array
-    return b'{"predictions":[' + b"".join(parts) + b'],"model":' + model_reference(served.card.name, served.card.version) + b"}"
+        parts[3 * row + 3] = b',"warnings":' + orjson.dumps(warnings) + b"},"
+    parts[-2] = parts[-2].removesuffix(b",")  # the last row ends the array
+    parts[-1] = answer_tail(served.card.name, served.card.version)
+    return b"".join(parts)
 
 
 def round_probabilities(positive: np.ndarray) -> list[float] | np.ndarray:
@@ -72,8 +76,9 @@ def round_probabilities(positive: np.ndarray) -> list[float] | np.ndarray:
 
 
 @functools.cache
-def model_reference(name: str, version: str) -> bytes:
-    return orjson.dumps({"name": name, "version": version})
+def answer_tail(name: str, version: str) -> bytes:
+    """What follows the rows: the model's name and version."""
+    return b'],"model":' + orjson.dumps({"name": name, "version": version}) + b"}"
 
 
 def health_answer(plane: DataPlane) -> tuple[int, bytes]:

@@ -44,13 +44,13 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
                                                                                   count: int) -> None:
     rows = [valid_row(card) for _ in range(count)]
     chol = card.feature_names.index("chol")
-    for row in (2, count - 1):
+    for row in (0, 2, count - 1):  # the first row, one inside, the last
         rows[row][chol] = card.features[chol].training.max + 10  # inside the bounds: a warning
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
     expected = bundled_session().predict(X)
     warnings = ready_app.state.dataplane.served.fast.warnings_by_row(X)
-    assert status == 200 and list(warnings) == [2, count - 1]
+    assert status == 200 and list(warnings) == [0, 2, count - 1]
     assert orjson.loads(answer) == {
         "predictions": [
             {"condition": label, "probability": round(float(p), 6), "warnings": warnings.get(i, [])}
