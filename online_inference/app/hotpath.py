@@ -53,7 +53,7 @@ def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes
     version. The rows are byte fragments — each row's start (by its label), its probability (all
     serialised by orjson in one call) and its end (the warnings) — put in place by slice between
     the answer's head and tail, and joined once: a quarter of the cost of building and serialising
-    a dict per row, and the answer's bytes are copied once (a 1000-row answer is ~50 KB)."""
+    a dict per row, and no copy of the joined rows to add the head and tail."""
     labels = prediction.labels.tolist()
     parts = [ROW_END] * (3 * len(labels) + 2)  # the head, each row's start, probability and end, the tail
     parts[0] = ANSWER_HEAD
