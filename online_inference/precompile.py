@@ -4,9 +4,8 @@
 - ``none``: no bytecode (every start compiles what it imports, in memory: read-only images
   cannot cache it);
 - ``all``: compile every module of the venv and the service;
-- ``loaded``: start the service's import path once — the front, the full application its first
-  handed-over request builds, uvicorn's server configuration, uvloop, httptools, the S3 client,
-  the HEALTHCHECK — with bytecode writing on, so exactly the modules a start loads get a ``.pyc``
+- ``loaded``: start the service's import path once — the application, uvicorn's server
+  configuration, uvloop, httptools, the S3 client, the HEALTHCHECK — with bytecode writing on, so exactly the modules a start loads get a ``.pyc``
   (in ``__pycache__``, beside their source);
 - ``sourceless`` (the builder stages): the same import path, but each venv module it loads is
   replaced by its bytecode — a legacy ``module.pyc`` in place of ``module.py``, docstrings
@@ -32,20 +31,19 @@ from pathlib import Path
 
 
 def import_start_path() -> dict[str, object]:
-    """Import (and run once) everything a start of the service imports, and the full application
-    it builds on the first request its hot path hands over; returns the OpenAPI document served."""
-    import uvicorn
-
+    """Import (and run once) everything a start of the service imports; returns the OpenAPI
+    document served."""
     from online_inference.app import __main__ as entry
     from online_inference.app import storage
     from online_inference.app.config import Settings
-    from online_inference.app.front import build_full_app, create_front
+    from online_inference.app.server import build_server
 
-    settings = Settings()
-    front = create_front(settings)
-    front.plane.load()
-    openapi = build_full_app(settings, front.plane).openapi()
-    uvicorn.Config(front, **entry.uvicorn_options(settings)).load()  # type: ignore[arg-type]
+    server = build_server(Settings())
+    app = server.config.app
+    app.plane.load()
+    openapi = app.app.openapi()
+    server.config.load()
+    del entry
     import httpx_auth
 
     from online_inference import healthcheck

@@ -5,12 +5,8 @@ the work at that size), so when many clients send small requests at once, answer
 own call wastes most of a core. The event loop runs every request it read in one turn before
 anything those requests schedule: the first request of a turn to ask for a prediction schedules
 the call (``call_soon``), every other request of that turn joins it, and each gets its own rows of
-the answer. There is no timer; a request that the server says is alone does not come here
-(:meth:`DataPlane.predict`), since no other could join its call.
-
-A request waits for its answer either as a future (:meth:`Batcher.submit`, from a coroutine) or as
-a callback (:meth:`Batcher.add`, from the server's protocol, which answers without a task).
-Used from the event loop's thread only.
+the answer. There is no timer: a request alone waits one turn of the loop. Used from the event
+loop's thread only.
 """
 
 from __future__ import annotations

@@ -108,14 +108,11 @@ class Settings:
     )
     HOST: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in images).")
     PORT: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
-    WORKERS: int = Field(
-        default=1, ge=1, description="Server processes. 1 runs the server in this very process."
-    )
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of the service and of uvicorn."
     )
     ACCESS_LOG: bool = Field(
-        default=False, description="Log every request (costs throughput: every request then takes uvicorn's ASGI path; metrics count them anyway)."
+        default=False, description="Log every request (uvicorn's access log; metrics count every request either way)."
     )
     MAX_BATCH_ROWS: int = Field(
         default=10_000, ge=1, description="More rows than this in one request answer 413."
@@ -123,20 +120,26 @@ class Settings:
     MAX_BODY_BYTES: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="A larger request body answers 413 unread."
     )
+    MAX_REQUEST_TARGET_BYTES: int = Field(
+        default=8 * 1024, ge=256, description="A longer request target (path and query) answers 414, read no further."
+    )
+    MAX_HEADER_BYTES: int = Field(
+        default=16 * 1024, ge=1024, description="A larger header block answers 431, read no further."
+    )
     TIMEOUT_KEEP_ALIVE: int = Field(
-        default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
+        default=5, ge=1, description="Seconds a connection stays open without a request (since it opened, or since its "
+        "last answer), whatever it trickles."
     )
     TIMEOUT_HEADERS: float = Field(
-        default=10.0, gt=0, description="Seconds a client gets to send a request's headers (slowloris)."
+        default=10.0, gt=0, description="Seconds from a request's first byte (bare CRLFs included) to the end of its "
+        "headers; later answers 408 and closes (slowloris)."
+    )
+    TIMEOUT_BODY: float = Field(
+        default=30.0, gt=0, description="Seconds from a request's headers to the end of its body; later answers 408 and closes."
     )
     TIMEOUT_GRACEFUL_SHUTDOWN: int = Field(
-        default=20, ge=1, description="Seconds in-flight requests get to finish after SIGTERM."
-    )
-    PRELOAD_APP: bool = Field(
-        default=False,
-        description="Build the full application (FastAPI, pydantic: what explains invalid input, "
-        "V2, /model, the docs) once the model is ready instead of on the first request that needs "
-        "it. On: that request does not wait for the build, and the process holds about 20 MB more.",
+        default=20, ge=1, description="Seconds the connections open at SIGTERM get to be answered and closed; then the "
+        "rest are cut."
     )
     OTEL_TELEMETRY: bool = Field(
         default=False,

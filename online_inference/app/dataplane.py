@@ -6,28 +6,24 @@ knows about HTTP beyond raising :mod:`errors` that carry their status.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from online_inference.app.batching import Batcher, Deliver
+from online_inference.app.batching import Batcher
 from online_inference.app.config import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
-from online_inference.app.metrics import Metrics
 from online_inference.app.fastpath import FastPath
+from online_inference.app.metrics import Metrics
+from online_inference.app.schema import InputSchema
 from online_inference.app.session import ModelSession, Prediction
 from online_inference.app.storage import FetchPolicy, fetch_model
 from online_inference.card import ModelCard
-
-if TYPE_CHECKING:
-    from online_inference.app.schema import InputSchema
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +51,17 @@ def create_plane(settings: Settings, loader: Loader | None = None) -> DataPlane:
 
 @dataclass(frozen=True)
 class Served:
-    """What a ready data plane serves: the session and the validation built from its card — the
-    vectorised fast path at once, the pydantic schema (which explains bad input) on first use."""
+    """What a ready data plane serves: the session and the validation built from its card."""
 
     session: ModelSession
     fast: FastPath
     card: ModelCard = field(init=False)  # the session's, read on every request
 
+    schema: InputSchema = field(init=False)  # pydantic's validation of the card, which explains bad input
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "card", self.session.card)
-
-    @cached_property
-    def schema(self) -> InputSchema:
-        from online_inference.app.schema import InputSchema  # pydantic: off the start path
-
-        return InputSchema(self.card, self.fast)
+        object.__setattr__(self, "schema", InputSchema(self.card, self.fast))
 
 
 class DataPlane:
@@ -78,6 +70,7 @@ class DataPlane:
         self.metrics = metrics
         self.max_rows = max_rows
         self.state: State = "loading"
+        self.draining = False  # the server is stopping: still answering, no longer ready
         self.reason: str | None = None
         self.served: Served | None = None
         self.batcher = Batcher(lambda X: self.infer(self.ready(), X))  # small requests' shared calls
@@ -105,7 +98,14 @@ class DataPlane:
         thread.start()
         return thread
 
+    def drain(self) -> None:
+        self.draining = True
+
     def health(self) -> dict[str, Any]:
+        """``status``: ready (the model is loaded and checked: every endpoint answers), loading,
+        failed (with the reason), or draining (the server is stopping)."""
+        if self.draining:
+            return {"status": "draining"}
         if self.served is not None:
             card = self.served.card
             return {"status": "ready", "model": {"name": card.name, "version": card.version, "sha256": card.sha256}}
@@ -134,35 +134,16 @@ class DataPlane:
             self.metrics.count_validation_failure(protocol)
             raise
 
-    async def predict(self, served: Served, X: np.ndarray, alone: bool = False) -> Prediction:
+    async def predict(self, served: Served, X: np.ndarray) -> Prediction:
         """The model's answer for ``X``; small requests that arrive together share one model call
-        (see :mod:`batching`). ``alone``: the server has no other request in progress, so none
-        could join the call, and waiting for the event loop's next turn would only add latency."""
-        if alone or not self.may_share(served, X):
+        (see :mod:`batching`)."""
+        if not self.may_share(served, X):
             return self.infer(served, X)
         return await self.batcher.submit(X)
-
-    def predict_soon(self, served: Served, X: np.ndarray, deliver: Deliver[Prediction], alone: bool = False) -> None:
-        """:meth:`predict` for a caller that is not a coroutine (the server's protocol): ``deliver``
-        takes the answer, or the error — at once if ``alone``, else from a callback of this turn
-        of the event loop: small requests from the call they share, larger ones from their own."""
-        if alone:
-            self.infer_then(served, X, deliver)
-        elif self.may_share(served, X):
-            self.batcher.add(X, deliver)
-        else:
-            asyncio.get_running_loop().call_soon(self.infer_then, served, X, deliver)
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
         """Whether ``X`` may join a shared call: small enough to gain, and for the model served now."""
         return len(X) <= SHARED_CALL_ROWS and served is self.served
-
-    def infer_then(self, served: Served, X: np.ndarray, deliver: Deliver[Prediction]) -> None:
-        try:
-            prediction = self.infer(served, X)
-        except Exception as error:  # the caller answers it
-            return deliver(error)
-        deliver(prediction)
 
     def infer(self, served: Served, X: np.ndarray) -> Prediction:
         """One call of the model, timed and counted."""

@@ -17,7 +17,7 @@ async def get_dataplane(request: Request) -> DataPlane:
 
 
 async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics  # type: ignore[no-any-return]
+    return request.app.state.dataplane.metrics  # type: ignore[no-any-return]
 
 
 async def read_json_body(request: Request) -> bytes:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (no per-request task hand-offs): body-size limit and request metrics."""
+"""Request metrics of the FastAPI application (pure ASGI: no per-request task hand-off)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ import time
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from online_inference.app.errors import PayloadTooLarge
 from online_inference.app.metrics import Metrics
-from online_inference.app.responses import render_error
 
 UNMATCHED = "<unmatched>"
-
-
-def content_length(scope: Scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def route_of(scope: Scope) -> str:
@@ -29,14 +17,12 @@ def route_of(scope: Scope) -> str:
     return getattr(route, "path", UNMATCHED)
 
 
-class ServiceMiddleware:
-    """Answers 413 before reading a body declared (or found while streaming) over the limit,
-    and records every request's route, status and latency."""
+class RequestMetrics:
+    """Records every request's route, status and latency (499: the client went away mid-request)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,8 +30,6 @@ class ServiceMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        limit = self.max_body_bytes
-        too_large = PayloadTooLarge(f"request body over MAX_BODY_BYTES ({limit} bytes)")
 
         async def send_tracking(message: Message) -> None:
             nonlocal status
@@ -53,26 +37,9 @@ class ServiceMiddleware:
                 status = message["status"]
             await send(message)
 
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise too_large
-            return message
-
         try:
-            declared = content_length(scope)
-            if declared is not None and declared > limit:
-                await render_error(too_large)(scope, receive, send_tracking)
-            else:
-                await self.app(scope, receive_limited, send_tracking)
+            await self.app(scope, receive, send_tracking)
         except ClientDisconnect:
-            status = 499  # the client went away mid-request: nothing to answer, nothing to log
+            status = 499  # nothing to answer, nothing to log
         finally:
             self.metrics.observe_request(route_of(scope), scope["method"], status, time.perf_counter() - started)
-
-

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from online_inference.app.errors import ServiceError, error_body
+from online_inference.app.errors import ServiceError, error_body, error_headers
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -18,7 +18,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 
 def render_error(error: ServiceError) -> Response:
-    return Response(error_body(error), status_code=error.status_code, media_type="application/json")
+    return Response(error_body(error), status_code=error.status_code, headers=error_headers(error), media_type="application/json")
 
 
 async def handle_service_error(_: Request, error: Exception) -> Response:
@@ -52,7 +52,7 @@ class HealthModel(ModelRef):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ready", "loading", "failed"]
+    status: Literal["ready", "loading", "failed", "draining"]
     model: HealthModel | None = None
     reason: str | None = Field(default=None, description="Why the model is not ready.")
 
@@ -71,6 +71,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid input: every problem with row and feature."},
+    408: {"model": ErrorResponse, "description": "The body did not arrive within TIMEOUT_BODY (the connection closes)."},
     413: {"model": ErrorResponse, "description": "Body over MAX_BODY_BYTES or more than MAX_BATCH_ROWS rows."},
     415: {"model": ErrorResponse, "description": "A Content-Type other than JSON."},
     503: {"model": ErrorResponse, "description": "The model is loading or failed to load."},

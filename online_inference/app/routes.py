@@ -1,8 +1,8 @@
 """The native API: ``/predict``, ``/health``, ``/model`` and ``/metrics``.
 
-Valid ``/predict`` bodies and ``/health`` are answered by :mod:`hotpath` before these routes; the
-routes document them in OpenAPI and answer every request the hot path declines (not ready,
-invalid input, another media type...) with the same bytes it would.
+Valid ``/predict`` bodies are answered by :mod:`hotpath` before this route; the route documents
+``/predict`` in OpenAPI and answers every request the hot path does not accept (not ready, invalid
+input, another media type...), valid bodies with the same bytes as the hot path.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.deps import DataPlaneDep, MetricsDep, read_json_body
-from online_inference.app.hotpath import health_answer, predict_body
+from online_inference.app.hotpath import predict_body
 from online_inference.app.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
 
 router = APIRouter()
@@ -36,13 +36,13 @@ async def predict(request: Request) -> Response:
 
 @router.get(
     "/health",
-    summary="Readiness: 200 once the model is loaded and checked, 503 otherwise",
+    summary="Readiness: 200 once the model is loaded and checked, 503 otherwise (loading, failed, draining)",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Loading, or failed with the reason."}},
+    responses={503: {"model": HealthResponse, "description": "Loading, failed with the reason, or draining (the server is stopping)."}},
 )
 async def health(plane: DataPlaneDep) -> Response:
-    status, body = health_answer(plane)
-    return Response(body, status_code=status, media_type="application/json")
+    body = plane.health()
+    return json_response(body, 200 if body["status"] == "ready" else 503)
 
 
 @router.get("/model", summary="The model card", responses={503: ERROR_RESPONSES[503]})

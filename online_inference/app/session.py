@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,41 +41,6 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
-class OneRowLane:
-    """The model's lane for one row, the request a deployment sends most: its input and outputs
-    are arrays bound to the session once (ONNX Runtime's I/O binding), so a call copies the row
-    in, runs, and copies the answer out. A plain run builds an input tensor and two output arrays
-    on every call, and between a server's requests (their code out of the caches) that was a
-    sixth of a one-row call. One caller at a time (a binding must not be shared): a caller that
-    finds the lane busy (another thread) takes the plain run."""
-
-    def __init__(self, session: ort.InferenceSession, card: ModelCard):
-        self.x = np.zeros((1, len(card.features)), np.float32)
-        self.labels = np.zeros(1, np.int64)
-        self.probabilities = np.zeros((1, len(card.classes)), np.float32)
-        # OrtValues made from numpy arrays on the CPU share their memory: the binding reads and
-        # writes these very arrays, which live as long as the lane (and so the binding).
-        self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (self.x, self.labels, self.probabilities)]
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(card.input_name, self.values[0])
-        binding.bind_ortvalue_output(card.label_output, self.values[1])
-        binding.bind_ortvalue_output(card.probability_output, self.values[2])
-        self.binding = binding._iobinding
-        self.run = getattr(session, "_sess", session).run_with_iobinding  # its checks hold by construction, as for run
-        self.busy = threading.Lock()
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(labels, probabilities) of the one row ``X`` (float32 ``[1, 13]``), or None if the lane is busy."""
-        if not self.busy.acquire(blocking=False):
-            return None
-        try:
-            self.x[:] = X
-            self.run(self.binding, None)
-            return self.labels.copy(), self.probabilities.copy()
-        finally:
-            self.busy.release()
-
-
 class ModelSession:
     def __init__(self, payload: bytes, expected_sha256: str | None = None):
         self.sha256 = hashlib.sha256(payload).hexdigest()
@@ -94,11 +58,6 @@ class ModelSession:
         self.check_signature()
         self.positive_column = self.card.classes.index(self.card.positive_class)
         self.outputs = [self.card.label_output, self.card.probability_output]
-        # The binding's own run: the Python wrapper's checks on every call (feed names, graph
-        # capture, OrtValue ownership) are about a fifth of a 1-row call between requests, and
-        # hold by construction here (the signature is checked above; X is always a float32 array).
-        self.run = getattr(self.session, "_sess", self.session).run
-        self.one_row = OneRowLane(self.session, self.card)
 
     def check_signature(self) -> None:
         """The graph must take and give what the card says."""
@@ -119,6 +78,6 @@ class ModelSession:
             raise ModelLoadError("model signature does not match its card: " + "; ".join(problems))
 
     def predict(self, X: np.ndarray) -> Prediction:
-        answer = self.one_row.predict(X) if len(X) == 1 else None
-        labels, probabilities = answer or self.run(self.outputs, {self.card.input_name: X}, None)
+        """Labels and probabilities of the float32 ``[N, 13]`` rows ``X``."""
+        labels, probabilities = self.session.run(self.outputs, {self.card.input_name: X})
         return Prediction(labels=labels, probabilities=probabilities, positive=probabilities[:, self.positive_column])

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from online_inference import __version__
 from online_inference.app.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, Problem
-from online_inference.app.hotpath import LIVE
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
 
@@ -22,6 +21,7 @@ MODEL_RESPONSES = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not ready: the model is loading or failed."}}
 
 SERVER_NAME = "heart-online-inference"
+LIVE = b'{"live":true}'
 
 
 class Parameters(BaseModel):
@@ -142,7 +142,7 @@ async def live() -> Response:
 
 @router.get("/health/ready", summary="Readiness: the model is loaded and checked", responses=READY_RESPONSES)
 async def ready(plane: DataPlaneDep) -> Response:
-    is_ready = plane.served is not None
+    is_ready = plane.health()["status"] == "ready"
     return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
 

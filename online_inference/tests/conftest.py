@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from online_inference.app.front import Front
 from fastapi.testclient import TestClient
 
 from online_inference.app.config import Settings
@@ -43,13 +43,13 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A TestClient on a fresh app (own metrics registry) whose model is loaded."""
     app = create_app(settings, loader=bundled_session)
     with TestClient(app) as test_client:
-        assert app.state.dataplane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         yield test_client
 
 
 @pytest.fixture
-def ready_app(settings: Settings) -> FastAPI:
+def ready_app(settings: Settings) -> Front:
     """The whole service with its model loaded, driven straight through ASGI (no lifespan)."""
     app = create_app(settings, loader=bundled_session)
-    app.state.dataplane.load()
+    app.plane.load()
     return app

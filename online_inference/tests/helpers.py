@@ -1,4 +1,4 @@
-"""Shared test helpers: a live uvicorn server on a free port, the Kaggle table, the bundled card."""
+"""Shared test helpers: the service's server in a thread, the Kaggle table, the bundled card."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from fastapi import FastAPI
 
-from online_inference.app.config import BUNDLED_MODEL
-from online_inference.app.dataplane import DataPlane
+from online_inference.app.config import BUNDLED_MODEL, Settings
+from online_inference.app.dataplane import DataPlane, Loader
+from online_inference.app.server import Server, build_server, uvicorn_config
 from online_inference.app.session import ModelSession
-from online_inference.docker.dockercli import free_port
 from online_inference.card import ModelCard
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
@@ -46,22 +44,25 @@ def valid_row(card: ModelCard) -> list[float]:
 
 
 @contextmanager
-def live_server(app: FastAPI | Any, ready_path: str | None = "/health", timeout: float = 20, **options: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn (more ``options`` for its Config) in a thread on a free
-    127.0.0.1 port; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
+def live_server(app: Any = None, ready_path: str | None = "/health", timeout: float = 20, settings: Settings | None = None,
+                loader: Loader | None = bundled_session) -> Iterator[str]:
+    """The service's own server (:func:`build_server`: its uvicorn configuration and edge) in a
+    thread, on a port the system chooses; yields its base URL. ``app`` replaces the service's
+    application (by default the service with ``loader``'s model)."""
+    settings = (settings or Settings()).replace(HOST="127.0.0.1", PORT=0, LOG_LEVEL="warning")
+    server = build_server(settings, loader) if app is None else Server(uvicorn_config(settings, app), on_drain=lambda: None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: server.started, timeout)
+        url = f"http://127.0.0.1:{server.port}"
         if ready_path:
             wait_until(lambda: httpx.get(url + ready_path).status_code == 200, timeout)
         yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        assert not thread.is_alive(), "the server did not stop"
 
 
 def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

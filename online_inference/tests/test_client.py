@@ -13,18 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
 from online_inference.app.session import ModelSession
 from online_inference.client import main as client_main
 from online_inference.client import roc_auc
 from online_inference.export.data import load_kaggle_csv
-from online_inference.tests.helpers import bundled_session, free_port, live_server
+from online_inference.docker.dockercli import free_port
+from online_inference.tests.helpers import bundled_session, live_server
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+    with live_server() as url:
         yield url
 
 
@@ -71,7 +70,7 @@ def test_waits_for_a_loading_model_then_predicts(kaggle_csv: Path, tmp_path: Pat
         release.wait(10)
         return bundled_session()
 
-    with live_server(create_app(Settings(), loader=slow_loader), ready_path=None) as url:
+    with live_server(loader=slow_loader, ready_path=None) as url:
         threading.Timer(0.5, release.set).start()
         assert client_main([str(kaggle_csv), "--url", url, "--wait", "10", "--output", str(tmp_path / "o.csv")]) == 0
 

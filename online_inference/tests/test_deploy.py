@@ -77,7 +77,7 @@ def test_kserve_predictor_runs_the_deployments_container() -> None:
 
 
 def test_probes_point_at_real_routes() -> None:
-    paths = set(create_app(Settings()).openapi()["paths"])
+    paths = set(create_app(Settings()).app.openapi()["paths"])
     container = deployment_pod()["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"

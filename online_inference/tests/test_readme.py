@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
 from online_inference.docs import README
 from online_inference.docs import main as docs_main
-from online_inference.tests.helpers import bundled_session, live_server
+from online_inference.tests.helpers import live_server
 
 BLOCK = re.compile(r"```(?P<lang>bash|json)\n(?P<body>.*?)```", re.S)
 
@@ -34,7 +32,7 @@ def curl_examples() -> list[tuple[str, str | None]]:
 
 @pytest.fixture(scope="module")
 def server_port() -> Iterator[int]:
-    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+    with live_server() as url:
         yield int(url.rsplit(":", 1)[1])
 
 

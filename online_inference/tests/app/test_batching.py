@@ -126,10 +126,10 @@ def test_concurrent_predictions_share_calls_and_answer_as_if_alone(ready_app: Fa
               for i in range(24)]
     alone = [r.content for r in asyncio.run(post_together(ready_app, bodies[:1]))]
     alone += [asyncio.run(post_together(ready_app, [b]))[0].content for b in bodies[1:]]
-    calls_alone = model_calls(ready_app.state.dataplane)
+    calls_alone = model_calls(ready_app.plane)
     together = asyncio.run(post_together(ready_app, bodies))
     assert [r.content for r in together] == alone
-    assert model_calls(ready_app.state.dataplane) - calls_alone < len(bodies)
+    assert model_calls(ready_app.plane) - calls_alone < len(bodies)
 
 
 def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAPI, card: ModelCard) -> None:
@@ -137,4 +137,4 @@ def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAP
     small = orjson.dumps({"features": card.feature_names, "data": [valid_row(card)]})
     answers = asyncio.run(post_together(ready_app, [("/predict", big), ("/predict", small), ("/predict", small)]))
     assert [r.status_code for r in answers] == [200, 200, 200]
-    assert model_calls(ready_app.state.dataplane) == 2
+    assert model_calls(ready_app.plane) == 2

@@ -26,7 +26,7 @@ def test_values_come_from_the_environment_in_any_case(monkeypatch: pytest.Monkey
 
 def test_unset_values_take_their_defaults() -> None:
     settings = Settings()
-    assert settings.MODEL_SHA256 is None and settings.LIMIT_CONCURRENCY is None and settings.WORKERS == 1
+    assert settings.MODEL_SHA256 is None and settings.LIMIT_CONCURRENCY is None and settings.TIMEOUT_BODY == 30.0
 
 
 def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,11 +36,11 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_every_bad_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_environment(monkeypatch, PORT="70000", ACCESS_LOG="maybe", MODEL_SHA256="not-a-digest", WORKERS="two", LOG_LEVEL="loud")
+    set_environment(monkeypatch, PORT="70000", ACCESS_LOG="maybe", MODEL_SHA256="not-a-digest", TIMEOUT_BODY="soon", LOG_LEVEL="loud")
     with pytest.raises(SettingsError) as error:
         Settings()
     message = str(error.value)
-    for name in ("PORT", "ACCESS_LOG", "MODEL_SHA256", "WORKERS", "LOG_LEVEL"):
+    for name in ("PORT", "ACCESS_LOG", "MODEL_SHA256", "TIMEOUT_BODY", "LOG_LEVEL"):
         assert f"{name}:" in message
     assert "70000" in message and "'maybe'" in message
 

@@ -37,7 +37,7 @@ def test_loading_answers_503_until_the_model_is_loaded(card: ModelCard) -> None:
         predict = client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]})
         assert predict.status_code == 503 and "loading" in predict.json()["error"]
         release.set()
-        assert app.state.dataplane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         assert client.get("/health").status_code == 200
 
 
@@ -47,7 +47,7 @@ def test_failed_load_answers_503_with_the_reason(card: ModelCard) -> None:
 
     app = create_app(Settings(), loader=broken_loader)
     with TestClient(app) as client:
-        assert app.state.dataplane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         response = client.get("/health")
         assert response.status_code == 503
         assert response.json() == {"status": "failed", "reason": "sha256 mismatch: expected aaa, got bbb"}
@@ -60,7 +60,7 @@ def test_a_file_that_is_not_onnx_fails_with_the_reason(tmp_path) -> None:  # typ
     path.write_bytes(b"not a model")
     app = create_app(Settings(MODEL_URI=str(path)))
     with TestClient(app) as client:
-        assert app.state.dataplane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "not a loadable ONNX model" in body["reason"]
 
@@ -68,6 +68,6 @@ def test_a_file_that_is_not_onnx_fails_with_the_reason(tmp_path) -> None:  # typ
 def test_a_missing_file_fails_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
     app = create_app(Settings(MODEL_URI=str(tmp_path / "absent.onnx")))
     with TestClient(app) as client:
-        assert app.state.dataplane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "absent.onnx" in body["reason"]

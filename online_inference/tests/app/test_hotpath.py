@@ -26,7 +26,7 @@ def body_of(card: ModelCard, rows: int = 3) -> bytes:
 
 
 def requests_counted(app: FastAPI, route: str, status: int) -> float:
-    value = app.state.metrics.registry.get_sample_value(
+    value = app.plane.metrics.registry.get_sample_value(
         "http_requests_total", {"route": route, "method": "POST", "status": str(status)})
     return value or 0.0
 
@@ -49,7 +49,7 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
     expected = bundled_session().predict(X)
-    warnings = ready_app.state.dataplane.served.fast.warnings_by_row(X)
+    warnings = ready_app.plane.served.fast.warnings_by_row(X)
     assert status == 200 and list(warnings) == [0, 2, count - 1]
     assert orjson.loads(answer) == {
         "predictions": [
@@ -62,7 +62,7 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
 
 def test_a_body_over_the_limit_without_length_gets_413_from_the_full_application(settings: Settings, card: ModelCard) -> None:
     app = create_app(settings.replace(MAX_BODY_BYTES=1024), loader=bundled_session)
-    app.state.dataplane.load()
+    app.plane.load()
     status, answer = call(app, "/predict", [b"[" * 600, b"[" * 600, b"]" * 1200])
     assert status == 413 and b"MAX_BODY_BYTES" in answer
     assert requests_counted(app, "/predict", 413) == 1

@@ -83,9 +83,9 @@ def test_prometheus_client_is_imported_on_the_first_scrape_not_at_start() -> Non
     probe = (
         "import sys\n"
         "from online_inference.app.__main__ import main\n"
-        "from online_inference.app.front import create_front\n"
+        "from online_inference.app.main import create_app\n"
         "from online_inference.tests.helpers import bundled_session\n"
-        "front = create_front(loader=bundled_session)\n"
+        "front = create_app(loader=bundled_session)\n"
         "front.plane.load()\n"
         "print('prometheus_client' in sys.modules)\n"
         "front.plane.metrics.render()\n"

@@ -11,15 +11,13 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, live_server, valid_row
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with live_server(create_app(Settings(), loader=bundled_session)) as url:
+    with live_server() as url:
         yield url
 
 

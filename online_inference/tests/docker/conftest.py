@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from online_inference.docker.dockercli import DOCKER, IMAGE, VARIANTS, engine_available, make
-from online_inference.tests.helpers import free_port, wait_until
+from online_inference.docker.dockercli import free_port
+from online_inference.tests.helpers import wait_until
 
 HERE = Path(__file__).resolve().parent
 

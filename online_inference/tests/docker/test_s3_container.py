@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 from online_inference.app.config import BUNDLED_MODEL
 from online_inference.docker.dockercli import HARDENED, running, wait_healthy
 from online_inference.tests.docker.test_images import assert_predicts_like_the_model
-from online_inference.tests.helpers import free_port, wait_until
+from online_inference.docker.dockercli import free_port
+from online_inference.tests.helpers import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from online_inference.app.main import create_app
 from online_inference.tests.helpers import bundled_session
 
 APP = create_app(Settings(), loader=bundled_session)
-APP.state.dataplane.load()  # the /predict body schema comes from the loaded card
+APP.plane.load()  # the /predict body schema comes from the loaded card
 # Invalid input is refused with 400, or 413 when it is too large (the service's contract).
 CONFIG = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": [400, 404, 405, 413, 415]}}}

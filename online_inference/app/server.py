@@ -1,0 +1,106 @@
+"""The server process: uvicorn through its public ``Config`` and ``Server``, serving the one
+application :func:`main.create_app` composes, at the edge of :mod:`edge`.
+
+A stop (SIGTERM, or SIGINT: Ctrl-C) drains without loss. At the signal ``/health`` answers 503
+``draining``, so that readiness fails first. When uvicorn's loop next looks (a tenth of a second),
+the connections the kernel has already accepted are accepted too (closing the listener would reset
+them), then the listener closes; every connection the server has is answered (the front says
+``connection: close`` on each answer) and closes, within ``TIMEOUT_GRACEFUL_SHUTDOWN``; then the
+process exits 0: a requested stop is not a crash (uvicorn re-raises the signal, which would make
+the exit status 143). A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import select
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from online_inference.app.config import Settings, SettingsError, get_settings
+from online_inference.app.dataplane import Loader
+from online_inference.app.edge import EdgeLimits, EdgeProtocol
+from online_inference.app.front import Front
+from online_inference.app.main import create_app
+
+log = logging.getLogger(__name__)
+BACKLOG_WAIT_SECONDS = 1.0  # at most this long accepting what the kernel accepted before the stop
+
+
+class Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_drain: Callable[[], None]):
+        super().__init__(config)
+        self.on_drain = on_drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.on_drain()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.accept_waiting_connections()
+        await super().shutdown(sockets)
+
+    async def accept_waiting_connections(self) -> None:
+        """Let the loop accept the connections waiting in the listeners' queues: a listening socket
+        is readable while its queue is not empty."""
+        listeners = [sock for server in self.servers for sock in server.sockets]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BACKLOG_WAIT_SECONDS
+        while listeners and select.select(listeners, [], [], 0)[0] and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (PORT=0: the one the system chose)."""
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.HOST,
+        port=settings.PORT,
+        http=functools.partial(EdgeProtocol, limits=EdgeLimits.of(settings)),  # type: ignore[arg-type]
+        loop="uvloop",
+        ws="none",
+        lifespan="on",
+        log_level=settings.LOG_LEVEL,
+        access_log=settings.ACCESS_LOG,
+        timeout_keep_alive=settings.TIMEOUT_KEEP_ALIVE,
+        timeout_graceful_shutdown=settings.TIMEOUT_GRACEFUL_SHUTDOWN,
+        limit_concurrency=settings.LIMIT_CONCURRENCY,
+        proxy_headers=False,  # the service reads no client address
+        server_header=False,
+    )
+
+
+def build_server(settings: Settings, loader: Loader | None = None, app: Front | None = None) -> Server:
+    """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread)."""
+    app = app or create_app(settings, loader)
+    return Server(uvicorn_config(settings, app), on_drain=app.drain)
+
+
+def ignore(sig: int, frame: FrameType | None) -> None:
+    """What uvicorn's re-raised signal finds after a graceful stop: nothing more to do."""
+
+
+def main() -> None:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        sys.exit(f"heart-online-inference: {error}")
+    logging.basicConfig(level=settings.LOG_LEVEL.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = build_server(settings)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, ignore)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
