@@ -138,7 +138,7 @@ class Settings:
         default=30.0, gt=0, description="Seconds from a request's headers to the end of its body; later answers 408 and closes."
     )
     TIMEOUT_GRACEFUL_SHUTDOWN: int = Field(
-        default=20, ge=1, description="Seconds the connections open at SIGTERM get to be answered and closed; then the "
+        default=45, ge=1, description="Seconds the connections open at SIGTERM get to be answered and closed; then the "
         "rest are cut."
     )
     OTEL_TELEMETRY: bool = Field(

@@ -1,6 +1,6 @@
 """Spec: the Kubernetes and KServe manifests validate offline against the Kubernetes schemas; the
 InferenceService's predictor runs the same container as the Deployment; probes point at real
-routes; the grace period covers the server's; memory is sized from the measured RSS; checkov
+routes; a stop drains within the grace period; memory is sized from the measured RSS; checkov
 passes on manifests and Dockerfiles, every suppression with a reason."""
 
 from __future__ import annotations
@@ -93,8 +93,18 @@ def test_startup_probe_outlasts_a_download_with_all_retries() -> None:
     assert probe["periodSeconds"] * probe["failureThreshold"] >= worst
 
 
-def test_grace_period_covers_the_servers() -> None:
-    assert deployment_pod()["terminationGracePeriodSeconds"] > Settings().TIMEOUT_GRACEFUL_SHUTDOWN
+def test_a_stop_drains_within_the_grace_period() -> None:
+    """preStop: the pod leaves the Service's endpoints while the server still serves. Then SIGTERM:
+    readiness fails at once (/health 503 draining) and the server answers every connection it has
+    within TIMEOUT_GRACEFUL_SHUTDOWN, which outlasts a request begun just before the signal (its
+    head's and its body's deadlines) and an idle connection's keep-alive; the grace period outlasts both."""
+    s, pod = Settings(), deployment_pod()
+    container = pod["containers"][0]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= container["readinessProbe"]["periodSeconds"]
+    assert s.TIMEOUT_GRACEFUL_SHUTDOWN >= max(s.TIMEOUT_HEADERS + s.TIMEOUT_BODY, s.TIMEOUT_KEEP_ALIVE)
+    assert pod["terminationGracePeriodSeconds"] >= sleep + s.TIMEOUT_GRACEFUL_SHUTDOWN + 5
+    assert not {e["name"] for e in container["env"]} & {"TIMEOUT_GRACEFUL_SHUTDOWN", "TIMEOUT_BODY", "TIMEOUT_HEADERS"}
 
 
 def test_pod_is_hardened() -> None:
@@ -119,7 +129,7 @@ def test_memory_is_sized_from_the_measured_rss() -> None:
     if not results.exists():
         pytest.fail("no benchmark results: run `make bench`")
     rss = json.loads(results.read_text())["peak_rss_mb"]
-    peak_mb = max(rss["onnx"], rss["onnx_full_app"])  # the full application loads on the first invalid request
+    peak_mb = rss["onnx"]
     resources = deployment_pod()["containers"][0]["resources"]
     assert memory_mib(resources["requests"]["memory"]) >= peak_mb * 1.2
     assert memory_mib(resources["limits"]["memory"]) >= peak_mb * 2
