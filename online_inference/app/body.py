@@ -1,15 +1,13 @@
-"""A request's body, read within its limits: at most ``MAX_BODY_BYTES`` (413, at once when the
-declared length is larger) and complete within ``TIMEOUT_BODY`` of the request's start (408, and
-the connection closes). One wrapper of ASGI's ``receive``, put on every request by the front, so
-the hot path and the framework read bodies under the same rules."""
+"""A request's body, read within ``MAX_BODY_BYTES``: 413, at once when the declared length is
+larger. One wrapper of ASGI's ``receive``, put on every request by the front, so the hot path and
+the framework read bodies under the same rule. (Its deadline, ``TIMEOUT_BODY``, is the edge's.)"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from online_inference.app.errors import PayloadTooLarge, RequestTimeout
+from online_inference.app.errors import PayloadTooLarge
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -22,39 +20,27 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-class BodyLimits:
-    def __init__(self, max_bytes: int, timeout: float):
+class BodyLimit:
+    def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self.timeout = timeout
 
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body over MAX_BODY_BYTES ({self.max_bytes} bytes)")
 
     def wrap(self, scope: dict[str, Any], receive: Receive) -> Receive:
-        """``receive`` for this request: raises PayloadTooLarge or RequestTimeout instead of
-        going past a limit. Once the body is complete it is ``receive`` itself (waiting for a
-        disconnect has no deadline)."""
+        """``receive`` for this request, raising PayloadTooLarge rather than going past the limit."""
         declared = declared_length(scope["headers"])
-        deadline = asyncio.get_running_loop().time() + self.timeout
         received = 0
-        complete = False
 
         async def limited() -> Message:
-            nonlocal received, complete
-            if complete:
-                return await receive()
+            nonlocal received
             if declared is not None and declared > self.max_bytes:
                 raise self.too_large()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(f"the request body did not arrive within TIMEOUT_BODY ({self.timeout:g} s)") from None
+            message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise self.too_large()
-                complete = not message.get("more_body", False)
             return message
 
         return limited

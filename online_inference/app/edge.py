@@ -5,7 +5,10 @@ every override calls the parent (checked on the uvicorn release pinned in requir
 - A request's head is held here until it is complete, then given to the parser: a request target
   over ``MAX_REQUEST_TARGET_BYTES`` answers 414 and a header block over ``MAX_HEADER_BYTES`` 431,
   without reading further; a head not complete ``TIMEOUT_HEADERS`` after its first byte (bare CRLFs
-  included) answers 408. Each closes the connection.
+  included) answers 408, and so does a body not complete ``TIMEOUT_BODY`` after its head. Each
+  closes the connection. (The application answers whole: nothing of its answer is written while
+  its body is still arriving, so a 408 never cuts into one.) A deadline's timer is armed only when
+  a read ends with the head or the body incomplete: most requests arrive whole.
 - A connection without a request for ``TIMEOUT_KEEP_ALIVE`` (since it opened, or since its last
   answer) is closed, whatever it trickles: a request begins with its first byte that is not part
   of a CRLF, and from there ``TIMEOUT_HEADERS`` rules.
@@ -42,12 +45,13 @@ class EdgeLimits:
     max_target: int
     max_header: int
     header_timeout: float
+    body_timeout: float
     idle_timeout: float
 
     @classmethod
     def of(cls, settings: Settings) -> EdgeLimits:
         return cls(settings.MAX_REQUEST_TARGET_BYTES, settings.MAX_HEADER_BYTES, settings.TIMEOUT_HEADERS,
-                   settings.TIMEOUT_KEEP_ALIVE)
+                   settings.TIMEOUT_BODY, settings.TIMEOUT_KEEP_ALIVE)
 
 
 def refusal(error: ServiceError) -> bytes:
@@ -66,40 +70,52 @@ class EdgeProtocol(HttpToolsProtocol):
         self.in_message = self.in_head = False  # where the parser is: inside a message; inside its head
         self.head_seen = 0  # bytes of a head inside the parser (a pipelined one)
         self.unanswered = 0  # requests begun and not yet answered
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None  # of the head or the body in progress
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # the loop's time of the last answer (or of the connection)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.arm_idle_timer()
+        self.idle_since = self.loop.time()
+        self.arm_idle_timer(self.idle_since)
 
     def data_received(self, data: bytes) -> None:
         if self.in_message:  # a body, or a pipelined head the parser holds
             self.head_seen += len(data) if self.in_head else 0
             if self.head_seen > self.limits.max_header:
                 return self.refuse(HeaderFieldsTooLarge(f"header block over MAX_HEADER_BYTES ({self.limits.max_header} bytes)"))
-            return super().data_received(data)
-        if not self.head:
-            self.arm_head_timer()  # the first byte of a request
+            super().data_received(data)
+        else:
+            self.hold_head(data)
+        if self.deadline is None and (self.head or self.in_message):  # a read ended with a request incomplete
+            self.arm_deadline()
+
+    def hold_head(self, data: bytes) -> None:
+        """Add ``data`` to the head held; give it to the parser once complete, unless it is refused."""
+        if not self.head:  # most requests: a whole head in one read, nothing to remove: given as it came
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and data[0] not in b"\r\n" and not UPGRADE.search(data, 0, end + 2) and self.problem_of_head(data, 0, end) is None:
+                return super().data_received(data)
         self.head += data
         start = len(self.head) - len(self.head.lstrip(b"\r\n"))  # CRLFs before a request line are allowed
         end = self.head.find(b"\r\n\r\n", start)
-        problem = self.problem_of_head(start, end if end >= 0 else len(self.head))
+        problem = self.problem_of_head(self.head, start, end if end >= 0 else len(self.head))
         if problem is not None:
             return self.refuse(problem)
         if end >= 0:
             head, self.head = bytes(self.head), bytearray()
+            self.cancel_deadline()
             super().data_received(head[:start] + UPGRADE.sub(b"", head[start:end + 2]) + head[end + 2:])
         elif start < len(self.head) and self.idle_timer is not None:  # a request has begun: no longer idle
             self.idle_timer.cancel()
             self.idle_timer = None
             super().data_received(b"")  # uvicorn's keep-alive timer stops when data arrives (held here)
 
-    def problem_of_head(self, start: int, end: int) -> ServiceError | None:
-        """What is wrong with the head in ``self.head[start:end]`` (perhaps incomplete), if anything."""
-        line_end = self.head.find(b"\r\n", start, end)
-        space = self.head.find(b" ", start, end)
-        target_end = self.head.rfind(b" ", space + 1, line_end) if line_end >= 0 else end
+    def problem_of_head(self, head: bytes | bytearray, start: int, end: int) -> ServiceError | None:
+        """What is wrong with the head in ``head[start:end]`` (perhaps incomplete), if anything."""
+        line_end = head.find(b"\r\n", start, end)
+        space = head.find(b" ", start, end)
+        target_end = head.rfind(b" ", space + 1, line_end) if line_end >= 0 else end
         if space >= 0 and target_end - space - 1 > self.limits.max_target:
             return URITooLong(f"request target over MAX_REQUEST_TARGET_BYTES ({self.limits.max_target} bytes)")
         if (end - line_end if line_end >= 0 else end - start - self.limits.max_target) > self.limits.max_header:
@@ -111,25 +127,23 @@ class EdgeProtocol(HttpToolsProtocol):
         self.in_message = self.in_head = True
         self.head_seen = 0
         self.unanswered += 1
-        if self.head_timer is None:
-            self.arm_head_timer()
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self.in_head = False
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
+        self.cancel_deadline()  # the head's; the body's is armed if the read ends before the body does
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.in_message = False
+        self.cancel_deadline()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self.unanswered -= 1
-        if self.unanswered == 0 and not self.transport.is_closing():
-            self.arm_idle_timer()
+        self.idle_since = self.loop.time()
+        if self.unanswered == 0 and self.idle_timer is None and not self.transport.is_closing():
+            self.arm_idle_timer(self.idle_since)
 
     def shutdown(self) -> None:
         """uvicorn's, for a connection with a request in progress: it is answered, then closed. One
@@ -138,31 +152,42 @@ class EdgeProtocol(HttpToolsProtocol):
             super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.head_timer, self.idle_timer):
+        for timer in (self.deadline, self.idle_timer):
             if timer is not None:
                 timer.cancel()
         super().connection_lost(exc)
 
-    def arm_head_timer(self) -> None:
-        timeout = self.limits.header_timeout
-        error = RequestTimeout(f"the request head did not arrive within TIMEOUT_HEADERS ({timeout:g} s)")
-        self.head_timer = self.loop.call_later(timeout, self.refuse, error)
+    def arm_deadline(self) -> None:
+        if self.in_message and not self.in_head:
+            timeout, error = self.limits.body_timeout, "the request body did not arrive within TIMEOUT_BODY"
+        else:
+            timeout, error = self.limits.header_timeout, "the request head did not arrive within TIMEOUT_HEADERS"
+        self.deadline = self.loop.call_later(timeout, self.refuse, RequestTimeout(f"{error} ({timeout:g} s)"))
 
-    def arm_idle_timer(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-        self.idle_timer = self.loop.call_later(self.limits.idle_timeout, self.close_if_idle)
+    def cancel_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def arm_idle_timer(self, since: float) -> None:
+        self.idle_timer = self.loop.call_at(since + self.limits.idle_timeout, self.close_if_idle)
 
     def close_if_idle(self) -> None:
+        """One timer a connection, not one an answer: when it fires, an idle connection closes if its
+        time is up, or waits for the rest of it; a busy one is armed again by its next answer."""
         self.idle_timer = None
-        if self.unanswered == 0:
+        if self.unanswered or self.transport.is_closing():
+            return
+        if self.loop.time() >= self.idle_since + self.limits.idle_timeout:
             self.transport.close()
+        else:
+            self.arm_idle_timer(self.idle_since)
 
     def refuse(self, error: ServiceError) -> None:
         """Answer ``error`` (unless an earlier request's answer is still due: it would cut into it), and close."""
-        self.head_timer = None
+        self.deadline = None
         if self.transport.is_closing():
             return
-        if self.unanswered == int(self.in_head):
+        if self.unanswered == (0 if self.head else 1):  # the refused request's own answer is due, and no other
             self.transport.write(refusal(error))
         self.transport.close()

@@ -1,6 +1,6 @@
 """The front: the outermost ASGI layer, what every request passes before it is answered.
 
-- The body is read within its limits (:mod:`body`), whoever reads it.
+- The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
 - While the server drains, every answer says ``connection: close``.
 - ``POST /predict`` goes to the hot path, which answers valid bodies itself; everything else, and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from online_inference.app.body import BodyLimits
+from online_inference.app.body import BodyLimit
 from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.hotpath import HotPath
@@ -26,13 +26,13 @@ class Front:
     def __init__(self, app: FastAPI, plane: DataPlane, settings: Settings):
         self.app = app
         self.plane = plane
-        self.limits = BodyLimits(settings.MAX_BODY_BYTES, settings.TIMEOUT_BODY)
+        self.limit = BodyLimit(settings.MAX_BODY_BYTES)
         self.hot = HotPath(app, plane)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        receive = self.limits.wrap(scope, receive)
+        receive = self.limit.wrap(scope, receive)
         if self.plane.draining:
             send = closing(send)
         if scope["method"] == "HEAD":

@@ -26,10 +26,8 @@ def render_summary(r: dict[str, Any]) -> str:
         f"| 1000 rows/request, 32 connections | {batch['onnx']['rows_per_s']:,.0f} rows/s | {batch['baseline']['rows_per_s']:,.0f} rows/s | {batch['ratio_median']:.1f}× |",
         f"| cold start (process → /health 200, median of {settings['cold_starts']}, alternating; bytecode cached) "
         f"| {r['cold_start_s']['onnx']['median']:.2f} s | {r['cold_start_s']['baseline']['median']:.2f} s | |",
-        f"| peak RSS | {rss['onnx']:.0f} MB ({rss['onnx_full_app']:.0f} MB once an invalid request has built the full application) "
-        f"| {rss['baseline']:.0f} MB | |",
-        f"| WORKERS=2, 1 row, 32 connections | {r['workers2']['rps']:,.0f} req/s ({r['workers2']['vs_workers1']:.2f}× WORKERS=1; shares a core with wrk) | | |",
-        f"| floor: a constant answer on the same server stack, 1 row, in the same rounds | {floor['single_c32']['rps']:,.0f} req/s "
+        f"| peak RSS (all the traffic above, and an invalid body) | {rss['onnx']:.0f} MB | {rss['baseline']:.0f} MB | |",
+        f"| floor: a constant answer on the same server, 1 row, in the same rounds | {floor['single_c32']['rps']:,.0f} req/s "
         f"at 32 connections; p50 {floor['single_c1']['p50_ms']:.2f} ms, p99 {floor['single_c1']['p99_ms']:.2f} ms at 1 "
         f"(p99 {floor['single_c1_halting']['p99_ms']:.2f} ms with wrk's core free to halt) | | |",
     ]
@@ -41,15 +39,15 @@ def render_summary(r: dict[str, Any]) -> str:
         f"| batch rows/s vs baseline | ≥ {t['batch_rows_ratio']:g}× | {batch['ratio_median']:.1f}× | {mark(batch['ratio_median'] >= t['batch_rows_ratio'])} |",
         f"| p99 at 1 connection | ≤ {t['p99_c1_ms']:g} ms | {c1['onnx']['p99_ms']:.2f} ms | {mark(c1['onnx']['p99_ms'] <= t['p99_c1_ms'])} |",
         f"| cold start | ≤ {t['cold_start_s']:g} s | {r['cold_start_s']['onnx']['median']:.2f} s | {mark(r['cold_start_s']['onnx']['median'] <= t['cold_start_s'])} |",
-        f"| peak RSS (benchmark traffic) | ≤ {t['peak_rss_mb']:g} MB | {rss['onnx']:.0f} MB | {mark(rss['onnx'] <= t['peak_rss_mb'])} |",
-        f"| peak RSS with the full application built | ≤ {t['peak_rss_mb']:g} MB | {rss['onnx_full_app']:.0f} MB | {mark(rss['onnx_full_app'] <= t['peak_rss_mb'])} |",
+        f"| peak RSS | ≤ {t['peak_rss_mb']:g} MB | {rss['onnx']:.0f} MB | {mark(rss['onnx'] <= t['peak_rss_mb'])} |",
     ]
     quick = " **(quick run: not representative)**" if settings["quick"] else ""
     paused = " (the other services paused while it is measured)" if settings.get("others_paused") else ""
     python = f" on {settings['python']}" if "python" in settings else ""
     return "\n".join([
-        f"Measured by `make bench`{quick}: each service{python} with WORKERS=1 pinned to one core{paused}, wrk on the other, which is kept "
-        f"from halting while it waits, except where said (see `online_inference/bench/run_bench.py`); "
+        f"Measured by `make bench`{quick} on commit `{settings.get('commit', 'unknown')[:12]}` ({settings.get('machine', 'machine not recorded')}): "
+        f"each service{python}, one process pinned to one core{paused}, wrk on the other, which is kept "
+        f"from halting while it waits, except where said (the method: `online_inference/bench/README.md`); "
         f"{settings['rounds']} alternating A/B rounds of {settings['seconds']:g} s per scenario; "
         f"the baseline is FastAPI + scikit-learn + pandas with the same pipeline and contract "
         f"(`online_inference/bench/baseline_app.py`). Both gave the same predictions on {r['parity']['rows']} rows "

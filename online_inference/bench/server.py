@@ -29,7 +29,7 @@ class Service:
     cold_start_s: float
 
     def peak_rss_mb(self) -> float:
-        """VmHWM of the server process and its children (the workers when WORKERS > 1)."""
+        """VmHWM of the server process and its children."""
         return self.memory_mb("VmHWM")
 
     def rss_mb(self) -> float:
@@ -70,9 +70,9 @@ def health_status(port: int) -> int | None:
 
 
 @contextmanager
-def serve(kind: str, cpus: str = "0", workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Service]:
+def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None) -> Iterator[Service]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning",
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "LOG_LEVEL": "warning",
            **(env or {})}
     # Python's default, which an environment may turn off: a start reads the bytecode of what it
     # imports, written by an earlier start, as a deployed service does (the images precompile it).
