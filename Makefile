@@ -20,7 +20,7 @@ help:
 	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
 	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
 	@echo "make fuzz    schemathesis with FUZZ_EXAMPLES (1000) examples per operation"
-	@echo "make docs    regenerate the README's generated tables"
+	@echo "make docs    regenerate the generated tables (README, docs/ARCHITECTURE.md)"
 	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
 	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
 	@echo "make push REGISTRY=docker.io/<user>  publish them"
@@ -54,9 +54,11 @@ model: $(VENV)/.dev
 docs: $(VENV)/.runtime
 	$(PY) -m online_inference.docs
 
-# The benchmark against the scikit-learn baseline (needs wrk and taskset); refreshes the README.
+# The benchmark against the scikit-learn baseline (needs wrk and taskset), and the in-process
+# costs docs/ARCHITECTURE.md quotes; refreshes both documents. Method: online_inference/bench/README.md.
 bench: $(VENV)/.dev
 	$(PY) -m online_inference.bench.run_bench $(BENCH_ARGS)
+	$(PY) -m online_inference.bench.costs
 	$(PY) -m online_inference.docs
 
 # 60 s of mixed valid/invalid load at 64 connections: no socket error, no unexpected status, flat RSS.

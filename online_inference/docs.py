@@ -1,8 +1,10 @@
-"""``python -m online_inference.docs [--check]``: regenerate the README's generated sections.
+"""``python -m online_inference.docs [--check]``: regenerate the generated sections of the README
+and of ``docs/ARCHITECTURE.md``.
 
 Sections sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``; each
-is rendered from its source (the settings class, the bundled model card, the size study and the
-benchmark results), so no table in the README is typed by hand. ``--check`` fails when stale.
+is rendered from its source (the settings class, the bundled model card, the size study, the
+benchmark's results and its in-process costs), so no table is typed by hand. ``--check`` fails
+when a document is stale.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from online_inference.app.session import ModelSession
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+DOCUMENTS = (README, ARCHITECTURE)
 SIZE_SUMMARY = Path(__file__).resolve().parent / "docker" / "results" / "size_summary.md"
 BENCH_SUMMARY = Path(__file__).resolve().parent / "bench" / "results" / "summary.md"
+COSTS_SUMMARY = Path(__file__).resolve().parent / "bench" / "results" / "costs.md"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -73,6 +78,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "card": render_card,
     "size": render_file(SIZE_SUMMARY, "make size-report"),
     "bench": render_file(BENCH_SUMMARY, "make bench"),
+    "costs": render_file(COSTS_SUMMARY, "make bench"),
 }
 
 
@@ -80,7 +86,7 @@ def regenerate(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         render = RENDERERS.get(match["name"])
         if render is None:
-            raise SystemExit(f"README: unknown generated section {match['name']!r}")
+            raise SystemExit(f"unknown generated section {match['name']!r}")
         return f"{match.group(1)}{render()}\n{match.group(4)}"
 
     return SECTION.sub(replace, text)
@@ -90,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the README is not up to date")
     args = parser.parse_args(argv)
-    current = README.read_text()
-    fresh = regenerate(current)
-    if args.check:
-        if fresh != current:
-            print("README.md is stale: run `make docs`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(fresh)
-    print(f"regenerated {', '.join(m['name'] for m in SECTION.finditer(fresh))} in {README}")
+    stale = []
+    for document in DOCUMENTS:
+        current = document.read_text()
+        fresh = regenerate(current)
+        if fresh == current:
+            continue
+        stale.append(document.relative_to(ROOT))
+        if not args.check:
+            document.write_text(fresh)
+            print(f"regenerated {', '.join(m['name'] for m in SECTION.finditer(fresh))} in {document.relative_to(ROOT)}")
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))} stale: run `make docs`", file=sys.stderr)
+        return 1
     return 0
 
 

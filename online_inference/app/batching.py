@@ -1,8 +1,8 @@
 """Requests that arrive together share one model call.
 
 A call of the model costs about the same for 1 row as for 32 (its fixed cost per call is most of
-the work at that size), so when many clients send small requests at once, answering each with its
-own call wastes most of a core. The event loop runs every request it read in one turn before
+the work at that size: docs/ARCHITECTURE.md has the figures), so when many clients send small
+requests at once, answering each with its own call wastes most of a core. The event loop runs every request it read in one turn before
 anything those requests schedule: the first request of a turn to ask for a prediction schedules
 the call (``call_soon``), every other request of that turn joins it, and each gets its own rows of
 the answer. There is no timer: a request alone waits one turn of the loop. Used from the event

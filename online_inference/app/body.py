@@ -1,6 +1,8 @@
 """A request's body, read within ``MAX_BODY_BYTES``: 413, at once when the declared length is
 larger. One wrapper of ASGI's ``receive``, put on every request by the front, so the hot path and
-the framework read bodies under the same rule. (Its deadline, ``TIMEOUT_BODY``, is the edge's.)"""
+the framework read bodies under the same rule. A body of declared length within the limit needs
+no counting (the parser delivers exactly that length), so only chunked bodies are counted. (Its
+deadline, ``TIMEOUT_BODY``, is the edge's.)"""
 
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ class BodyLimit:
     def wrap(self, scope: dict[str, Any], receive: Receive) -> Receive:
         """``receive`` for this request, raising PayloadTooLarge rather than going past the limit."""
         declared = declared_length(scope["headers"])
+        if declared is not None and declared <= self.max_bytes:
+            return receive
         received = 0
 
         async def limited() -> Message:
             nonlocal received
-            if declared is not None and declared > self.max_bytes:
+            if declared is not None:
                 raise self.too_large()
             message = await receive()
             if message["type"] == "http.request":

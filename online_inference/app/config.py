@@ -1,9 +1,8 @@
 """Service settings, read from the environment. Every field is documented.
 
-A small reader instead of pydantic-settings: the settings are the first thing a start needs, and
-a validation framework on the start path costs a fifth of a second and 10 MB before the model is
-even opened. Names are the environment variables (matched case-insensitively); values are
-converted to the field's type and checked against its bounds; every bad value is reported at once.
+A small reader with no dependency: names are the environment variables (matched
+case-insensitively); values are converted to the field's type and checked against its bounds;
+every bad value is reported at once, before anything starts.
 """
 
 from __future__ import annotations

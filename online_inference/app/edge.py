@@ -27,6 +27,7 @@ unscreened: its head is then counted as it arrives, to the same limit, but its U
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import re
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class EdgeLimits:
     header_timeout: float
     body_timeout: float
     idle_timeout: float
+
+    @functools.cached_property
+    def shortest(self) -> int:
+        """A head shorter than this is within both size limits."""
+        return min(self.max_target, self.max_header)
 
     @classmethod
     def of(cls, settings: Settings) -> EdgeLimits:
@@ -94,7 +100,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """Add ``data`` to the head held; give it to the parser once complete, unless it is refused."""
         if not self.head:  # most requests: a whole head in one read, nothing to remove: given as it came
             end = data.find(b"\r\n\r\n")
-            if end > 0 and data[0] not in b"\r\n" and not UPGRADE.search(data, 0, end + 2) and self.problem_of_head(data, 0, end) is None:
+            if 0 < end < self.limits.shortest and data[0] not in b"\r\n" and not UPGRADE.search(data, 0, end + 2):
                 return super().data_received(data)
         self.head += data
         start = len(self.head) - len(self.head.lstrip(b"\r\n"))  # CRLFs before a request line are allowed

@@ -16,8 +16,8 @@ Two parsers, by size. orjson reads small bodies (either form) into Python object
 ``true``/``false`` literal may appear (booleans are not numbers), and the number of ``"`` bytes
 must be exactly what the keys and names need, so no value is a string and no key is repeated.
 simdjson reads larger ``features`` + ``data`` bodies, the form for batches, and hands the values
-over as one buffer of doubles: no Python object per value (for 1000 rows about a third of the
-time of orjson and the conversion that follows). The buffer refuses any value that is not a
+over as one buffer of doubles: no Python object per value (docs/ARCHITECTURE.md compares the two
+by size). The buffer refuses any value that is not a
 number; it would hide a row that nests an array, so the ``[`` bytes are counted: only the
 feature list, the data and its rows may open one.
 
@@ -42,15 +42,15 @@ from online_inference.card import ModelCard
 
 SMALL_BATCH = 4  # up to this many rows, checking in Python beats numpy's per-call cost
 BOM = b"\xef\xbb\xbf"  # simdjson skips a leading byte-order mark; JSON (and the full path) refuse it
-# From this size (~24 rows) simdjson reads a features + data body faster than orjson: measured
-# between calls of the model, as a server runs them (in a tight loop it wins from ~5 rows).
+# From this size simdjson reads a features + data body faster than orjson, between calls of the
+# model as a server runs them (in a tight loop it wins sooner: docs/ARCHITECTURE.md).
 BUFFER_FROM_BYTES = 2048
 # The instances form's one key opens its body; any other large body is read as the data form.
 # (A body sent the wrong way only takes the full path, which explains it.)
 INSTANCES_FORM = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"')
-# A simdjson parser keeps its buffers, sized to the largest body it has read (about 6× its bytes):
-# a new parser allocates, and the kernel zeroes, fresh ones for every body, which was over half of
-# reading a 1000-row body. So one parser is kept and reused for bodies up to this size; a larger
+# A simdjson parser keeps its buffers, sized to the largest body it has read (several times its
+# bytes): a new parser allocates, and the kernel zeroes, fresh ones for every body. So one parser
+# is kept and reused for bodies up to this size; a larger
 # body, or one read while the kept parser is busy (the full application parses in threads), gets
 # a parser of its own.
 KEPT_PARSER_BYTES = 256 * 1024
@@ -117,7 +117,7 @@ class FastPath:
 
     @staticmethod
     def count_brackets(body: bytes) -> int:
-        """The ``[`` bytes of ``body`` (numpy counts ~4× faster than ``bytes.count``)."""
+        """The ``[`` bytes of ``body`` (numpy counts them faster than ``bytes.count``)."""
         return int(np.count_nonzero(np.frombuffer(body, np.uint8) == ord("[")))
 
     def parse_to_objects(self, body: bytes) -> np.ndarray | None:
@@ -171,8 +171,8 @@ class FastPath:
         try:
             if set(map(len, rows)) != {self.width}:
                 return None
-            # struct packs the values as C doubles in one call: faster than numpy's iteration
-            # over Python numbers; like it, it refuses anything that is not a number.
+            # struct packs the values as C doubles in one call (faster than numpy's iteration
+            # over Python numbers); like it, it refuses anything that is not a number.
             packed = struct.pack(f"{self.width * len(rows)}d", *chain.from_iterable(rows))
         except (struct.error, TypeError, OverflowError):  # a row that is not an array, a value not a number
             return None

@@ -68,11 +68,12 @@ def answer_tail(name: str, version: str) -> bytes:
     return b'],"model":' + orjson.dumps({"name": name, "version": version}) + b"}"
 
 
-def header(scope: dict[str, Any], name: bytes) -> str | None:
+def is_json_request(scope: dict[str, Any]) -> bool:
+    """Whether the request's body is declared JSON (no Content-Type is taken as JSON)."""
     for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")  # type: ignore[no-any-return]
-    return None
+        if key == b"content-type":
+            return value == b"application/json" or is_json(media_type(value.decode("latin-1")))
+    return True
 
 
 class HotPath:
@@ -81,16 +82,13 @@ class HotPath:
         self.plane = plane
 
     async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        served = self.plane.served
-        if served is None or not is_json(media_type(header(scope, b"content-type"))):
-            return await self.app(scope, receive, send)
-        await self.answer(served, scope, receive, send)
-
-    async def answer(self, served: Served, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
+        served = self.plane.served
+        if served is None or not is_json_request(scope):
+            return await self.app(scope, receive, send)
         try:
             body, complete = await read_body(receive)
-        except ServiceError as error:  # over a limit, or late: the route reads the same error and answers it
+        except ServiceError as error:  # over a limit: the route reads the same error and answers it
             return await self.app(scope, raising(error), send)
         X = served.fast.parse(body) if complete else None
         if X is None:
@@ -105,14 +103,16 @@ class HotPath:
 
 async def read_body(receive: Any) -> tuple[bytes, bool]:
     """The body, and whether it all arrived (False: the client went away)."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return message.get("body", b""), True  # most bodies: in one message
     chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
+    while message["type"] == "http.request":
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks), True
+        message = await receive()
+    return b"".join(chunks), False
 
 
 def replay(body: bytes, complete: bool, receive: Any) -> Any:

@@ -1,11 +1,10 @@
 """Prometheus metrics of one app instance (own registry: tests and apps never share counters).
 
 Every metric is kept as plain numbers and turned into metric families when scraped:
-prometheus_client's own metrics take a lock and check their state on every update, which cost
-more than the rest of the metrics together on a one-row request. Only the event loop's thread
-updates the counts (every handler is a coroutine), so they need no lock; the loader's thread only
-sets the loaded model's card. prometheus_client itself is imported, and the registry built, on the
-first scrape: it is a tenth of a start's imports, and nothing before a scrape needs it.
+prometheus_client's own metrics take a lock and check their state on every update. Only the event
+loop's thread updates the counts (every handler is a coroutine), so they need no lock; the
+loader's thread only sets the loaded model's card. prometheus_client itself is imported, and the
+registry built, on the first scrape: nothing before a scrape needs it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""``python -m online_inference.bench.floor_app``: the benchmark's floor — an application that reads
-the body and answers a constant, served by the service's own server (the same uvicorn
+"""``python -m online_inference.bench.floor_app [--stock]``: the benchmark's floor — an application
+that reads the body and answers a constant, served by the service's own server (the same uvicorn
 configuration, edge, event loop and process). No service on this stack answers faster, so its
-figures, measured in the same run, say how much of the service's time is its own work."""
+figures, measured in the same run, say how much of the service's time is its own work.
+``--stock``: on uvicorn's own httptools protocol instead of the edge (what the edge costs)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 if __name__ == "__main__":
     import signal
+    import sys
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, ignore)
-    Server(uvicorn_config(get_settings(), floor), on_drain=lambda: None).run()
+    config = uvicorn_config(get_settings(), floor)
+    if "--stock" in sys.argv[1:]:
+        config.http = "httptools"
+    Server(config, on_drain=lambda: None).run()

@@ -30,6 +30,8 @@ def render_summary(r: dict[str, Any]) -> str:
         f"| floor: a constant answer on the same server, 1 row, in the same rounds | {floor['single_c32']['rps']:,.0f} req/s "
         f"at 32 connections; p50 {floor['single_c1']['p50_ms']:.2f} ms, p99 {floor['single_c1']['p99_ms']:.2f} ms at 1 "
         f"(p99 {floor['single_c1_halting']['p99_ms']:.2f} ms with wrk's core free to halt) | | |",
+        f"| the same floor on uvicorn's own protocol, without the edge | {r['floor_stock']['single_c32']['rps']:,.0f} req/s "
+        f"at 32 connections | | |",
     ]
     errors = sum(sc[k]["errors"] for sc in s.values() for k in ("onnx", "baseline"))
     targets = [

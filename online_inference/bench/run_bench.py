@@ -39,9 +39,10 @@ SCENARIOS = {  # name: (rows per request, connections)
 }
 HALTING = {"single_c1_halting"}  # wrk's core is left free to halt while it waits
 COMPARED = ("onnx", "baseline")
-# The floor (a constant answer on the same server stack) is measured in every round too, so that
-# what the machine's noise does to a round shows beside what it does to the service.
-FLOOR_SCENARIOS = ("single_c32", "single_c1", "single_c1_halting")
+# The floors (a constant answer on the same server, and on uvicorn's own protocol without the
+# edge) are measured in the rounds too, so that what the machine's noise does to a round shows
+# beside what it does to the service.
+FLOORS = {"floor": ("single_c32", "single_c1", "single_c1_halting"), "floor_stock": ("single_c32",)}
 TARGETS = {"single_rps_ratio": 50.0, "batch_rows_ratio": 15.0, "p99_c1_ms": 0.5, "cold_start_s": 0.8, "peak_rss_mb": 110.0}
 
 
@@ -190,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.seconds, args.cold_starts = 1, 3, 1
     args.output.mkdir(parents=True, exist_ok=True)
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        s: {k: [] for k in (*COMPARED, "floor") if k != "floor" or s in FLOOR_SCENARIOS} for s in SCENARIOS}
+        s: {k: [] for k in (*COMPARED, *FLOORS) if k in COMPARED or s in FLOORS[k]} for s in SCENARIOS}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = {rows: body_file(rows, Path(tmp)) for rows in {r for r, _ in SCENARIOS.values()}}
-        with serve("onnx") as onnx, serve("baseline") as baseline, serve("floor") as floor_service:
-            services = {"onnx": onnx, "baseline": baseline, "floor": floor_service}
+        with serve("onnx") as onnx, serve("baseline") as baseline, serve("floor") as floor, serve("floor_stock") as floor_stock:
+            services = {"onnx": onnx, "baseline": baseline, "floor": floor, "floor_stock": floor_stock}
             parity = check_same_predictions(onnx, baseline)
             log(f"same predictions on {parity['rows']} rows (max |Δp| {parity['max_abs_probability_delta']:.2g})")
             for round_ in range(args.rounds):
@@ -212,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             rss = {kind: services[kind].peak_rss_mb() for kind in COMPARED}
             log(f"peak RSS {rss['onnx']:.0f} MB (baseline {rss['baseline']:.0f} MB)")
         starts = cold_starts(args.cold_starts)
-    floor = {scenario: runs[scenario].pop("floor") for scenario in FLOOR_SCENARIOS}
+    floors = {kind: {scenario: runs[scenario].pop(kind) for scenario in scenarios} for kind, scenarios in FLOORS.items()}
     results = summarize(runs, rss, starts, parity, args)
-    results["floor"] = {scenario: {**medians(rs), "rounds": rs} for scenario, rs in floor.items()}
+    for kind, by_scenario in floors.items():
+        results[kind] = {scenario: {**medians(rs), "rounds": rs} for scenario, rs in by_scenario.items()}
     (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.output / "summary.md").write_text(render_summary(results))
     log(f"wrote {args.output / 'bench.json'} and summary.md")

@@ -18,7 +18,8 @@ from pathlib import Path
 from online_inference.docker.dockercli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app"}
+SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",
+            "floor_stock": "online_inference.bench.floor_app --stock"}
 
 
 @dataclass
@@ -79,7 +80,7 @@ def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None) -> Iter
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
     started = time.perf_counter()
-    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", SERVICES[kind]], env=env,
+    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", *SERVICES[kind].split()], env=env,
                                stdout=logfile, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -40,6 +40,7 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
     assert results["settings"]["commit"].removesuffix("+dirty") == subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert results["floor"]["single_c32"]["rps"] > results["scenarios"]["single_c32"]["onnx"]["rps"]
+    assert results["floor_stock"]["single_c32"]["rps"] > 0
     summary = (tmp_path / "summary.md").read_text()
     assert "| 1 row/request, 32 connections |" in summary
     assert results["settings"]["python"] == f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
@@ -72,3 +73,16 @@ def test_services_not_measured_are_paused_only_while_one_is_measured() -> None:
         for process in processes:
             process.kill()
             process.wait()
+
+
+def test_the_costs_quoted_in_the_architecture_document_are_measured(tmp_path: Path) -> None:
+    from online_inference.bench.costs import main as costs_main
+
+    cores = os.sched_getaffinity(0)
+    assert costs_main(["--calls", "200", "--repeats", "1", "--output", str(tmp_path)]) == 0
+    assert os.sched_getaffinity(0) == cores  # the measurement's pinning does not outlive it
+    results = json.loads((tmp_path / "costs.json").read_text())
+    assert all(value > 0 for value in results["model_call_us"].values())
+    assert set(results["request_us"]) == {"predict_1_row_shared_call", "predict_1_row_own_call"}
+    assert set(results["parse_us"]) == {"1", "24", "1000"}
+    assert "| model call, 1 row, `InferenceSession.run` |" in (tmp_path / "costs.md").read_text()
