@@ -10,10 +10,12 @@ when a document is stale.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.session import ModelSession
@@ -22,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 DOCUMENTS = (README, ARCHITECTURE)
-SIZE_SUMMARY = Path(__file__).resolve().parent / "docker" / "results" / "size_summary.md"
-BENCH_SUMMARY = Path(__file__).resolve().parent / "bench" / "results" / "summary.md"
-COSTS_SUMMARY = Path(__file__).resolve().parent / "bench" / "results" / "costs.md"
+SIZE_RESULTS = Path(__file__).resolve().parent / "docker" / "results" / "size.json"
+BENCH_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "bench.json"
+COSTS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "costs.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -64,21 +66,41 @@ def render_card() -> str:
     return "\n".join(lines)
 
 
-def render_file(path: Path, how: str) -> Callable[[], str]:
-    def render() -> str:
+def render_results(path: Path, render: Callable[[dict[str, Any]], str], how: str) -> Callable[[], str]:
+    """A section rendered from a script's recorded results (JSON), by the script's own renderer:
+    the figures come from the measurement, never from an edited summary."""
+    def rendered() -> str:
         if not path.exists():
             return f"_Not measured yet: run `{how}`._"
-        return path.read_text().strip()
+        return render(json.loads(path.read_text())).strip()
 
-    return render
+    return rendered
+
+
+def bench_summary(results: dict[str, Any]) -> str:
+    from online_inference.bench.render import render_summary
+
+    return render_summary(results)
+
+
+def costs_summary(results: dict[str, Any]) -> str:
+    from online_inference.bench.costs import render
+
+    return render(results)
+
+
+def size_summary(results: dict[str, Any]) -> str:
+    from online_inference.docker.size_render import render_summary
+
+    return render_summary(results)
 
 
 RENDERERS: dict[str, Callable[[], str]] = {
     "config": render_config,
     "card": render_card,
-    "size": render_file(SIZE_SUMMARY, "make size-report"),
-    "bench": render_file(BENCH_SUMMARY, "make bench"),
-    "costs": render_file(COSTS_SUMMARY, "make bench"),
+    "size": render_results(SIZE_RESULTS, size_summary, "make size-report"),
+    "bench": render_results(BENCH_RESULTS, bench_summary, "make bench"),
+    "costs": render_results(COSTS_RESULTS, costs_summary, "make bench"),
 }
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -80,7 +81,8 @@ def convert(kind: Any, value: Any) -> Any:
 
 class Settings:
     """Configuration of one service process; field names are the environment variables.
-    ``Settings(NAME=value)`` overrides the environment (tests do)."""
+    ``Settings(NAME=value)`` overrides the environment; ``Settings(environment={})`` ignores it
+    (tests: what the caller's shell exports must not change them)."""
 
     MODEL_URI: str = Field(
         default=str(BUNDLED_MODEL),
@@ -149,11 +151,11 @@ class Settings:
         default=None, ge=1, description="Connections beyond this answer 503 (protects memory)."
     )
 
-    def __init__(self, **given: Any):
+    def __init__(self, environment: Mapping[str, str] | None = None, **given: Any):
         unknown = set(given) - set(self.fields())
         if unknown:
             raise SettingsError(f"unknown settings: {sorted(unknown)}")
-        environment = {name.upper(): value for name, value in os.environ.items()}
+        environment = {name.upper(): value for name, value in (os.environ if environment is None else environment).items()}
         problems = []
         for name, (kind, field) in self.fields().items():
             raw = given[name] if name in given else environment.get(name, field.default)
@@ -177,7 +179,7 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (checked like the rest)."""
-        return Settings(**{**{name: getattr(self, name) for name in self.fields()}, **changes})
+        return Settings({}, **{**{name: getattr(self, name) for name in self.fields()}, **changes})
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("settings are read-only")

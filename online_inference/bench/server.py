@@ -71,7 +71,9 @@ def health_status(port: int) -> int | None:
 
 
 @contextmanager
-def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None) -> Iterator[Service]:
+def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, tracebacks: bool = False) -> Iterator[Service]:
+    """The service ``kind`` as a process, stopped (SIGTERM) at the end. A traceback in its log then
+    fails the caller (a test, the benchmark), unless ``tracebacks`` says one is expected."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "LOG_LEVEL": "warning",
            **(env or {})}
@@ -94,11 +96,19 @@ def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None) -> Iter
             time.sleep(0.002)
         yield Service(kind, url, process, time.perf_counter() - started)
     finally:
-        if process.poll() is None:
+        stopped = process.poll() is not None
+        if not stopped:
             process.terminate()
-            process.wait(30)
+            try:
+                process.wait(30)
+                stopped = True
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         logfile.seek(0)
         service_log = logfile.read().decode(errors="replace")
         logfile.close()
-        if "Traceback" in service_log:
-            print(f"[{kind}] log:\n{service_log[-3000:]}", file=sys.stderr)
+    if not stopped:
+        raise AssertionError(f"{kind} did not stop within 30 s of SIGTERM:\n{service_log[-3000:]}")
+    if "Traceback" in service_log and not tracebacks:
+        raise AssertionError(f"{kind} logged a traceback:\n{service_log[-3000:]}")

@@ -74,20 +74,42 @@ def render_summary(data: dict[str, Any]) -> str:
         s = steps[name]
         rows.append(f"| `heart-inference:{name}` | {mb(s['size_mb'])} | {mb(s['added_mb'])} | {mb(s['gzip_mb'])} | {s['start_seconds']:.2f} s |")
     return "\n".join([
-        "Measured by `make size-report` (stand-in bases built from Debian's packages; see "
+        f"Measured by `make size-report`{measured_on(data)} (stand-in bases built from Debian's packages; see "
         "[SIZE_REPORT.md](online_inference/SIZE_REPORT.md) for every step, layer and package):",
         "",
         *rows,
         "",
         *headline(data),
         "",
+        what_did_it(data),
+    ])
+
+
+def measured_on(data: dict[str, Any]) -> str:
+    settings = data.get("settings")
+    return f" on commit `{settings['commit'][:12]}` ({settings['machine']})" if settings else " (commit not recorded)"
+
+
+def package_mb(step: dict[str, Any], name: str) -> float:
+    return next((mb_ for package, mb_ in step["packages"] if package == name), 0.0)
+
+
+def what_did_it(data: dict[str, Any]) -> str:
+    """The story of the steps, its figures read from the measured packages of the untrimmed and
+    the trimmed slim images, and from the S3 clients measured side by side."""
+    untrimmed, trimmed = data["steps"]["slim-multistage"], data["steps"]["slim"]
+    clients = data["s3_clients"]
+    chosen = next(value["mb"] for name, value in clients.items() if "chosen" in name)
+    return (
         "What did it: ONNX Runtime instead of scikit-learn/scipy/pandas; a multi-stage build (no pip, "
         "caches or compilers); distroless; removing what the runtime never loads (ONNX Runtime's unused "
-        "35 MB C-API library and tools, numpy's tests and never-imported subpackages, pip/setuptools); "
-        "stripping debug sections from uvloop and httptools (13.6 → 1.9 MB) but never from a wheel's "
-        "vendored libraries; bytecode in place of the sources of the venv modules a start loads (smaller, and "
-        "the start no longer compiles them); and the 3 MB S3 client (httpx-auth) instead of boto3.",
-    ])
+        f"C-API library and tools: onnxruntime {mb(package_mb(untrimmed, 'onnxruntime'))} → "
+        f"{mb(package_mb(trimmed, 'onnxruntime'))} MB; numpy's tests and never-imported subpackages, pip/setuptools); "
+        f"stripping debug sections from uvloop and httptools (uvloop {mb(package_mb(untrimmed, 'uvloop'))} → "
+        f"{mb(package_mb(trimmed, 'uvloop'))} MB) but never from a wheel's vendored libraries; bytecode in place of the "
+        "sources of the venv modules a start loads (smaller, and the start no longer compiles them); and the "
+        f"{mb(chosen)} MB S3 client (httpx-auth) instead of boto3 ({mb(clients['boto3']['mb'])} MB)."
+    )
 
 
 def render_report(data: dict[str, Any]) -> str:

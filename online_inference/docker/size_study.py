@@ -20,6 +20,7 @@ from pathlib import Path
 
 from online_inference.docker.dockercli import ROOT, inspect, make
 from online_inference.docker.measure import MB, ImageMeasure, base_of, measure
+from online_inference.provenance import provenance
 from online_inference.docker.size_render import render_report, render_summary
 
 HERE = Path(__file__).resolve().parent
@@ -134,6 +135,7 @@ def main() -> int:
         "s3_clients": {label: {"mb": mb, "distributions": dists} for label, (mb, dists) in clients.items()},
         "official_bases": OFFICIAL,
         "bases": base_identities({m.base for m in measures.values()}),
+        "settings": provenance(),
     }
     write_outputs(data)
     failed = [name for name, m in measures.items() if m.smoke != "ok"]

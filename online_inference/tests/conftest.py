@@ -35,7 +35,8 @@ def kaggle_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings()
+    """The defaults, whatever the caller's environment exports."""
+    return Settings(environment={})
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
     """The service's own server (:func:`build_server`: its uvicorn configuration and edge) in a
     thread, on a port the system chooses; yields its base URL. ``app`` replaces the service's
     application (by default the service with ``loader``'s model)."""
-    settings = (settings or Settings()).replace(HOST="127.0.0.1", PORT=0, LOG_LEVEL="warning")
+    settings = (settings or Settings(environment={})).replace(HOST="127.0.0.1", PORT=0, LOG_LEVEL="warning")
     server = build_server(settings, loader) if app is None else Server(uvicorn_config(settings, app), on_drain=lambda: None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

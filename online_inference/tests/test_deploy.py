@@ -77,7 +77,7 @@ def test_kserve_predictor_runs_the_deployments_container() -> None:
 
 
 def test_probes_point_at_real_routes() -> None:
-    paths = set(create_app(Settings()).app.openapi()["paths"])
+    paths = set(create_app(Settings(environment={})).app.openapi()["paths"])
     container = deployment_pod()["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -86,7 +86,7 @@ def test_probes_point_at_real_routes() -> None:
 
 
 def test_startup_probe_outlasts_a_download_with_all_retries() -> None:
-    s = Settings()
+    s = Settings(environment={})
     probe = deployment_pod()["containers"][0]["startupProbe"]
     backoff = sum(s.MODEL_LOAD_BACKOFF_SECONDS * 2**i for i in range(s.MODEL_LOAD_ATTEMPTS - 1))
     worst = s.MODEL_LOAD_ATTEMPTS * s.MODEL_LOAD_TIMEOUT_SECONDS + backoff
@@ -98,7 +98,7 @@ def test_a_stop_drains_within_the_grace_period() -> None:
     readiness fails at once (/health 503 draining) and the server answers every connection it has
     within TIMEOUT_GRACEFUL_SHUTDOWN, which outlasts a request begun just before the signal (its
     head's and its body's deadlines) and an idle connection's keep-alive; the grace period outlasts both."""
-    s, pod = Settings(), deployment_pod()
+    s, pod = Settings(environment={}), deployment_pod()
     container = pod["containers"][0]
     sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep >= container["readinessProbe"]["periodSeconds"]

@@ -28,7 +28,7 @@ def test_loading_answers_503_until_the_model_is_loaded(card: ModelCard) -> None:
         release.wait(10)
         return bundled_session()
 
-    app = create_app(Settings(), loader=slow_loader)
+    app = create_app(Settings(environment={}), loader=slow_loader)
     with TestClient(app) as client:
         assert client.get("/health").status_code == 503
         assert client.get("/health").json() == {"status": "loading"}
@@ -45,7 +45,7 @@ def test_failed_load_answers_503_with_the_reason(card: ModelCard) -> None:
     def broken_loader() -> ModelSession:
         raise ModelLoadError("sha256 mismatch: expected aaa, got bbb")
 
-    app = create_app(Settings(), loader=broken_loader)
+    app = create_app(Settings(environment={}), loader=broken_loader)
     with TestClient(app) as client:
         assert app.plane.settled.wait(10)
         response = client.get("/health")

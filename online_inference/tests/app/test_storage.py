@@ -66,8 +66,8 @@ def predictions(client: TestClient) -> list[dict]:
 
 def test_model_from_s3_serves_like_the_bundled_one(aws_env: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    with TestClient(create_app(Settings())) as bundled:
-        bundled.app.plane.settled.wait(10)
+    with TestClient(create_app(Settings(environment={}))) as bundled:
+        assert bundled.app.plane.settled.wait(10)
         expected = predictions(bundled)
     app = create_app(settings_for(f"s3://{BUCKET}/{KEY}", tmp_path, MODEL_SHA256=MODEL_SHA256))
     with TestClient(app) as client:

@@ -42,7 +42,7 @@ def without(key: str) -> dict[str, Any]:
 # (case id, raw body, expected (row, feature, reason fragment) in the problems or the error message)
 BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = [
     ("malformed JSON", b'{"features": [', (None, None, "malformed JSON")),
-    ("not an object", json.dumps([ROW]), (None, None, "")),
+    ("not an object", json.dumps([ROW]), (None, None, "must be an object, got array")),
     ("empty object", json.dumps({}), (None, None, "give either")),
     ("unknown top-level key", json.dumps({**rows_body(ROW), "extra": 1}), (None, None, "unknown key 'extra'")),
     ("both forms", json.dumps({**rows_body(ROW), "instances": [instance()]}), (None, None, "not both")),
@@ -61,8 +61,8 @@ BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = 
     ("null", json.dumps(rows_body(with_value("chol", None))), (0, "chol", "got null")),
     ("nested list", json.dumps(rows_body(with_value("chol", [233]))), (0, "chol", "got array")),
     ("nested object", json.dumps(rows_body(with_value("chol", {"v": 1}))), (0, "chol", "got object")),
-    ("NaN", json.dumps(rows_body(with_value("age", float("nan")))), (0, "age", "")),
-    ("Infinity", json.dumps(rows_body(with_value("age", float("inf")))), (0, "age", "")),
+    ("NaN", json.dumps(rows_body(with_value("age", float("nan")))), (0, "age", "finite number")),
+    ("Infinity", json.dumps(rows_body(with_value("age", float("inf")))), (0, "age", "finite number")),
     ("1e309 overflows to infinity", json.dumps(rows_body(ROW)).replace(f"[{ROW[0]}", "[1e309", 1), (0, "age", "finite")),
     ("non-integral code", json.dumps(rows_body(with_value("cp", 1.5))), (0, "cp", "not one of the codes [0, 1, 2, 3]")),
     ("unknown code", json.dumps(rows_body(with_value("thal", 3))), (0, "thal", "not one of the codes [0, 1, 2]")),
@@ -76,7 +76,7 @@ BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = 
     ("instance string", json.dumps({"instances": [instance(age="63")]}), (0, "age", "got string")),
     ("instance not an object", json.dumps({"instances": [ROW]}), (0, None, "must be an object")),
     ("instance out of bounds", json.dumps({"instances": [instance(), instance(thalach=400)]}), (1, "thalach", "outside")),
-    ("wrong container type", json.dumps({"features": NAMES, "data": {"0": ROW}}), (None, None, "")),
+    ("wrong container type", json.dumps({"features": NAMES, "data": {"0": ROW}}), (None, None, "must be an array, got object")),
     ("byte-order mark", b"\xef\xbb\xbf" + json.dumps(rows_body(ROW)).encode(), (None, None, "malformed JSON")),
     ("repeated key", '{"features": %s, "data": [%s], "data": [%s]}' % (json.dumps(NAMES), json.dumps(ROW), json.dumps(ROW)),
      (None, None, "duplicate key 'data'")),
@@ -143,7 +143,7 @@ def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) ->
 
     app = create_app(settings.replace(MAX_BATCH_ROWS=3), loader=bundled_session)
     with TestClient(app) as small:
-        app.plane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         assert small.post("/predict", json=rows_body(ROW, ROW, ROW)).status_code == 200
         response = small.post("/predict", json=rows_body(ROW, ROW, ROW, ROW))
         assert response.status_code == 413 and "at most 3 rows" in response.json()["error"]
@@ -156,7 +156,7 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
 
     app = create_app(settings.replace(MAX_BODY_BYTES=2048), loader=bundled_session)
     with TestClient(app) as small:
-        app.plane.settled.wait(10)
+        assert app.plane.settled.wait(10)
         big = json.dumps(rows_body(*[ROW] * 40))
         assert len(big) > 2048
         response = small.post("/predict", content=big, headers={"content-type": "application/json"})
