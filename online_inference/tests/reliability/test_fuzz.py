@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
@@ -14,22 +13,14 @@ from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.tests.helpers import bundled_session
 
+APP = create_app(Settings(environment={}), loader=bundled_session)
+APP.plane.load()  # the /predict body schema comes from the loaded card
 # Invalid input is refused with 400, or 413 when it is too large (the service's contract).
 CONFIG = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": [400, 404, 405, 413, 415]}}}
 )
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP, config=CONFIG)
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
-
-
-@pytest.fixture(scope="module")
-def service_schema() -> schemathesis.BaseSchema:
-    """The service's own document, built when the tests run (not when they are collected)."""
-    app = create_app(Settings(environment={}), loader=bundled_session)
-    app.plane.load()  # the /predict body schema comes from the loaded card
-    return schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
-
-
-SCHEMA = schemathesis.pytest.from_fixture("service_schema")
 
 
 @SCHEMA.parametrize()
