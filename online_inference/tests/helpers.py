@@ -71,11 +71,11 @@ def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # ty
         try:
             if condition():
                 return
-        except httpx.TransportError:
+        except httpx.TransportError:  # not listening yet: poll again, until the deadline
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+        time.sleep(interval)  # polling the condition, until the deadline
 
 
 def call(app: Any, path: str, chunks: list[bytes], method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None,

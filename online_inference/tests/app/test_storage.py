@@ -22,7 +22,7 @@ from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.main import create_app
 from online_inference.app.storage import FetchPolicy, StorageError, fetch_model, redact
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.helpers import bundled_card, valid_row
+from online_inference.tests.helpers import bundled_card, valid_row, wait_until
 
 BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/v1/heart.onnx"  # moto's state is per process
 SECRET = "s3cr3t-never-logged"
@@ -127,14 +127,16 @@ def test_unsigned_request_is_refused_with_the_reason(aws_env: str, tmp_path: Pat
         fetch_model(f"s3://{BUCKET}/{KEY}", FetchPolicy(attempts=3, cache_dir=tmp_path))
 
 
-def test_store_down_at_start_recovers_within_the_retry_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_down_at_start_recovers_within_the_retry_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     port = free_port()
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     app = create_app(settings_for(f"s3://{BUCKET}/{KEY}", tmp_path, MODEL_LOAD_ATTEMPTS=8, MODEL_LOAD_BACKOFF_SECONDS=0.2))
     with TestClient(app) as client:
-        time.sleep(0.5)
+        wait_until(lambda: any("retry 1 of 7" in r.getMessage() for r in caplog.records), timeout=10)  # a download failed
         assert client.get("/health").json()["status"] == "loading"
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

@@ -74,7 +74,7 @@ def test_docker_healthcheck_reports_healthy(images: dict[str, str], variant: str
         status = ""
         while time.monotonic() < deadline and status != "healthy":
             status = docker("inspect", "-f", "{{.State.Health.Status}}", container.name).stdout.strip()
-            time.sleep(0.5)
+            time.sleep(0.5)  # polling docker's health status, until the deadline
         assert status == "healthy", container.logs()
 
 

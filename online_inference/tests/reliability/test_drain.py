@@ -42,7 +42,7 @@ class Client:
 
 
 def upload(address: tuple[str, int], delay: float, client: Client) -> None:
-    time.sleep(delay)
+    time.sleep(delay)  # pacing: the clients connect over SPREAD
     try:
         with socket.create_connection(address, timeout=30) as sock:
             client.connected = time.monotonic()
@@ -71,14 +71,14 @@ def check_drain(url: str, stop: Callable[[], int]) -> None:
         thread.start()
     deadline = time.monotonic() + 10
     while not all(c.connected or c.failure for c in clients) and time.monotonic() < deadline:
-        time.sleep(0.001)
+        time.sleep(0.001)  # polling the clients' own state, until the deadline
     first = min(c.connected for c in clients if c.connected) if any(c.connected for c in clients) else time.monotonic()
-    time.sleep(max(0.0, first + SPREAD - time.monotonic()))
+    time.sleep(max(0.0, first + SPREAD - time.monotonic()))  # pacing: the stop, SPREAD after the first connect
     exit_status: list[int] = []
     stopper = threading.Thread(target=lambda: exit_status.append(stop()), daemon=True)
     signalled = time.monotonic()
     stopper.start()
-    time.sleep(0.02)  # the signal is in; the server may not have looked at it yet
+    time.sleep(0.02)  # pacing: these requests are sent after the signal (the server may not have looked yet)
     idle_health.sendall(HEALTH)
     idle_predict.sendall(PREDICT + BODY)
     for thread in threads:

@@ -49,7 +49,7 @@ def until_closed(sock: socket.socket, within: float) -> tuple[bytes, float]:
     try:
         while chunk := sock.recv(65536):
             received += chunk
-    except ConnectionResetError:
+    except ConnectionResetError:  # the server closed with a reset: what is measured
         pass
     except TimeoutError:
         raise AssertionError(f"still open after {within} s, having sent {received[:80]!r}") from None
@@ -64,7 +64,7 @@ def send_streaming(sock: socket.socket, head: bytes, filler: bytes, total: int) 
         while sent < total:
             sock.sendall(filler)
             sent += len(filler)
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError):  # the server refused and closed: what is measured
         pass
     return sent
 
@@ -94,7 +94,7 @@ def test_the_header_deadline_runs_from_the_first_byte_a_crlf_included(server: Se
     with connect(server) as sock:
         sock.sendall(b"\r\n")
         first_byte = time.monotonic()
-        time.sleep(HEADERS / 4)
+        time.sleep(HEADERS / 4)  # pacing: the head's next bytes come later than its first
         sock.sendall(b"GET /hea")  # a request has begun: the idle deadline no longer applies
         answer, _ = until_closed(sock, HEADERS * 2)
         closed = time.monotonic() - first_byte
@@ -115,7 +115,7 @@ def test_an_idle_connection_closes_after_the_keep_alive_timeout_whatever_it_tric
             try:
                 sock.sendall(b"\r\n")
                 closed = sock.recv(1) == b"" or None
-            except TimeoutError:
+            except TimeoutError:  # nothing to read yet: trickle on
                 continue
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
@@ -128,7 +128,7 @@ def test_a_connection_that_keeps_asking_stays_open(server: Service) -> None:
         for _ in range(5):  # more than twice the timeout in all, never idle for as long as it
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(sock).startswith(b"HTTP/1.1 200 ")
-            time.sleep(KEEP_ALIVE * 0.5)
+            time.sleep(KEEP_ALIVE * 0.5)  # pacing: never idle for as long as the timeout
 
 
 @pytest.mark.parametrize("path", ["/predict", "/v2/models/heart-disease-classifier/infer"])
@@ -162,9 +162,9 @@ def never_reads(server: Service) -> None:
             try:
                 sent += sock.send(data[sent:sent + 65536])
             except BlockingIOError:
-                time.sleep(0.01)
+                time.sleep(0.01)  # pacing: the server is not reading; try again
         grown = server.rss_mb() - rss
-        time.sleep(1)
+        time.sleep(1)  # pacing: a second later, the client still pushing
         assert server.rss_mb() - rss <= grown + 1, "still growing"
     assert sent > 10_000_000 and grown < 12, (sent, grown)
     assert httpx.get(server.url + "/health").status_code == 200
