@@ -1,7 +1,10 @@
 """Spec: a stop loses no request. 16 clients connect over ~50 ms, each sending a 10,000-row body;
 SIGTERM comes ~50 ms after the first connect, once all have connected. Every one of them is
-answered 200, and so are requests sent after the signal on connections kept alive from before it;
+answered 200, and so are requests sent, once the server has closed its listener, on connections
+from before the stop: one kept alive after an answer, one that had sent nothing yet;
 ``/health`` answers 503 ``draining`` meanwhile; the process exits 0 within the grace period.
+(A request is "after the signal" once the server says it is draining: `docker stop` takes a while
+to deliver its signal, so the test waits for that answer, not for a set time.)
 
 Every failure a client sees counts: a reset, a connection closed before the answer, a timeout.
 No client here connects after the stop, so a refused connection counts too. (`docker stop` on each
@@ -60,11 +63,34 @@ def kept_alive(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
+def until_draining(sock: socket.socket, deadline: float) -> bytes:
+    """``GET /health`` on a kept-alive connection until the answer is not 200 (the stop has reached
+    the server: `docker stop` takes a while to deliver its signal), or the deadline; the last answer."""
+    while True:
+        sock.sendall(HEALTH)
+        answer = read_response(sock)
+        if not answer.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.005)  # polling the server's readiness, until the deadline
+
+
+def until_refused(address: tuple[str, int], deadline: float) -> bool:
+    """Whether a new connection is refused before the deadline: the server has closed its listener,
+    and in the same step asked each of its connections to shut down."""
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.005)  # polling the listener, until the deadline
+    return False
+
+
 def check_drain(url: str, stop: Callable[[], int]) -> None:
     """The scenario of this module against the service at ``url``; ``stop`` stops it and returns its exit status."""
     host, port = url.removeprefix("http://").split(":")
     address = (host, int(port))
-    idle_health, idle_predict = kept_alive(address), kept_alive(address)
+    idle_health = kept_alive(address)
     clients = [Client() for _ in range(CLIENTS)]
     threads = [threading.Thread(target=upload, args=(address, SPREAD * i / CLIENTS, c), daemon=True) for i, c in enumerate(clients)]
     for thread in threads:
@@ -74,26 +100,30 @@ def check_drain(url: str, stop: Callable[[], int]) -> None:
         time.sleep(0.001)  # polling the clients' own state, until the deadline
     first = min(c.connected for c in clients if c.connected) if any(c.connected for c in clients) else time.monotonic()
     time.sleep(max(0.0, first + SPREAD - time.monotonic()))  # pacing: the stop, SPREAD after the first connect
+    idle_predict = kept_alive(address)  # idle across the stop (its idle deadline is seconds away)
+    silent = socket.create_connection(address, timeout=30)  # connected before the stop, its request sent after
     exit_status: list[int] = []
     stopper = threading.Thread(target=lambda: exit_status.append(stop()), daemon=True)
     signalled = time.monotonic()
     stopper.start()
-    time.sleep(0.02)  # pacing: these requests are sent after the signal (the server may not have looked yet)
-    idle_health.sendall(HEALTH)
-    idle_predict.sendall(PREDICT + BODY)
+    health = until_draining(idle_health, signalled + 5)
+    assert until_refused(address, signalled + 5), "the listener never closed"
+    idle_predict.sendall(PREDICT + BODY)  # both sent once the server has shut its connections down
+    silent.sendall(PREDICT + BODY)
     for thread in threads:
         thread.join(60)
-    health, predicted = read_response(idle_health), read_response(idle_predict)
+    predicted, late = read_response(idle_predict), read_response(silent)
     stopper.join(GRACE + 15)
     assert [c.failure for c in clients if c.failure] == [], "a client that connected before the stop failed"
     assert [c.status() for c in clients] == [200] * CLIENTS
     assert all(c.connected is not None and c.connected < signalled for c in clients)
     assert health.startswith(b"HTTP/1.1 503 ") and health.endswith(b'{"status":"draining"}')
-    assert predicted.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in predicted
+    for answer in (predicted, late):
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer
     assert exit_status == [0]
     assert time.monotonic() - signalled < GRACE + 5
-    idle_health.close()
-    idle_predict.close()
+    for sock in (idle_health, idle_predict, silent):
+        sock.close()
 
 
 def test_sigterm_answers_every_client_that_connected_before_it_and_exits_0() -> None:
