@@ -23,7 +23,6 @@ class Problem:
 
 class ServiceError(Exception):
     status_code = 500
-    closes_connection = False  # the request was not read whole: its connection cannot carry another
 
     def __init__(self, message: str, problems: list[Problem] | None = None):
         super().__init__(message)
@@ -41,7 +40,6 @@ class ModelNotFound(ServiceError):
 
 class RequestTimeout(ServiceError):
     status_code = 408
-    closes_connection = True
 
 
 class PayloadTooLarge(ServiceError):
@@ -50,12 +48,10 @@ class PayloadTooLarge(ServiceError):
 
 class URITooLong(ServiceError):
     status_code = 414
-    closes_connection = True
 
 
 class HeaderFieldsTooLarge(ServiceError):
     status_code = 431
-    closes_connection = True
 
 
 class UnsupportedMediaType(ServiceError):
@@ -78,8 +74,3 @@ def error_body(error: ServiceError) -> bytes:
         if len(error.problems) > MAX_LISTED_PROBLEMS:
             body["problems_total"] = len(error.problems)
     return orjson.dumps(body)
-
-
-def error_headers(error: ServiceError) -> dict[str, str]:
-    """The headers an error answer carries besides its content type and length."""
-    return {"connection": "close"} if error.closes_connection else {}

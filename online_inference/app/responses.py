@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from online_inference.app.errors import ServiceError, error_body, error_headers
+from online_inference.app.errors import ServiceError, error_body
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -18,7 +18,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 
 def render_error(error: ServiceError) -> Response:
-    return Response(error_body(error), status_code=error.status_code, headers=error_headers(error), media_type="application/json")
+    return Response(error_body(error), status_code=error.status_code, media_type="application/json")
 
 
 async def handle_service_error(_: Request, error: Exception) -> Response:
