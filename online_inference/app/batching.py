@@ -2,20 +2,18 @@
 
 A call of the model costs about the same for 1 row as for 32 (its fixed cost per call is most of
 the work at that size: docs/ARCHITECTURE.md has the figures), so when many clients send small
-requests at once, answering each with its own call wastes most of a core. The event loop runs every request it read in one turn before
-anything those requests schedule: the first request of a turn to ask for a prediction schedules
-the call (``call_soon``), every other request of that turn joins it, and each gets its own rows of
-the answer. There is no timer: a request alone waits one turn of the loop. Used from the event
+requests at once, answering each with its own call wastes most of a core. The event loop runs
+every request it read in one turn before anything those requests schedule: the first request of a
+turn to ask for a prediction schedules the call (``call_soon``), every other request of that turn
+joins it, and each gets its own rows of the answer. There is no timer: a request alone waits one turn of the loop. Used from the event
 loop's thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar, Union
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -24,54 +22,38 @@ class Sliceable(Protocol):
     def rows(self, start: int, stop: int) -> Sliceable: ...
 
 
-log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Sliceable)
-Deliver = Callable[[Union[R, Exception]], None]  # takes the rows' answer, or the call's error; never raises
 
 
 class Batcher(Generic[R]):
     def __init__(self, run: Callable[[np.ndarray], R]):
         self.run = run
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: list[tuple[np.ndarray, Deliver[R]]] = []
+        self.pending: list[tuple[np.ndarray, asyncio.Future[R]]] = []
 
     def submit(self, X: np.ndarray) -> asyncio.Future[R]:
-        """The answer for ``X``'s rows, from the call that this turn's requests share."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self.add(X, functools.partial(settle, future))
-        return future
-
-    def add(self, X: np.ndarray, deliver: Deliver[R]) -> None:
-        """Join ``X``'s rows to the call that this turn's requests share; ``deliver`` takes their
-        answer (or the call's error) when it returns."""
+        """The answer for ``X``'s rows, from the call that this turn's requests share (or its error)."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:  # first use, or another loop (a test's): nothing carries over
             self.loop, self.pending = loop, []
         if not self.pending:
             loop.call_soon(self.flush)
-        self.pending.append((X, deliver))
+        future: asyncio.Future[R] = loop.create_future()
+        self.pending.append((X, future))
+        return future
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
         try:
             answer = self.run(pending[0][0] if len(pending) == 1 else np.concatenate([X for X, _ in pending]))
         except Exception as error:  # every request of the call fails with it
-            for _, deliver in pending:
-                hand_over(deliver, error)
+            for _, future in pending:
+                settle(future, error)
             return
         start = 0
-        for X, deliver in pending:
-            hand_over(deliver, answer if len(pending) == 1 else answer.rows(start, start + len(X)))
+        for X, future in pending:
+            settle(future, answer if len(pending) == 1 else answer.rows(start, start + len(X)))
             start += len(X)
-
-
-def hand_over(deliver: Deliver[R], outcome: R | Exception) -> None:
-    """``deliver(outcome)``; one that breaks its promise not to raise is logged, and the other
-    requests of the call still get their answers."""
-    try:
-        deliver(outcome)
-    except Exception:
-        log.exception("delivering a shared model call's answer failed")
 
 
 def settle(future: asyncio.Future[R], outcome: R | Exception) -> None:

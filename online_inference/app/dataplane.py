@@ -56,7 +56,6 @@ class Served:
     session: ModelSession
     fast: FastPath
     card: ModelCard = field(init=False)  # the session's, read on every request
-
     schema: InputSchema = field(init=False)  # pydantic's validation of the card, which explains bad input
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 without the framework's per-request machinery (request objects, routing, dependency solving,
 response classes). It reads the body, checks it with the vectorised fast path (:mod:`fastpath`)
 and answers with the bytes the FastAPI route would give. Whatever it does not accept — the model
-not ready, another media type, a body over a limit or late, a body the fast path declines, a
+not ready, another media type, a body over the size limit, a body the fast path declines, a
 client that went away — goes to the FastAPI application, with what was read replayed, and the
 route answers or explains it: every error of ``/predict`` comes from there.
 """
@@ -22,7 +22,6 @@ from online_inference.app.fastpath import SMALL_BATCH
 from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
-JSON = "application/json"
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 ANSWER_HEAD = b'{"predictions":['

@@ -95,27 +95,6 @@ def test_a_request_cancelled_before_the_call_takes_nothing_from_it() -> None:
     assert model.calls == [2]
 
 
-def test_a_delivery_that_fails_keeps_no_other_request_of_the_call_from_its_answer() -> None:
-    """Answers reach the server's protocol as callbacks (:meth:`Batcher.add`); one that raises is
-    logged, and the others still get their rows."""
-    model = Model()
-    batcher = Batcher(model)
-    delivered: list[list[float]] = []
-
-    def broken(answer: object) -> None:
-        raise RuntimeError("a broken delivery")
-
-    async def three() -> None:
-        batcher.add(rows(1), lambda answer: delivered.append(answer.X[:, 0].tolist()))  # type: ignore[union-attr]
-        batcher.add(rows(2), broken)
-        batcher.add(rows(3), lambda answer: delivered.append(answer.X[:, 0].tolist()))  # type: ignore[union-attr]
-        await asyncio.sleep(0)
-
-    asyncio.run(three())
-    assert model.calls == [3]
-    assert delivered == [[2], [6]]
-
-
 async def post_together(app: FastAPI, bodies: list[bytes]) -> list[httpx.Response]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
         return await asyncio.gather(*(client.post(path, content=body) for path, body in bodies))  # type: ignore[misc]
