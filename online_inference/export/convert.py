@@ -1,6 +1,6 @@
 """Convert the trained pipeline to ONNX (one float32 ``[N, 13]`` input, no ZipMap), fold it into
-one linear classifier (:mod:`fold`) checked against skl2onnx's conversion, and embed the model
-card in the file's metadata."""
+one linear classifier (:mod:`fold`) checked against skl2onnx's conversion and for answers that do
+not depend on the batch, and embed the model card in the file's metadata."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def convert_pipeline(model: TrainedModel, card: ModelCard, data: Dataset) -> onn
     random valid rows."""
     reference = convert_with_skl2onnx(model.pipeline, len(card.features))
     onx = fold_pipeline(model.pipeline, reference)
-    check_same_answers(onx, reference, np.vstack([data.X, random_valid_rows(CHECK_ROWS)]).astype(np.float32))
+    rows = np.vstack([data.X, random_valid_rows(CHECK_ROWS)]).astype(np.float32)
+    check_same_answers(onx, reference, rows)
+    check_batch_invariant(onx, rows)
     onx.doc_string = card.description
     onx.model_version = 1
     onnx.helper.set_model_props(onx, {CARD_METADATA_KEY: card.to_json()})
@@ -129,6 +131,22 @@ def check_same_answers(onx: onnx.ModelProto, reference: onnx.ModelProto, X: np.n
     if differing or delta > PROBABILITY_TOLERANCE:
         raise ValueError(f"the folded graph answers unlike skl2onnx's conversion on {len(X)} rows: "
                          f"{differing} labels differ, max |Δp| {delta:.2g}")
+
+
+def check_batch_invariant(onx: onnx.ModelProto, X: np.ndarray) -> None:
+    """Each row must get the same bits alone as in batches of every size from 2 to 64, wherever it
+    sits: the server shares a model call between requests."""
+    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    alone = np.concatenate([session.run(None, {INPUT_NAME: X[i:i + 1]})[1] for i in range(len(X))])
+    rng = np.random.default_rng(SEED)
+    order, start, batched = rng.permutation(len(X)), 0, np.empty_like(alone)
+    while start < len(X):
+        batch = order[start:start + int(rng.integers(2, 65))]
+        batched[batch] = session.run(None, {INPUT_NAME: X[batch]})[1]
+        start += len(batch)
+    differing = int(np.sum(np.any(batched != alone, axis=1)))
+    if differing:
+        raise ValueError(f"the folded graph answers {differing} of {len(X)} rows differently alone and in a batch")
 
 
 def rename_outputs(onx: onnx.ModelProto, names: dict[str, str]) -> None:

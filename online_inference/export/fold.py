@@ -9,16 +9,21 @@ weight ``v`` for each code of each categorical column (an unknown code, like the
 
 skl2onnx converts the pipeline step by step: 23 nodes (an extractor per step; per categorical
 column a gather, a cast and an encoder; the scaler; the concatenations...). The folded graph has
-5: select each categorical column once per code, compare with the codes, cast, join to the raw
-columns, and score with a ``LinearClassifier`` written as skl2onnx writes a binary logistic regression (a row of
-weights per class, ``LOGISTIC`` post-transform), so labels and probabilities are computed the same
-way. ONNX Runtime dispatches every node on every call, and between a server's requests each one's
-code is no longer in the CPU's caches: a 1-row call costs several times what it does in a tight
-loop, and fewer nodes cost less (``make bench`` measures it). The selection is a product with a
-matrix of zeros and ones (a 1 per slot, in its column's row), not a ``Gather`` of the columns: the
-same values (``x·1`` plus zeros is exactly ``x`` for every finite ``x``, and the service feeds no
-other), and on a 1000-row batch ONNX Runtime's ``Gather`` along the columns, copying value by
-value, took most of the call.
+8: select each categorical column once per code, compare with the codes, cast, join to the raw
+columns; then score each class with one ``Gemm`` (class 0 scores ``-z``, class 1 ``z``), turn the
+scores into probabilities with ``Sigmoid`` and the label with ``ArgMax`` and a ``Gather`` of the
+class labels. That is what skl2onnx's ``LinearClassifier`` with the ``LOGISTIC`` post-transform
+computes for a binary logistic regression, but ONNX Runtime's ``LinearClassifier`` computes a
+lone row differently from the same row in a batch (the last bit of 1,254 of 3,000 rows'
+probabilities), whereas ``Gemm``, ``Sigmoid`` and ``ArgMax`` give every row the same bits alone
+and at any place in any batch. So a row's answer does not depend on what else the server put in
+its model call (docs/ARCHITECTURE.md: batch invariance). ONNX Runtime dispatches every node on
+every call, and between a server's requests each one's code is no longer in the CPU's caches: a
+1-row call costs several times what it does in a tight loop, and fewer nodes cost less (``make
+bench`` measures it). The selection is a product with a matrix of zeros and ones (a 1 per slot, in
+its column's row), not a ``Gather`` of the columns: the same values (``x·1`` plus zeros is exactly
+``x`` for every finite ``x``, and the service feeds no other), and on a 1000-row batch ONNX
+Runtime's ``Gather`` along the columns, copying value by value, took most of the call.
 
 :func:`convert.export_model` checks the folded graph against skl2onnx's conversion before writing
 it: the same labels and probabilities on the training rows and on random valid rows.
@@ -115,18 +120,19 @@ def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelP
         helper.make_node("Equal", ["code_column_values", "codes"], ["is_code"]),
         helper.make_node("Cast", ["is_code"], ["one_hot"], to=TensorProto.FLOAT),
         helper.make_node("Concat", [source.name, "one_hot"], ["columns_and_codes"], axis=1),
-        helper.make_node(
-            "LinearClassifier", ["columns_and_codes"], [label.name, probabilities.name], domain="ai.onnx.ml",
-            classlabels_ints=[int(c) for c in pipeline.classes_],
-            coefficients=np.concatenate([-row, row]).tolist(),  # class 0 scores -z, class 1 scores z
-            intercepts=[-score.bias, score.bias], multi_class=0, post_transform="LOGISTIC",
-        ),
+        helper.make_node("Gemm", ["columns_and_codes", "class_weights", "class_biases"], ["scores"]),
+        helper.make_node("Sigmoid", ["scores"], [probabilities.name]),
+        helper.make_node("ArgMax", ["scores"], ["class_index"], axis=1, keepdims=0),  # a tie (z = 0): class 0
+        helper.make_node("Gather", ["class_labels", "class_index"], [label.name]),
     ]
     selection = np.zeros((width, len(score.code_columns)), dtype=np.float32)
     selection[score.code_columns, np.arange(len(score.code_columns))] = 1  # slot k takes its column's value
     constants = [
         numpy_helper.from_array(selection, "code_selection"),
         numpy_helper.from_array(np.array(score.codes, dtype=np.float32), "codes"),
+        numpy_helper.from_array(np.column_stack([-row, row]), "class_weights"),  # class 0 scores -z, class 1 scores z
+        numpy_helper.from_array(np.array([-score.bias, score.bias], dtype=np.float32), "class_biases"),
+        numpy_helper.from_array(np.array(pipeline.classes_, dtype=np.int64), "class_labels"),
     ]
     graph = helper.make_graph(nodes, "folded_pipeline", [source], [label, probabilities], constants)
     # skl2onnx lists the opsets in an order that changes with Python's hash seed: sorted, an export is reproducible.

