@@ -65,10 +65,21 @@ class ModelNotReady(ServiceError):
 MAX_LISTED_PROBLEMS = 100  # an error answer stays small, whatever the request
 
 
+def summary(error: ServiceError) -> str:
+    """The message and the first problem: all that a V2 client (Triton's, KServe's) shows."""
+    if not error.problems:
+        return error.message
+    first = error.problems[0]
+    where = ", ".join(part for part in (f"row {first.row}" if first.row is not None else "", first.feature or "") if part)
+    more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+    return f"{error.message}: {where + ': ' if where else ''}{first.reason}{more}"
+
+
 def error_body(error: ServiceError) -> bytes:
-    """``{"error": message, "problems": [...]}``; ``error`` is also what V2 clients read. Past
+    """``{"error": summary, "problems": [...]}``. ``error`` alone says what is wrong (a V2
+    client reads nothing else); ``problems`` lists every problem by row and feature. Past
     MAX_LISTED_PROBLEMS the list is cut and ``problems_total`` gives the full count."""
-    body: dict[str, object] = {"error": error.message}
+    body: dict[str, object] = {"error": summary(error)}
     if error.problems:
         body["problems"] = [asdict(p) for p in error.problems[:MAX_LISTED_PROBLEMS]]
         if len(error.problems) > MAX_LISTED_PROBLEMS:

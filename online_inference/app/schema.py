@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge, Le, MultipleOf
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     BaseModel,
     ConfigDict,
@@ -24,7 +25,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
@@ -35,11 +36,19 @@ JSON_TYPE_NAMES = {bool: "boolean", str: "string", type(None): "null", list: "ar
 BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "multiple_of"}
 
 
+def exactly_integral(value: float) -> float:
+    """pydantic's ``multiple_of`` tolerates a float error (it accepts 2.9999999999 as a multiple of
+    1); a code must be an integer exactly."""
+    if not value.is_integer():
+        raise PydanticCustomError("multiple_of", "not an integer")
+    return value
+
+
 def value_type(feature: Feature) -> Any:
     """A strict finite JSON number within the feature's bounds (an integral code if it has codes)."""
     constraints: list[Any] = [Strict(), AllowInfNan(False), Ge(feature.bounds.min), Le(feature.bounds.max)]
     if feature.is_integral:
-        constraints.append(MultipleOf(1))
+        constraints += [MultipleOf(1), AfterValidator(exactly_integral)]  # the schema says it, the validator holds it
     return Annotated[float, *constraints]
 
 
@@ -177,7 +186,10 @@ class InputSchema:
             if detail["type"] == "too_long" and len(detail["loc"]) == 1:
                 return PayloadTooLarge(f"at most {self.max_rows} rows per request")
         if details and details[0]["type"] == "json_invalid":
-            return InvalidInput(f"malformed JSON: {details[0]['ctx']['error']}")
+            reason = details[0]["ctx"]["error"]
+            if reason.startswith("number out of range"):  # an integer of thousands of digits: valid JSON
+                return InvalidInput(f"a number is out of range: {reason}")
+            return InvalidInput(f"malformed JSON: {reason}")
         return InvalidInput("invalid input", [self.describe(d, d["loc"]) for d in details])
 
     def describe(self, detail: ErrorDetails, loc: tuple[Any, ...]) -> Problem:
@@ -203,6 +215,8 @@ class InputSchema:
             return "missing feature"
         if kind == "too_short" and len(loc) == 1:
             return "empty batch: give at least one row"
+        if spec and kind == "float_type" and type(value) is int:
+            return self.out_of_bounds(spec, "an integer too large for a float64")
         if kind in ("float_type", "float_parsing", "tuple_type", "list_type", "dict_type", "model_type"):
             got = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
             wanted = "a number" if spec else ("an array" if kind in ("tuple_type", "list_type") else "an object")
@@ -210,9 +224,13 @@ class InputSchema:
         if kind == "finite_number":
             return "must be a finite number (no NaN or Infinity)"
         if spec and kind in BOUND_ERRORS:
-            if spec.codes:
-                return f"{value!r} is not one of the codes {sorted(spec.codes)}"
-            return f"{value!r} is outside the plausible range [{spec.bounds.min:g}, {spec.bounds.max:g}]"
+            return self.out_of_bounds(spec, repr(value))
         if kind == "value_error":
             return msg.removeprefix("Value error, ")
         return msg
+
+    @staticmethod
+    def out_of_bounds(spec: Feature, value: str) -> str:
+        if spec.codes:
+            return f"{value} is not one of the codes {sorted(spec.codes)}"
+        return f"{value} is outside the plausible range [{spec.bounds.min:g}, {spec.bounds.max:g}]"

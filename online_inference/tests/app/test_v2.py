@@ -61,8 +61,9 @@ def test_infer_matches_the_model(triton_client: triton.InferenceServerClient, ca
         (lambda X: X.__setitem__((0, 2), 1.5), "not one of the codes"),
         (lambda X: X.__setitem__((1, 4), 9000), "outside the plausible range"),
         (lambda X: X.__setitem__((0, 0), np.nan), "finite"),
+        (lambda X: X.__setitem__((1, 2), np.nextafter(np.float32(2), np.float32(3))), "not one of the codes"),
     ],
-    ids=["non-integral code", "out of bounds", "NaN"],
+    ids=["non-integral code", "out of bounds", "NaN", "a code a float32 step above an integer"],
 )
 def test_invalid_values_are_rejected_like_predict(triton_client, card: ModelCard, change, message: str) -> None:  # type: ignore[no-untyped-def]
     X = np.array([valid_row(card)] * 2, dtype=np.float32)
@@ -70,6 +71,7 @@ def test_invalid_values_are_rejected_like_predict(triton_client, card: ModelCard
     with pytest.raises(InferenceServerException) as error:
         infer(triton_client, card, X)
     assert error.value.status() == "400"
+    assert message in str(error.value)
 
 
 def test_wrong_datatype_and_shape_answer_400(triton_client, card: ModelCard) -> None:  # type: ignore[no-untyped-def]

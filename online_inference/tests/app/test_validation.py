@@ -4,6 +4,7 @@ reason); too much input answers 413; no client input ever produces a 5xx."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from typing import Any
 
@@ -70,6 +71,18 @@ BAD_BODIES: list[tuple[str, str | bytes, tuple[int | None, str | None, str]]] = 
     ("age below bounds", json.dumps(rows_body(with_value("age", 5))), (0, "age", "outside the plausible range")),
     ("chol above bounds", json.dumps(rows_body(with_value("chol", 5000))), (0, "chol", "outside the plausible range")),
     ("huge integer", json.dumps(rows_body(with_value("trestbps", 10**40))), (0, "trestbps", "outside the plausible range")),
+    ("integer too large for a float64", json.dumps(rows_body(with_value("age", 10**4000))),
+     (0, "age", "an integer too large for a float64 is outside the plausible range [18, 110]")),
+    ("code too large for a float64", json.dumps({"instances": [instance(cp=-(10**400))]}),
+     (0, "cp", "an integer too large for a float64 is not one of the codes [0, 1, 2, 3]")),
+    ("integer of 5000 digits", json.dumps(rows_body(ROW)).replace(f"[{ROW[0]}", "[" + "9" * 5000, 1),
+     (None, None, "a number is out of range")),
+    ("near-integer code", json.dumps(rows_body(with_value("cp", 2.9999999999))), (0, "cp", "2.9999999999 is not one of the codes")),
+    ("code a float step above an integer", json.dumps(rows_body(with_value("cp", math.nextafter(2, 3)))),
+     (0, "cp", "2.0000000000000004 is not one of the codes [0, 1, 2, 3]")),
+    ("near-integer binary", json.dumps({"instances": [instance(sex=0.9999999995)]}), (0, "sex", "is not one of the codes [0, 1]")),
+    ("near-integer code in a batch", json.dumps(rows_body(*BATCH, with_value("cp", 1.0000000001))),
+     (len(BATCH), "cp", "1.0000000001 is not one of the codes")),
     ("second row bad", json.dumps(rows_body(ROW, with_value("oldpeak", 99))), (1, "oldpeak", "outside the plausible range")),
     ("instance missing key", json.dumps({"instances": [without("thal")]}), (0, "thal", "missing feature")),
     ("instance extra key", json.dumps({"instances": [instance(height=180)]}), (0, "height", "unknown feature")),
@@ -229,7 +242,7 @@ def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -
 
     schema, rng = InputSchema(card, FastPath(card, max_rows=10_000)), random.Random(6)
     outcomes = {(accepted, large): 0 for accepted in (True, False) for large in (True, False)}
-    for _ in range(1500):
+    for _ in range(2000):
         raw = random_body(card, rng)
         fast, full = schema.fast.parse(raw), full_path(schema, raw)
         assert (fast is None) == (full is None), raw
@@ -295,7 +308,13 @@ def test_large_bodies_read_at_once_in_threads_each_get_their_own_rows(card: Mode
 
 # What can reach the checks: strings and booleans never do (parse() counts quotes and scans for
 # the literals first), so neither check has to refuse them.
-ODD_VALUES: list[Any] = [None, [], {}, [1.0], float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), 0.5, -0.0, 1e-300]
+ODD_VALUES: list[Any] = [None, [], {}, [1.0], float("inf"), float("-inf"), float("nan"), 2**70, -(2**70), 0.5, -0.0, 1e-300,
+                         10**400, -(10**400), 10**308]
+
+
+def near(value: float, rng: random.Random) -> float:
+    """A float next to ``value``: the nearest ones, or 1e-10 away (an integral code's near misses)."""
+    return rng.choice([math.nextafter(value, math.inf), math.nextafter(value, -math.inf), value + 1e-10, value - 1e-10])
 
 
 def mutated_rows(card: ModelCard, rng: random.Random, count: int) -> list[list[Any]]:
@@ -308,7 +327,7 @@ def mutated_rows(card: ModelCard, rng: random.Random, count: int) -> list[list[A
             column = rng.randrange(len(row))
             bounds = card.features[column].bounds
             row[column] = rng.choice([bounds.min, bounds.max, bounds.min - 1e-9, bounds.max + 0.5, bounds.min + 0.5,
-                                      int(bounds.max), rng.choice(ODD_VALUES)])
+                                      int(bounds.max), near(card.features[column].example, rng), rng.choice(ODD_VALUES)])
         if rng.random() < 0.05:
             row = row[:-1] if rng.random() < 0.5 else [*row, 1]
         rows.append(row)
