@@ -119,10 +119,14 @@ class DataPlane:
             raise ModelNotReady(f"model {self.state}{detail}")
         return self.served
 
-    def ready_named(self, name: str) -> Served:
+    def ready_named(self, name: str, version: str | None = None) -> Served:
+        """The served model if it has this name (and version, when one is asked for)."""
         served = self.ready()
-        if name != served.card.name:
-            raise ModelNotFound(f"unknown model {name!r}; this server serves {served.card.name!r}")
+        card = served.card
+        if name != card.name:
+            raise ModelNotFound(f"unknown model {name!r}; this server serves {card.name!r}")
+        if version is not None and version != card.version:
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; this server serves version {card.version!r}")
         return served
 
     def validate(self, protocol: str, parse: Callable[[], T]) -> T:

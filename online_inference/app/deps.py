@@ -20,10 +20,12 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.dataplane.metrics  # type: ignore[no-any-return]
 
 
-async def read_json_body(request: Request) -> bytes:
-    """The raw body of a JSON request; 415 for another declared media type (none is taken as JSON)."""
+async def read_json_body(request: Request, binary: bool = False) -> bytes:
+    """The raw body of a JSON request; 415 for another declared media type (none is taken as JSON).
+    ``binary``: the JSON may be followed by bytes (V2's binary tensor data), so
+    ``application/octet-stream`` is taken too."""
     media = media_type(request.headers.get("content-type"))
-    if not is_json(media):
+    if not (is_json(media) or (binary and media == "application/octet-stream")):
         raise UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {media!r}")
     return await request.body()
 

@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from online_inference.app.errors import ServiceError, error_body
 
@@ -26,9 +27,19 @@ async def handle_service_error(_: Request, error: Exception) -> Response:
     return render_error(error)
 
 
+async def handle_http_error(_: Request, error: Exception) -> Response:
+    """The framework's own refusals (an unknown path: 404, a method a path lacks: 405) in the same
+    body, ``{"error": ...}``: the shape V2 clients read."""
+    assert isinstance(error, StarletteHTTPException)
+    return Response(error_body(ServiceError(str(error.detail))), status_code=error.status_code,
+                    headers=error.headers, media_type="application/json")
+
+
 def register_error_handlers(app: FastAPI) -> None:
-    """The one handler: every :class:`ServiceError` answers its own status with its body."""
+    """Every :class:`ServiceError` answers its own status with its body, and so does every refusal
+    of the framework's."""
     app.add_exception_handler(ServiceError, handle_service_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
 
 class ModelRef(BaseModel):

@@ -1,15 +1,19 @@
-"""Open Inference Protocol (V2) over REST. Only converts wire formats: the V2 types stay here,
-validation and inference are the data plane's."""
+"""Open Inference Protocol (V2) over REST, with Triton's binary tensor data extension
+(:mod:`v2_binary`). Only converts wire formats: the V2 types stay here, validation and inference
+are the data plane's. Every path takes the model's version too (``/versions/{version}``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from online_inference import __version__
+from online_inference.app import v2_binary
+from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, Problem
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
@@ -17,10 +21,12 @@ from online_inference.app.session import Prediction
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"])
 
-MODEL_RESPONSES = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "No model of that name is served."}}
+MODEL_RESPONSES = {**ERROR_RESPONSES,
+                   404: {"model": ErrorResponse, "description": "No model of that name (or version) is served."}}
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not ready: the model is loading or failed."}}
 
 SERVER_NAME = "heart-online-inference"
+EXTENSIONS = ["binary_tensor_data"]
 LIVE = b'{"live":true}'
 
 
@@ -33,7 +39,7 @@ class RequestInput(BaseModel):
     shape: list[int]
     datatype: str
     parameters: Parameters | None = None
-    data: list[Any]
+    data: list[Any] | None = Field(None, description="Absent when parameters.binary_data_size gives the bytes after the JSON.")
 
 
 class RequestOutput(BaseModel):
@@ -63,7 +69,8 @@ class ModelMetadata(BaseModel):
 
 
 class ResponseOutput(TensorMetadata):
-    data: list[Any]
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size, for an output sent as bytes.")
+    data: list[Any] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -99,40 +106,52 @@ def flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def split_rows(tensor: RequestInput, input_name: str, width: int) -> list[list[Any]]:
-    """Check name, datatype and shape ``[N, width]``; return the N rows."""
+def input_rows(tensor: RequestInput, binary: memoryview, input_name: str, width: int) -> list[list[Any]]:
+    """Check name, datatype and shape ``[N, width]``; return the N rows, from the JSON ``data`` or
+    from the bytes after the JSON."""
     if tensor.name != input_name:
         raise InvalidInput(f"unknown input {tensor.name!r}; the model's input is {input_name!r}")
+    if tensor.datatype not in v2_binary.DATATYPES:
+        raise InvalidInput(f"input {input_name!r} has an unknown datatype {tensor.datatype!r}")
     if tensor.datatype != "FP32":
         raise InvalidInput(f"input {input_name!r} must be FP32, got {tensor.datatype}")
     if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] < 1:
         raise InvalidInput(f"input {input_name!r} must have shape [N, {width}] with N >= 1, got {tensor.shape}")
-    values = flatten(tensor.data)
+    size = v2_binary.binary_size(tensor.parameters)
+    if size is None:
+        v2_binary.check_all_read(binary, 0)
+        if tensor.data is None:
+            raise InvalidInput(f"input {input_name!r} has neither data nor parameters.binary_data_size")
+        values = flatten(tensor.data)
+    else:
+        if tensor.data is not None:
+            raise InvalidInput(f"input {input_name!r} has both data and parameters.binary_data_size")
+        data = v2_binary.take(binary, 0, size, input_name)
+        v2_binary.check_all_read(binary, size)
+        values = v2_binary.read_tensor(input_name, tensor.datatype, tensor.shape, data).ravel().tolist()
     if len(values) != tensor.shape[0] * width:
         raise InvalidInput(f"shape {tensor.shape} needs {tensor.shape[0] * width} values, got {len(values)}")
     return [values[i : i + width] for i in range(0, len(values), width)]
 
 
-def requested_outputs(v2_request: InferenceRequest, available: list[str]) -> list[str]:
-    wanted = [o.name for o in v2_request.outputs] if v2_request.outputs else available
-    unknown = [name for name in wanted if name not in available]
+def requested_outputs(v2_request: InferenceRequest, available: list[str]) -> list[tuple[str, bool]]:
+    """The outputs asked for (all by default), each with whether it is wanted as bytes."""
+    asked = v2_request.outputs or [RequestOutput(name=name) for name in available]
+    unknown = [o.name for o in asked if o.name not in available]
     if unknown:
         raise InvalidInput(f"unknown outputs {unknown}; the model gives {available}")
-    return wanted
+    return [(o.name, v2_binary.wants_binary(o.parameters, v2_request.parameters)) for o in asked]
 
 
-def build_outputs(prediction: Prediction, names: dict[str, str], wanted: list[str]) -> list[dict[str, Any]]:
+def build_outputs(prediction: Prediction, names: dict[str, str], wanted: list[tuple[str, bool]]) -> tuple[list[dict[str, Any]], bytes]:
     tensors = {
-        names["label"]: {"datatype": "INT64", "shape": list(prediction.labels.shape), "array": prediction.labels},
-        names["probabilities"]: {
-            "datatype": "FP32", "shape": list(prediction.probabilities.shape), "array": prediction.probabilities,
-        },
+        names["label"]: ("INT64", prediction.labels),
+        names["probabilities"]: ("FP32", prediction.probabilities),
     }
-    return [
-        {"name": name, "datatype": tensors[name]["datatype"], "shape": tensors[name]["shape"],
-         "data": tensors[name]["array"].ravel().tolist()}
-        for name in wanted
-    ]
+    return v2_binary.encode_outputs([
+        ({"name": name, "datatype": tensors[name][0], "shape": list(tensors[name][1].shape)}, tensors[name][1], binary)
+        for name, binary in wanted
+    ])
 
 
 @router.get("/health/live", summary="Liveness: the process answers")
@@ -147,13 +166,24 @@ async def ready(plane: DataPlaneDep) -> Response:
 
 
 @router.get("", summary="Server metadata")
+@router.get("/", include_in_schema=False)
 async def server_metadata() -> Response:
-    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": []})
+    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
 @router.get("/models/{name}", summary="Model metadata", response_model=ModelMetadata, responses=MODEL_RESPONSES)
 async def model_metadata(name: str, plane: DataPlaneDep) -> Response:
-    card = plane.ready_named(name).card
+    return describe_model(plane.ready_named(name))
+
+
+@router.get("/models/{name}/versions/{version}", summary="Model metadata, of a version",
+            response_model=ModelMetadata, responses=MODEL_RESPONSES)
+async def model_version_metadata(name: str, version: str, plane: DataPlaneDep) -> Response:
+    return describe_model(plane.ready_named(name, version))
+
+
+def describe_model(served: Served) -> Response:
+    card = served.card
     width = len(card.features)
     metadata = ModelMetadata(
         name=card.name,
@@ -170,35 +200,60 @@ async def model_metadata(name: str, plane: DataPlaneDep) -> Response:
 
 @router.get("/models/{name}/ready", summary="Model readiness", responses=MODEL_RESPONSES)
 async def model_ready(name: str, plane: DataPlaneDep) -> Response:
-    plane.ready_named(name)
-    return json_response({"name": name, "ready": True})
+    return json_response({"name": plane.ready_named(name).card.name, "ready": True})
 
 
-@router.post(
-    "/models/{name}/infer",
-    summary="Inference: FP32 [N, 13] in, labels and probabilities out",
-    response_model=InferenceResponse,
-    responses=MODEL_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}}}},
-)
+@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness, of a version", responses=MODEL_RESPONSES)
+async def model_version_ready(name: str, version: str, plane: DataPlaneDep) -> Response:
+    return json_response({"name": plane.ready_named(name, version).card.name, "ready": True})
+
+
+INFER_DOCS: dict[str, Any] = {
+    "response_model": InferenceResponse,
+    "responses": MODEL_RESPONSES,
+    "openapi_extra": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}}},
+        "parameters": [{
+            "name": "Inference-Header-Content-Length", "in": "header", "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Binary tensor data: the length of the JSON, which the inputs' bytes follow.",
+        }],
+    },
+}
+
+
+@router.post("/models/{name}/infer", summary="Inference: FP32 [N, 13] in, labels and probabilities out", **INFER_DOCS)
 async def infer(name: str, request: Request, plane: DataPlaneDep) -> Response:
-    served = plane.ready_named(name)
-    card = served.card
-    body = await read_json_body(request)
+    return await answer_inference(plane.ready_named(name), request, plane)
 
+
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference, of a version", **INFER_DOCS)
+async def infer_version(name: str, version: str, request: Request, plane: DataPlaneDep) -> Response:
+    return await answer_inference(plane.ready_named(name, version), request, plane)
+
+
+async def answer_inference(served: Served, request: Request, plane: DataPlane) -> Response:
+    card = served.card
+    header_length = request.headers.get(v2_binary.HEADER_LENGTH)
+    body = await read_json_body(request, binary=header_length is not None)
     names = {"label": card.label_output, "probabilities": card.probability_output}
 
     def parse() -> Any:
-        v2_request = parse_request(body)
+        header, binary = v2_binary.split_body(body, header_length)
+        v2_request = parse_request(header)
         if len(v2_request.inputs) != 1:
             raise InvalidInput(f"expected exactly one input {card.input_name!r}, got {len(v2_request.inputs)}")
         wanted = requested_outputs(v2_request, list(names.values()))
-        rows = split_rows(v2_request.inputs[0], card.input_name, len(card.features))
+        rows = input_rows(v2_request.inputs[0], binary, card.input_name, len(card.features))
         return served.schema.parse_rows(rows), v2_request, wanted
 
     X, v2_request, wanted = plane.validate("v2", parse)
-    outputs = build_outputs(await plane.predict(served, X), names, wanted)
-    body_out: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
+    outputs, blob = build_outputs(await plane.predict(served, X), names, wanted)
+    answer: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
     if v2_request.id is not None:
-        body_out["id"] = v2_request.id
-    return json_response(body_out)
+        answer["id"] = v2_request.id
+    if not blob:
+        return json_response(answer)
+    header = orjson.dumps(answer)
+    return Response(header + blob, media_type=v2_binary.BINARY_MEDIA_TYPE,
+                    headers={"Inference-Header-Content-Length": str(len(header))})

@@ -1,5 +1,7 @@
-"""Spec: the Open Inference Protocol (V2) works with the real Triton HTTP client, with the same
-validation and 400s as ``/predict``."""
+"""Spec: the Open Inference Protocol (V2) works with the real Triton HTTP client, with its
+defaults (binary tensor data in and out), in JSON, and mixed, each answering exactly what the
+JSON form answers; on the versioned paths too; with the same validation and 400s as
+``/predict``; and every error under ``/v2`` in the protocol's ``{"error": ...}`` shape."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, live_server, valid_row
+from online_inference.tests.v2_cases import INFER_PATH, MALFORMED_BINARY
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +29,18 @@ def triton_client(server_url: str) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(url=server_url.removeprefix("http://"))
 
 
-def infer(client: triton.InferenceServerClient, card: ModelCard, X: np.ndarray, datatype: str = "FP32"):  # type: ignore[no-untyped-def]
+def infer(client: triton.InferenceServerClient, card: ModelCard, X: np.ndarray, datatype: str = "FP32",  # type: ignore[no-untyped-def]
+          binary_in: bool = False, binary_out: bool | None = False, version: str = ""):
+    """``binary_out=None``: no outputs named, so the client asks for all of them as bytes."""
     tensor = triton.InferInput(card.input_name, list(X.shape), datatype)
-    tensor.set_data_from_numpy(X, binary_data=False)
-    outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in (card.label_output, card.probability_output)]
-    return client.infer(card.name, [tensor], outputs=outputs)
+    tensor.set_data_from_numpy(X, binary_data=binary_in)
+    outputs = None if binary_out is None else [
+        triton.InferRequestedOutput(name, binary_data=binary_out) for name in (card.label_output, card.probability_output)]
+    return client.infer(card.name, [tensor], outputs=outputs, model_version=version)
+
+
+def answers(result, card: ModelCard) -> tuple[list[int], bytes]:  # type: ignore[no-untyped-def]
+    return result.as_numpy(card.label_output).tolist(), result.as_numpy(card.probability_output).tobytes()
 
 
 def test_server_and_model_are_live_and_ready(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
@@ -45,6 +55,52 @@ def test_model_metadata_describes_the_signature(triton_client: triton.InferenceS
     assert metadata["inputs"] == [{"name": card.input_name, "datatype": "FP32", "shape": [-1, 13]}]
     assert {o["name"] for o in metadata["outputs"]} == {card.label_output, card.probability_output}
     assert triton_client.get_server_metadata()["name"] == "heart-online-inference"
+
+
+@pytest.mark.parametrize(("binary_in", "binary_out"), [(True, None), (True, False), (False, True), (True, True)],
+                         ids=["the client's defaults", "binary in, JSON out", "JSON in, binary out", "binary both ways"])
+def test_binary_tensor_data_answers_exactly_as_json_does(triton_client, card: ModelCard, binary_in, binary_out) -> None:  # type: ignore[no-untyped-def]
+    X = np.array([valid_row(card), [f.training.max for f in card.features], [f.training.min for f in card.features]],
+                 dtype=np.float32)
+    expected = answers(infer(triton_client, card, X), card)
+    assert answers(infer(triton_client, card, X, binary_in=binary_in, binary_out=binary_out), card) == expected
+
+
+def test_the_versioned_paths_serve_the_cards_version(triton_client, card: ModelCard) -> None:  # type: ignore[no-untyped-def]
+    X = np.array([valid_row(card)], dtype=np.float32)
+    assert answers(infer(triton_client, card, X, binary_in=True, binary_out=None, version=card.version), card) == \
+        answers(infer(triton_client, card, X), card)
+    assert triton_client.is_model_ready(card.name, card.version)
+    assert triton_client.get_model_metadata(card.name, card.version)["versions"] == [card.version]
+    assert not triton_client.is_model_ready(card.name, "2")
+    with pytest.raises(InferenceServerException, match="has no version '2'") as error:
+        infer(triton_client, card, X, version="2")
+    assert error.value.status() == "404"
+
+
+def test_every_error_under_v2_is_in_the_protocols_shape(client: TestClient, card: ModelCard) -> None:
+    slash = client.get("/v2/", follow_redirects=False)
+    assert slash.status_code == 200 and slash.json() == client.get("/v2").json()
+    for method, path, status in [("GET", "/v2/nothing/here", 404), ("GET", f"/v2/models/{card.name}/versions/2", 404),
+                                 ("GET", f"/v2/models/{card.name}/versions/2/ready", 404), ("GET", "/v2/models/other", 404),
+                                 ("POST", f"/v2/models/{card.name}/versions/2/infer", 404), ("DELETE", "/v2/health/live", 405)]:
+        response = client.request(method, path)
+        assert response.status_code == status, (path, response.text)
+        assert set(response.json()) == {"error"} and response.json()["error"], (path, response.text)
+    assert client.get("/v2/models/other").json()["error"] == "unknown model 'other'; this server serves 'heart-disease-classifier'"
+    assert client.delete("/v2/health/live").headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize(("case", "headers", "body", "reason"), MALFORMED_BINARY, ids=[c[0] for c in MALFORMED_BINARY])
+def test_malformed_binary_data_answers_400_with_its_reason(client: TestClient, case: str, headers: dict[str, str],
+                                                           body: bytes, reason: str) -> None:
+    response = client.post(INFER_PATH, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert reason in response.json()["error"], response.text
+
+
+def test_the_server_declares_the_binary_extension(triton_client) -> None:  # type: ignore[no-untyped-def]
+    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
 
 
 def test_infer_matches_the_model(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:

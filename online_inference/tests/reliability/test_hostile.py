@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.bench.server import Service, serve
 from online_inference.tests.helpers import bundled_card, read_response, valid_row
+from online_inference.tests.v2_cases import INFER_PATH, MALFORMED_BINARY
 
 CARD = bundled_card()
 NAMES = CARD.feature_names
@@ -165,12 +166,20 @@ def test_slowloris_after_a_first_request_is_cut_off_too(server: Service) -> None
         assert time.monotonic() - started >= 0.9
 
 
+@pytest.mark.parametrize(("case", "headers", "body"), [c[:3] for c in MALFORMED_BINARY], ids=[c[0] for c in MALFORMED_BINARY])
+def test_malformed_v2_binary_data_is_a_clean_4xx(server: Service, case: str, headers: dict[str, str], body: bytes) -> None:
+    response = httpx.post(server.url + INFER_PATH, content=body, headers=headers, timeout=30)
+    assert 400 <= response.status_code < 500 and response.json()["error"], (response.status_code, response.text[:300])
+
+
 def test_no_hostile_body_is_ever_answered_5xx(server: Service) -> None:
     """Counted by the server itself, for the whole hostile set sent here (the server's log is
     checked for tracebacks when it stops). Only the readiness answer while the model loads
     (start-up polls /health) may be a 503."""
     for body in HOSTILE.values():
         post(server, body)
+    for _, headers, body, _ in MALFORMED_BINARY:
+        httpx.post(server.url + INFER_PATH, content=body, headers=headers, timeout=30)
     samples = [sample for family in text_string_to_metric_families(httpx.get(server.url + "/metrics").text)
                for sample in family.samples if sample.name == "http_requests_total"]
     assert any(sample.labels["status"] == "400" for sample in samples)  # the set was counted
