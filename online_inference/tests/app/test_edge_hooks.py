@@ -31,10 +31,11 @@ def test_the_subclasses_were_checked_on_the_installed_uvicorn() -> None:
     assert uvicorn.__version__ == CHECKED_ON
 
 
-@pytest.mark.parametrize("path", ["requirements/runtime.in", "pyproject.toml"])
-def test_the_requirements_bound_uvicorn_to_the_checked_series(path: str) -> None:
+def test_the_requirements_bound_uvicorn_to_the_checked_series() -> None:
+    """requirements/runtime.in; the package's dependencies are read from it (pyproject.toml)."""
     major, minor, _ = CHECKED_ON.split(".")
-    assert re.search(rf"uvicorn>={major}\.{minor}(\.0)?,<{major}\.{int(minor) + 1}\b", (ROOT / path).read_text())
+    assert re.search(rf"uvicorn>={major}\.{minor}(\.0)?,<{major}\.{int(minor) + 1}\b", (ROOT / "requirements/runtime.in").read_text())
+    assert 'dependencies = { file = ["requirements/runtime.in"] }' in (ROOT / "pyproject.toml").read_text()
 
 
 @pytest.mark.parametrize("cls,parent", SUBCLASSES)
