@@ -12,6 +12,7 @@ from online_inference import __version__
 from online_inference.app import routes, v2
 from online_inference.app.config import Settings, get_settings
 from online_inference.app.dataplane import DataPlane, Loader, create_plane
+from online_inference.app.docs_ui import install_docs
 from online_inference.app.front import Front
 from online_inference.app.middleware import RequestMetrics
 from online_inference.app.openapi import install_openapi
@@ -34,13 +35,14 @@ def build_fastapi(settings: Settings, plane: DataPlane) -> FastAPI:
 
     telemetry = dict.fromkeys(("tracing", "metrics", "logs"), settings.OTEL_TELEMETRY)
     app = FastAPI(title="heart-online-inference", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, telemetry=telemetry)  # type: ignore[arg-type]
+                  lifespan=lifespan, telemetry=telemetry, docs_url=None, redoc_url=None)  # type: ignore[arg-type]
     app.state.dataplane = plane
     app.include_router(routes.router)
     app.include_router(v2.router)
     register_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=plane.metrics)
     install_openapi(app, plane)
+    install_docs(app)
     return app
 
 

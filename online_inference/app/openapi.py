@@ -32,6 +32,16 @@ def predict_body(plane: DataPlane) -> dict[str, Any] | None:
     }
 
 
+def hoist_definitions(document: dict[str, Any]) -> None:
+    """Move the ``$defs`` of each request body's schema (written with references to
+    ``#/components/schemas/``) into the document's components, where those references point."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                schemas.update(media.get("schema", {}).pop("$defs", {}))
+
+
 def install_openapi(app: FastAPI, plane: DataPlane) -> None:
     """Regenerate the document when the served model changes (it may load after start-up)."""
     cache: dict[str | None, dict[str, Any]] = {}
@@ -42,10 +52,8 @@ def install_openapi(app: FastAPI, plane: DataPlane) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             body = predict_body(plane)
             if body is not None:
-                schema = body["content"]["application/json"]["schema"]
-                defs = schema.pop("$defs", {})
-                document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
                 document["paths"]["/predict"]["post"]["requestBody"] = body
+            hoist_definitions(document)
             cache.clear()
             cache[key] = document
         return cache[key]

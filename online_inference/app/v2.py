@@ -212,7 +212,8 @@ INFER_DOCS: dict[str, Any] = {
     "response_model": InferenceResponse,
     "responses": MODEL_RESPONSES,
     "openapi_extra": {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}}},
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}},
         "parameters": [{
             "name": "Inference-Header-Content-Length", "in": "header", "required": False,
             "schema": {"type": "integer", "minimum": 0},

@@ -4,6 +4,9 @@ training range."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 from fastapi.testclient import TestClient
 
@@ -49,6 +52,15 @@ def test_model_card_is_served(client: TestClient, card: ModelCard) -> None:
     assert [f["name"] for f in body["features"]] == card.feature_names
     assert body["sha256"] == card.sha256
     assert body["metrics"]["cv_folds"] == 5
+
+
+def test_every_reference_in_the_openapi_document_resolves(client: TestClient) -> None:
+    """A reference to ``#/$defs/...`` inside a request body made ReDoc fail to render."""
+    document = client.get("/openapi.json").json()
+    text = json.dumps(document)
+    assert "$defs" not in text
+    for name in re.findall(r'"#/components/schemas/([^"]+)"', text):
+        assert name in document["components"]["schemas"], name
 
 
 def test_openapi_examples_come_from_the_card_and_validate(client: TestClient, card: ModelCard) -> None:

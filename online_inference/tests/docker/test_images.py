@@ -1,6 +1,6 @@
 """Spec: three images (full, slim, distroless) serve the same app and bundled model: the client's
 predictions on the Kaggle CSV equal the in-process model's; they run as non-root, read-only, with
-no capabilities; HEALTHCHECK works without curl or a shell; OCI labels name source, version,
+no capabilities; their /docs render offline; HEALTHCHECK works without curl or a shell; OCI labels name source, version,
 revision and base; no layer or config holds a credential or the build machine's CA bundle."""
 
 from __future__ import annotations
@@ -9,18 +9,21 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from online_inference.client import main as client_main
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import DOCKER, HARDENED, VARIANTS, docker, free_port, inspect, running
+from online_inference.tests.browser import render
 from online_inference.tests.helpers import bundled_session
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -46,6 +49,15 @@ def test_image_serves_the_bundled_model_hardened(images: dict[str, str], variant
     with running(images[variant], *HARDENED) as container:
         assert_predicts_like_the_model(container.url, kaggle_csv, tmp_path)
         assert container.top_uids() == {"65532"}, "the server runs as the non-root user"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_image_serves_its_docs_offline(images: dict[str, str], variant: str) -> None:
+    """/docs renders every operation in a browser that can reach nothing but the container."""
+    with running(images[variant], *HARDENED) as container:
+        dom = render(container.url + "/docs", screenshot=f"docs-{variant}.png")
+        operations = httpx.get(container.url + "/openapi.json").json()["paths"]
+    assert set(re.findall(r'data-path="([^"]+)"', dom)) == set(operations)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
