@@ -55,8 +55,9 @@ model: $(VENV)/.dev
 data: $(VENV)/.dev
 	$(PY) -m online_inference.export.data
 
-# Regenerate the README's tables (settings, model card, size study, benchmark) from their sources.
-docs: $(VENV)/.runtime
+# Regenerate the README's tables (settings, model card, size study, benchmark) from their sources,
+# and the charts of the benchmark and the size study (matplotlib: the dev set).
+docs: $(VENV)/.dev
 	$(PY) -m online_inference.docs
 
 # The benchmark against the scikit-learn baseline (needs wrk and taskset), and the in-process

@@ -3,8 +3,9 @@ and of ``docs/ARCHITECTURE.md``.
 
 Sections sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``; each
 is rendered from its source (the settings class, the bundled model card, the size study, the
-benchmark's results and its in-process costs), so no table is typed by hand. ``--check`` fails
-when a document is stale.
+benchmark's results and its in-process costs), so no table is typed by hand. The charts of the
+benchmark and of the size study are drawn from the same results (:mod:`online_inference.charts`).
+``--check`` fails when a document or a chart is stale.
 """
 
 from __future__ import annotations
@@ -114,11 +115,26 @@ def regenerate(text: str) -> str:
     return SECTION.sub(replace, text)
 
 
+def charts() -> list[tuple[Path, bytes]]:
+    """Each chart's path and its bytes as drawn from the recorded results now."""
+    from online_inference.charts import BENCH_CHART, SIZE_CHART, draw_bench, draw_size
+
+    return [(BENCH_CHART, draw_bench(json.loads(BENCH_RESULTS.read_text()))),
+            (SIZE_CHART, draw_size(json.loads(SIZE_RESULTS.read_text())))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the README is not up to date")
     args = parser.parse_args(argv)
     stale = []
+    for path, drawn in charts():
+        if path.exists() and path.read_bytes() == drawn:
+            continue
+        stale.append(path.relative_to(ROOT))
+        if not args.check:
+            path.write_bytes(drawn)
+            print(f"drew {path.relative_to(ROOT)}")
     for document in DOCUMENTS:
         current = document.read_text()
         fresh = regenerate(current)

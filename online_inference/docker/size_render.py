@@ -127,6 +127,8 @@ def render_report(data: dict[str, Any]) -> str:
         "",
         *headline(data),
         "",
+        "![MB added above the base, and gzipped, per step](docker/results/size.svg)",
+        "",
         "## Steps",
         "",
         *steps_table(steps),

@@ -42,6 +42,15 @@ def test_generated_sections_are_current() -> None:
     assert docs_main(["--check"]) == 0, "run `make docs`"
 
 
+def test_the_charts_are_shown() -> None:
+    from online_inference.charts import BENCH_CHART, SIZE_CHART
+
+    text = README.read_text()
+    for chart in (BENCH_CHART, SIZE_CHART):
+        assert f"]({chart.relative_to(ROOT)})" in text
+    assert "](docker/results/size.svg)" in (ROOT / "online_inference" / "SIZE_REPORT.md").read_text()
+
+
 def test_readme_has_curl_examples() -> None:
     assert len(curl_examples()) >= 5
 
