@@ -1,8 +1,10 @@
-"""The interactive documentation (Swagger UI at ``/docs``, ReDoc at ``/redoc``), served from the
-service itself: FastAPI's own pages load their script and stylesheet from a CDN, so an air-gapped
-cluster saw a blank page. The assets come from the PyPI package ``fastapi-offline`` (pinned in
+"""The interactive documentation (Swagger UI at ``/docs``), served from the service itself:
+FastAPI's own page loads its script and stylesheet from a CDN, so an air-gapped cluster saw a
+blank page. The assets come from the PyPI package ``fastapi-offline`` (pinned in
 requirements/runtime.txt like every dependency); only its files are used, through FastAPI's
-documented ``get_swagger_ui_html`` and ``get_redoc_html``, and the package is never imported."""
+documented ``get_swagger_ui_html``, and the package is never imported. ReDoc is not served: its
+1.1 MB script would have put the distroless image over its size budget, for a second rendering
+of the same document."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -24,8 +26,8 @@ def assets_directory() -> Path:
 
 
 def install_docs(app: FastAPI) -> None:
-    """``/docs``, its OAuth2 redirect page, ``/redoc`` and their assets, on an app built with
-    ``docs_url=None, redoc_url=None``."""
+    """``/docs``, its OAuth2 redirect page and its assets, on an app built with ``docs_url=None,
+    redoc_url=None``."""
     app.mount(ASSETS_URL, StaticFiles(directory=assets_directory()), name="docs-assets")
     title, openapi_url = app.title, app.openapi_url or "/openapi.json"
     favicon = f"{ASSETS_URL}/favicon.png"
@@ -40,9 +42,3 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc",
-                              redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js", redoc_favicon_url=favicon,
-                              with_google_fonts=False)

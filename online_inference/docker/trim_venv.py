@@ -51,6 +51,12 @@ REMOVALS: list[tuple[str, str]] = [
     ("**/*.pyi", "type stubs"),
     ("**/*.pyx", "Cython sources"),
     ("**/*.pxd", "Cython headers"),
+    ("numpy/_core/include", "numpy's C headers: for compiling extensions against it"),
+    ("numpy/_core/lib", "numpy's static npymath library and pkg-config files: for compiling extensions"),
+    ("packaging", "never imported at run time (onnxruntime requires it for its tools, removed above)"),
+    ("packaging-*.dist-info", "its metadata"),
+    ("uvicorn/protocols/websockets", "WebSocket protocols: the server runs with ws='none' (app/server.py)"),
+    ("fastapi_offline/static/redoc.standalone.js", "ReDoc's script: the service serves Swagger UI only (app/docs_ui.py)"),
     ("simdjson/*.cpp", "pysimdjson's C++ sources (compiled into csimdjson)"),
     ("simdjson/*.h", "pysimdjson's C++ headers"),
 ]
