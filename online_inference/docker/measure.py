@@ -20,6 +20,7 @@ import httpx
 from online_inference.docker.dockercli import DOCKER, docker, inspect, running
 
 MB = 1e6
+DOCS_ASSETS_PACKAGE = "fastapi_offline"  # Swagger UI's files, served by the service (app/docs_ui.py)
 PACKAGES_SCRIPT = """
 import json, os, sys
 root = sys.argv[1]
@@ -46,6 +47,7 @@ class ImageMeasure:
     packages: list[tuple[str, float]] = field(default_factory=list)
     start_seconds: float | None = None
     smoke: str = "not run"
+    docs_assets_mb: float | None = None  # what /docs's assets (the fastapi-offline package) cost
 
 
 def base_of(image: str) -> str:
@@ -101,13 +103,17 @@ def parse_size(text: str) -> float:
     return 0.0
 
 
-def largest_packages(image: str, top: int = 12) -> list[tuple[str, float]]:
+def package_sizes(image: str) -> dict[str, float]:
+    """MB of each entry of the image's site-packages."""
     site = docker("run", "--rm", "--network", "host", "--entrypoint", "/venv/bin/python3", image, "-c",
                   "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
     sizes = json.loads(docker("run", "--rm", "--network", "host", "--entrypoint", "/venv/bin/python3", image,
                               "-c", PACKAGES_SCRIPT, site).stdout)
-    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
-    return [(name, size / MB) for name, size in ranked]
+    return {name: size / MB for name, size in sizes.items()}
+
+
+def largest(sizes: dict[str, float], top: int = 12) -> list[tuple[str, float]]:
+    return sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
 
 
 def smoke_and_start_time(image: str, runs: int = 5) -> tuple[str, float]:
@@ -137,7 +143,9 @@ def measure(image: str, base: str, smoke: bool = True, packages: bool = True) ->
         layers=history(image, base),
     )
     if packages:
-        result.packages = largest_packages(image)
+        sizes = package_sizes(image)
+        result.packages = largest(sizes)
+        result.docs_assets_mb = sizes.get(DOCS_ASSETS_PACKAGE, 0.0)
     if smoke:
         result.smoke, result.start_seconds = smoke_and_start_time(image)
     return result

@@ -58,6 +58,9 @@ def headline(data: dict[str, Any]) -> list[str]:
         "- Container start → `/health` 200, median of 5 read-only starts (goal ≤ "
         f"{START_GOAL_SECONDS} s): " + ", ".join(f"{name} {steps[name]['start_seconds']:.2f} s" for name in SHIPPED) + ".",
     ]
+    if all(steps[name].get("docs_assets_mb") is not None for name in SHIPPED):
+        lines.append("- Swagger UI's assets (`/docs` offline; the `fastapi-offline` package): "
+                     + ", ".join(f"{name} {mb(steps[name]['docs_assets_mb'])} MB" for name in SHIPPED) + ".")
     eq_full, eq_dl = official(full, data["official_bases"]), official(dl, data["official_bases"])
     if eq_full and eq_dl:
         lines.append(
