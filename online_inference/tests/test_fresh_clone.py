@@ -1,6 +1,8 @@
 """Spec: a fresh clone, with nothing beside it (no ../shared), does what the README's first
-commands promise: `make serve` sets itself up and serves the bundled model, and `make client`
-sends the table the repository ships to it and reports the model's accuracy."""
+commands promise: `make serve` sets itself up and serves the bundled model, `make client` sends
+the table the repository ships to it and reports the model's accuracy, and the README's
+`pip install .` command, run verbatim (only the venv's directory differs), serves the model from
+the installed package."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -47,26 +50,45 @@ def served_port(make: subprocess.Popen[bytes], timeout: float) -> int:
     raise AssertionError(f"make serve did not start a service (exit {make.poll()})")
 
 
-@pytest.fixture(scope="module")
-def served(clone: Path) -> Iterator[str]:
+@contextmanager
+def serving(command: str, clone: Path) -> Iterator[str]:
+    """``command`` (a shell line that ends by running the service) with PORT=0; yields its URL
+    once /health answers 200, and stops it (SIGTERM to its process group) at the end."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PORT"] = "0"
-    log = (clone.parent / "serve.log").open("wb")
-    make = subprocess.Popen(["make", "serve"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = (clone.parent / f"serve-{abs(hash(command))}.log").open("wb")
+    shell = subprocess.Popen(command, shell=True, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     try:
-        yield f"http://127.0.0.1:{served_port(make, timeout=600)}"
+        url = f"http://127.0.0.1:{served_port(shell, timeout=600)}"
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the model's loading, until the deadline
+        yield url
     finally:
-        os.killpg(make.pid, signal.SIGTERM)
-        make.wait(60)
+        os.killpg(shell.pid, signal.SIGTERM)
+        shell.wait(60)
         log.close()
 
 
+@pytest.fixture(scope="module")
+def served(clone: Path) -> Iterator[str]:
+    with serving("make serve", clone) as url:
+        yield url
+
+
 def test_make_serve_serves_the_bundled_model(served: str) -> None:
-    deadline = time.monotonic() + 60
-    while httpx.get(served + "/health").status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)  # polling the model's loading, until the deadline
     assert httpx.get(served + "/health").json()["model"]["name"] == "heart-disease-classifier"
+
+
+def test_the_readmes_pip_install_command_serves_the_model(clone: Path, tmp_path: Path) -> None:
+    (command,) = [line for line in (clone / "README.md").read_text().splitlines() if line.startswith("python3 -m venv ")]
+    with serving(command.replace("/tmp/heart", str(tmp_path / "venv")), clone) as url:
+        body = {"instances": [{"age": 63, "sex": 1, "cp": 0, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
+                               "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 2, "ca": 0, "thal": 1}]}
+        response = httpx.post(url + "/predict", json=body)
+    assert response.status_code == 200, response.text
+    assert (tmp_path / "venv" / "bin" / "heart-online-inference").exists()
 
 
 def test_make_client_sends_the_shipped_table(clone: Path, served: str) -> None:
