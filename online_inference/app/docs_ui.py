@@ -21,7 +21,8 @@ ASSETS_URL = "/docs-assets"
 
 def assets_directory() -> Path:
     spec = importlib.util.find_spec("fastapi_offline")  # finds the package without running it
-    assert spec is not None and spec.submodule_search_locations, "fastapi-offline is a runtime dependency"
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("fastapi-offline, a runtime dependency (requirements/runtime.in), is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
