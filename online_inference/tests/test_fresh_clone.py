@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from online_inference.procfs import children, listening_port
+from online_inference.tests.helpers import wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -31,25 +31,6 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
-def descendants(pid: int) -> list[int]:
-    found = []
-    for child in children(pid):
-        found += [child, *descendants(child)]
-    return found
-
-
-def served_port(make: subprocess.Popen[bytes], timeout: float) -> int:
-    """The port the service that `make serve` started listens on (PORT=0: the kernel chose it)."""
-    deadline = time.monotonic() + timeout
-    while make.poll() is None and time.monotonic() < deadline:
-        for pid in descendants(make.pid):
-            port = listening_port(pid)
-            if port:
-                return port
-        time.sleep(0.2)  # polling while make sets up the venv and starts the service, until the deadline
-    raise AssertionError(f"make serve did not start a service (exit {make.poll()})")
-
-
 @contextmanager
 def serving(command: str, clone: Path) -> Iterator[str]:
     """``command`` (a shell line that ends by running the service) with PORT=0; yields its URL
@@ -60,7 +41,7 @@ def serving(command: str, clone: Path) -> Iterator[str]:
     shell = subprocess.Popen(command, shell=True, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{served_port(shell, timeout=600)}"
+        url = f"http://127.0.0.1:{wait_listening(shell, timeout=600)}"
         deadline = time.monotonic() + 60
         while httpx.get(url + "/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)  # polling the model's loading, until the deadline

@@ -17,8 +17,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-from online_inference.procfs import listening_port
-from online_inference.tests.helpers import valid_row, bundled_card
+from online_inference.tests.helpers import bundled_card, valid_row, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -81,7 +80,7 @@ def test_the_installed_service_starts_from_its_script_and_predicts(installed: tu
     service = subprocess.Popen([str(venv_dir / "bin" / "heart-online-inference")], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.1:{wait_listening(service)}"
+        url = f"http://127.0.0.1:{wait_listening(service, timeout=60)}"
         card = bundled_card()
         body = {"features": card.feature_names, "data": [valid_row(card)]}
         deadline = time.monotonic() + 60
@@ -101,13 +100,3 @@ def test_the_installed_service_starts_from_its_script_and_predicts(installed: tu
         assert service.wait(30) == 0
         log.close()
     assert "Traceback" not in (tmp_path / "service.log").read_text()
-
-
-def wait_listening(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        port = listening_port(process.pid)
-        if port:
-            return port
-        time.sleep(0.05)  # polling the starting process, until the deadline
-    raise AssertionError(f"the service did not listen (exit {process.poll()})")
