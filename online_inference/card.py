@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 CARD_METADATA_KEY = "model_card"
+ANSWER_KEYS = ("probability", "warnings")  # what a /predict answer holds beside the target's class
 
 FeatureKind = Literal["numeric", "binary", "categorical"]
 
@@ -79,6 +80,15 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A classifier the export compared by cross-validation."""
+
+    classifier: str
+    params: dict[str, int | float | str | bool | None]
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything a user (or the service) needs to know about the served model."""
 
@@ -98,6 +108,8 @@ class ModelCard:
     training_data: dict[str, str | int]
     libraries: dict[str, str]
     created: str
+    graph: Literal["folded", "converted"] = "converted"  # one linear classifier, or skl2onnx's conversion
+    compared: list[Candidate] = field(default_factory=list)  # every candidate of the choice, the chosen one too
     sha256: str | None = field(default=None, compare=False)  # of the ONNX file as served; set on load
 
     def __post_init__(self) -> None:
@@ -108,6 +120,8 @@ class ModelCard:
             raise ValueError("classes must be distinct non-negative integers (the metrics count them by index)")
         if self.positive_class not in self.classes:
             raise ValueError("the positive class must be one of the classes")
+        if self.target in ANSWER_KEYS or self.target in names:
+            raise ValueError(f"the target {self.target!r} must differ from the features and from {list(ANSWER_KEYS)}")
 
     @property
     def feature_names(self) -> list[str]:
@@ -176,7 +190,7 @@ def read_dataclass(kind: Any, value: Any, where: str) -> Any:
     for f in dataclasses.fields(kind):
         if f.name in value:
             given[f.name] = read_json(hints[f.name], value[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING:
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ValueError(f"{where}: missing {f.name!r}")
     try:
         return kind(**given)

@@ -40,6 +40,10 @@ def render_config() -> str:
     return "\n".join(rows)
 
 
+GRAPHS = {"folded": "the pipeline folded into one linear classifier (docs/ARCHITECTURE.md)",
+          "converted": "skl2onnx's conversion of the pipeline"}
+
+
 def render_card() -> str:
     card = ModelSession(BUNDLED_MODEL.read_bytes()).card
     m = card.metrics
@@ -53,6 +57,14 @@ def render_card() -> str:
         f"- ONNX: input `{card.input_name}` float32 `[N, {len(card.features)}]`; outputs `{card.label_output}` "
         f"(int64) and `{card.probability_output}` (float32 `[N, {len(card.classes)}]`); sha256 `{card.sha256}`",
         f"- Built with {', '.join(f'{k} {v}' for k, v in card.libraries.items())}",
+        f"- Served graph: {GRAPHS[card.graph]}",
+        "",
+        "| Candidate compared | CV ROC AUC | CV accuracy |",
+        "|---|---|---|",
+        *(f"| `{c.classifier}({', '.join(f'{k}={v}' for k, v in c.params.items())})`"
+          f"{' (chosen)' if (c.classifier, c.params) == (card.classifier, card.classifier_params) else ''} "
+          f"| {c.metrics.roc_auc_mean:.4f} ± {c.metrics.roc_auc_std:.4f} | {c.metrics.accuracy_mean:.4f} ± {c.metrics.accuracy_std:.4f} |"
+          for c in card.compared),
         "",
         "| # | Feature | Kind | Meaning | Codes | Accepted (400 outside) | Training range (warns outside) |",
         "|---|---|---|---|---|---|---|",

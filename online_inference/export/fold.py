@@ -25,8 +25,10 @@ its column's row), not a ``Gather`` of the columns: the same values (``x·1`` pl
 ``x`` for every finite ``x``, and the service feeds no other), and on a 1000-row batch ONNX
 Runtime's ``Gather`` along the columns, copying value by value, took most of the call.
 
-:func:`convert.export_model` checks the folded graph against skl2onnx's conversion before writing
-it: the same labels and probabilities on the training rows and on random valid rows.
+A pipeline of any other shape (trees, another scaler, dropped codes...) raises :class:`CannotFold`,
+and the export serves skl2onnx's conversion instead. :func:`convert.export_model` checks whichever
+graph it serves against scikit-learn before writing it: the same labels and probabilities on the
+training rows and on random valid rows.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+
+class CannotFold(ValueError):
+    """The pipeline is not a binary logistic regression over scaled, one-hot and passed columns."""
 
 
 class LinearScore:
@@ -78,12 +84,12 @@ def is_plain_one_hot(encoder: OneHotEncoder) -> bool:
 
 
 def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
-    """The pipeline's score as one linear function; ValueError for a step it cannot fold."""
+    """The pipeline's score as one linear function; CannotFold for a step it cannot fold."""
     preprocess, classifier = pipeline[0], pipeline[-1]
     if len(pipeline) != 2 or not isinstance(preprocess, ColumnTransformer) or not isinstance(classifier, LogisticRegression):
-        raise ValueError(f"can fold a ColumnTransformer then a LogisticRegression, not {pipeline.steps}")
+        raise CannotFold(f"can fold a ColumnTransformer then a LogisticRegression, not {pipeline.steps}")
     if len(classifier.classes_) != 2:
-        raise ValueError(f"can fold a binary classifier, not classes {classifier.classes_.tolist()}")
+        raise CannotFold(f"can fold a binary classifier, not classes {classifier.classes_.tolist()}")
     coef = classifier.coef_[0].astype(np.float64)
     score = LinearScore(width, float(classifier.intercept_[0]))
     position = 0
@@ -102,9 +108,9 @@ def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
             score.add_passed(columns, coef[position:position + len(columns)])
             position += len(columns)
         else:
-            raise ValueError(f"cannot fold the step {name!r}: {transformer!r}")
+            raise CannotFold(f"cannot fold the step {name!r}: {transformer!r}")
     if position != len(coef):
-        raise ValueError(f"the steps give {position} columns, the classifier weighs {len(coef)}")
+        raise CannotFold(f"the steps give {position} columns, the classifier weighs {len(coef)}")
     return score
 
 

