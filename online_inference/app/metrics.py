@@ -75,7 +75,7 @@ class Serving:
             "Time spent in the ONNX Runtime session, per model call (small requests arriving together share one).",
             buckets=self.inference.cumulative(), sum_value=self.inference.sum,
         )
-        classes = CounterMetricFamily("predicted_class", "Predictions by class.", labels=["condition"])
+        classes = CounterMetricFamily("predicted_class", "Predictions by class of the target.", labels=["class"])
         for label, count in sorted(self.classes.items()):
             classes.add_metric([str(label)], count)
         failures = CounterMetricFamily("validation_failures", "Requests rejected as invalid, by protocol.", labels=["protocol"])

@@ -1,13 +1,18 @@
-"""The OpenAPI document, with the ``/predict`` body schema and examples generated from the card."""
+"""The OpenAPI document, with the ``/predict`` body schema, examples and answer generated from the
+card, and the card's description."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from online_inference.app.dataplane import DataPlane
+from online_inference.app.responses import WARNINGS, ModelRef
+from online_inference.card import ModelCard
 
 
 def predict_body(plane: DataPlane) -> dict[str, Any] | None:
@@ -24,12 +29,30 @@ def predict_body(plane: DataPlane) -> dict[str, Any] | None:
                 "examples": {
                     name: {"summary": summary, "value": value}
                     for (name, summary), value in zip(
-                        [("rows", "features + data rows"), ("instances", "one object per patient")], examples
+                        [("rows", "features + data rows"), ("instances", "one object per row")], examples
                     )
                 },
             }
         },
     }
+
+
+def answer_schemas(card: ModelCard) -> dict[str, Any]:
+    """The components ``PredictResponse`` and ``RowPrediction`` as the card answers: the class of its
+    target under the target's name, the probability of its positive class."""
+    classes = Literal[tuple(card.classes)]  # type: ignore[valid-type]
+    row = TypedDict("RowPrediction", {  # type: ignore[misc]
+        card.target: Annotated[classes, Field(description=f"The predicted class of {card.target!r}.")],
+        "probability": Annotated[float, Field(ge=0, le=1, description=(
+            f"P({card.target} = {card.positive_class}), rounded to 6 decimals."))],
+        "warnings": Annotated[list[str], Field(description=WARNINGS)],
+    })
+    answer = TypedDict("PredictResponse", {  # type: ignore[misc]
+        "predictions": Annotated[list[row], Field(description="One per input row, in request order.")],  # type: ignore[valid-type]
+        "model": ModelRef,
+    })
+    schema = TypeAdapter(answer).json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs"), "PredictResponse": schema}
 
 
 def hoist_definitions(document: dict[str, Any]) -> None:
@@ -51,8 +74,11 @@ def install_openapi(app: FastAPI, plane: DataPlane) -> None:
         if key not in cache:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             body = predict_body(plane)
-            if body is not None:
+            if body is not None and plane.served is not None:
+                card = plane.served.card
+                document["info"]["description"] = f"{card.description}\n\n{app.description}"
                 document["paths"]["/predict"]["post"]["requestBody"] = body
+                document["components"]["schemas"].update(answer_schemas(card))
             hoist_definitions(document)
             cache.clear()
             cache[key] = document

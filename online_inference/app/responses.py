@@ -8,7 +8,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from online_inference.app.errors import ServiceError, error_body
@@ -42,15 +42,21 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
 
+WARNINGS = "Values inside the plausible bounds but outside the training range."
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
 
 
 class RowPrediction(BaseModel):
-    condition: Literal[0, 1] = Field(description="Predicted class: 1 means heart disease.")
-    probability: float = Field(ge=0, le=1, description="P(condition = 1), rounded to 6 decimals.")
-    warnings: list[str] = Field(description="Values inside the plausible bounds but outside the training range.")
+    """A row's answer: the class of the model's target, under the target's name (``GET /model``),
+    its probability and any warnings."""
+
+    model_config = ConfigDict(extra="allow")
+    probability: float = Field(ge=0, le=1, description="P(target = the positive class), rounded to 6 decimals.")
+    warnings: list[str] = Field(description=WARNINGS)
 
 
 class PredictResponse(BaseModel):

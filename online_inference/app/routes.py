@@ -20,13 +20,14 @@ router = APIRouter()
 
 @router.post(
     "/predict",
-    summary="Predict heart disease for a batch of patients",
+    summary="Predict the target's class and probability for a batch of rows",
     response_model=PredictResponse,
     responses=ERROR_RESPONSES,  # the body schema comes from the loaded card: see openapi.py
 )
 async def predict(request: Request) -> Response:
-    """Rows as ``{"features": [...13 names...], "data": [[...13 numbers...]]}`` or as
-    ``{"instances": [{"age": 63, ...}]}``; answers in request order."""
+    """Rows as ``{"features": [...the model's features...], "data": [[...a number each...]]}`` or
+    as ``{"instances": [{"<feature>": <number>, ...}]}``; answers in request order, each with the
+    class of the model's target (under the target's name), its probability and any warnings."""
     plane: DataPlane = request.app.state.dataplane
     served = plane.ready()
     body = await read_json_body(request)

@@ -1,7 +1,7 @@
 """Request validation generated from the model card (pydantic), and the warnings it implies.
 
 The card's features give the order, the bounds and the codes; from them this module builds the
-pydantic types of one row (a 13-tuple), of one instance (a closed 13-key object) and of a
+pydantic types of one row (a tuple), of one instance (a closed object keyed by the features) and of a
 ``/predict`` body, validates in pydantic-core (from the raw JSON bytes), and turns every error
 into a :class:`Problem` naming the row, the feature and the reason.
 """
@@ -102,12 +102,12 @@ def build_request_json_schema(card: ModelCard, max_rows: int) -> dict[str, Any]:
         "PredictRows",
         __config__=ConfigDict(extra="forbid"),
         features=(list[str], Field(json_schema_extra={"const": expected}, description="Exactly the model's features, in order.")),
-        data=(list[build_row_type(card)], Field(**rows, description="One row of 13 numbers per patient.")),  # type: ignore[misc]
+        data=(list[build_row_type(card)], Field(**rows, description=f"One row of {len(expected)} numbers each, in the order of `features`.")),  # type: ignore[misc]
     )
     by_instances = create_model(  # type: ignore[call-overload]
         "PredictInstances",
         __config__=ConfigDict(extra="forbid"),
-        instances=(list[build_instance_type(card)], Field(**rows, description="One object per patient.")),  # type: ignore[misc]
+        instances=(list[build_instance_type(card)], Field(**rows, description="One object per row, keyed by feature name.")),  # type: ignore[misc]
     )
     schema = TypeAdapter(by_rows | by_instances).json_schema(ref_template="#/components/schemas/{model}")
     schema["oneOf"] = schema.pop("anyOf")
@@ -154,7 +154,7 @@ class InputSchema:
         self.by_name = {f.name: f for f in card.features}
 
     def parse_predict_body(self, body: bytes) -> np.ndarray:
-        """Raw ``/predict`` JSON → float32 ``[N, 13]``; InvalidInput / PayloadTooLarge otherwise."""
+        """Raw ``/predict`` JSON → float32 ``[N, features]``; InvalidInput / PayloadTooLarge otherwise."""
         X = self.fast.parse(body)
         return X if X is not None else self.parse_fully(body)
 
@@ -172,7 +172,7 @@ class InputSchema:
         return np.array([[row[n] for n in self.names] for row in request.instances], dtype=np.float32)
 
     def parse_rows(self, rows: list[Any]) -> np.ndarray:
-        """Rows already split from another wire format (V2) → float32 ``[N, 13]``."""
+        """Rows already split from another wire format (V2) → float32 ``[N, features]``."""
         if len(rows) > self.max_rows:
             raise PayloadTooLarge(f"at most {self.max_rows} rows per request, got {len(rows)}")
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # ONNX Runtime >= 1.29 starts 1DS telemetry on import (a device-id file under $HOME, uploads).
-# A patient-data service sends nothing anywhere: opt out before the import (also set in images).
+# A service for sensitive data sends nothing anywhere: opt out before the import (also set in images).
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort  # noqa: E402
 
@@ -78,6 +78,6 @@ class ModelSession:
             raise ModelLoadError("model signature does not match its card: " + "; ".join(problems))
 
     def predict(self, X: np.ndarray) -> Prediction:
-        """Labels and probabilities of the float32 ``[N, 13]`` rows ``X``."""
+        """Labels and probabilities of the float32 ``[N, features]`` rows ``X``."""
         labels, probabilities = self.session.run(self.outputs, {self.card.input_name: X})
         return Prediction(labels=labels, probabilities=probabilities, positive=probabilities[:, self.positive_column])

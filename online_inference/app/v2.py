@@ -223,7 +223,7 @@ INFER_DOCS: dict[str, Any] = {
 }
 
 
-@router.post("/models/{name}/infer", summary="Inference: FP32 [N, 13] in, labels and probabilities out", **INFER_DOCS)
+@router.post("/models/{name}/infer", summary="Inference: FP32 [N, features] in, labels and probabilities out", **INFER_DOCS)
 async def infer(name: str, request: Request, plane: DataPlaneDep) -> Response:
     return await answer_inference(plane.ready_named(name), request, plane)
 

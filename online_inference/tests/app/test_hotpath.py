@@ -95,7 +95,7 @@ def test_before_the_model_is_loaded_predict_and_health_answer_503(settings: Sett
 def test_probabilities_are_rounded_as_numpy_rounds_them() -> None:
     positive = np.random.default_rng(0).random(100_000).astype(np.float32)
     prediction = Prediction(labels=np.zeros(len(positive), dtype=np.int64), probabilities=np.c_[1 - positive, positive], positive=positive)
-    served = SimpleNamespace(card=SimpleNamespace(name="m", version="1"), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
+    served = SimpleNamespace(card=SimpleNamespace(name="m", version="1", target="y", classes=[0, 1]), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
     answer = orjson.loads(predict_body(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
     assert [row["probability"] for row in answer["predictions"]] == np.round(positive.astype(np.float64), 6).tolist()
 
