@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -64,6 +66,28 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
         server.should_exit = True
         thread.join(timeout=10)
         assert not thread.is_alive(), "the server did not stop"
+
+
+@contextmanager
+def serving(command: str, cwd: Path) -> Iterator[str]:
+    """``command`` (a shell line that ends by running the service) in ``cwd``, with PORT=0 and
+    without the caller's PYTHONPATH and venv; yields its URL once /health answers 200, and stops
+    it (SIGTERM to its process group) at the end."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PORT"] = "0"
+    log = (cwd.parent / f"serve-{abs(hash(command))}.log").open("wb")
+    shell = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{wait_listening(shell, timeout=600)}"
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the model's loading, until the deadline
+        yield url
+    finally:
+        os.killpg(shell.pid, signal.SIGTERM)
+        shell.wait(60)
+        log.close()
 
 
 def wait_listening(process: subprocess.Popen[bytes], timeout: float) -> int:

@@ -7,17 +7,14 @@ the installed package."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from online_inference.tests.helpers import wait_listening
+from online_inference.tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -29,27 +26,6 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(where)], check=True, timeout=120)
     assert not (where.parent / "shared").exists()
     return where
-
-
-@contextmanager
-def serving(command: str, clone: Path) -> Iterator[str]:
-    """``command`` (a shell line that ends by running the service) with PORT=0; yields its URL
-    once /health answers 200, and stops it (SIGTERM to its process group) at the end."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PORT"] = "0"
-    log = (clone.parent / f"serve-{abs(hash(command))}.log").open("wb")
-    shell = subprocess.Popen(command, shell=True, cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{wait_listening(shell, timeout=600)}"
-        deadline = time.monotonic() + 60
-        while httpx.get(url + "/health").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the model's loading, until the deadline
-        yield url
-    finally:
-        os.killpg(shell.pid, signal.SIGTERM)
-        shell.wait(60)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ RUN_BY_TESTS = {
     r"\.venv/bin/python -m online_inference\.client ": "tests/test_readme.py, only the port and the output path differ",
     r"sha256sum online_inference/model/heart\.onnx": "tests/test_readme_commands.py, below",
     r"make images\b": "tests/docker/conftest.py (OFFLINE=1: stand-in bases, as no image can be pulled here)",
+    r"(make model SPEC=|MODEL_URI=file://\$PWD/my-model\.onnx make serve$|make client CSV=my-table\.csv$)":
+        "tests/test_own_model.py, on a toy table it makes: only the files' paths and the port differ",
 }
 NOT_RUNNABLE_HERE = {
     r"<sha256>|<user>|<ingress>|my-bucket": "a placeholder for the user's own value",
