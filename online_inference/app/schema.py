@@ -52,12 +52,19 @@ def value_type(feature: Feature) -> Any:
     return Annotated[float, *constraints]
 
 
+def meaning(feature: Feature) -> str:
+    """The feature as the card describes it: meaning, unit, codes."""
+    unit = f" ({feature.unit})" if feature.unit else ""
+    codes = "; codes: " + ", ".join(f"{code} {label}" for code, label in feature.codes.items()) if feature.codes else ""
+    return f"{feature.description}{unit}{codes}"
+
+
 def build_row_type(card: ModelCard) -> Any:
     return tuple[tuple(value_type(f) for f in card.features)]  # type: ignore[misc]
 
 
 def build_instance_type(card: ModelCard) -> Any:
-    instance = TypedDict("Instance", {f.name: value_type(f) for f in card.features})  # type: ignore[misc]
+    instance = TypedDict("Instance", {f.name: Annotated[value_type(f), Field(description=meaning(f))] for f in card.features})  # type: ignore[misc]
     instance.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
     return instance
 
