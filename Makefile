@@ -65,8 +65,10 @@ docs: $(VENV)/.dev
 
 # The benchmark against the scikit-learn baseline (needs wrk and taskset), and the in-process
 # costs docs/ARCHITECTURE.md quotes; refreshes both documents. Method: online_inference/bench/README.md.
-bench: $(VENV)/.dev
-	$(PY) -m online_inference.bench.run_bench $(BENCH_ARGS)
+# It measures the service on numpy as the slim and distroless images build it, too (needs the
+# Docker engine the images need: make numpy-wheel).
+bench: $(VENV)/.dev numpy-wheel
+	$(PY) -m online_inference.bench.run_bench --numpy-wheel $(NUMPY_WHEEL_DIR) $(BENCH_ARGS)
 	$(PY) -m online_inference.bench.costs
 	$(PY) -m online_inference.docs
 
@@ -87,7 +89,7 @@ client: $(VENV)/.runtime
 # Locks are compiled with uv (from PyPI) so that runtime, export and dev pin the same versions.
 lock: | $(VENV)/bin/python
 	$(PY) -m pip install --quiet uv
-	cd requirements && for set in runtime export dev; do \
+	cd requirements && for set in runtime export dev numpy-build; do \
 		../$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 $$set.in -o $$set.txt || exit 1; \
 	done
 

@@ -35,7 +35,7 @@ FILE_full := online_inference/Dockerfile
 FILE_slim := online_inference/Dockerfile.slim
 FILE_distroless := online_inference/Dockerfile.distroless
 
-.PHONY: images bases push size-report $(addprefix image-,$(VARIANTS))
+.PHONY: images bases push size-report numpy-wheel $(addprefix image-,$(VARIANTS))
 
 # The image-size study: builds every step, measures it, writes online_inference/SIZE_REPORT.md.
 size-report: $(VENV)/.dev bases
@@ -52,6 +52,13 @@ images: $(addprefix image-,$(VARIANTS))
 
 $(addprefix image-,$(VARIANTS)): image-%: bases
 	$(DOCKER) build $(BUILD_ARGS) $(ARGS_$*) $(EXTRA_BUILD_ARGS) -f $(FILE_$*) -t $(IMAGE):$*$(TAG_SUFFIX) .
+
+# numpy's wheel as the slim image builds it (without BLAS), for `make bench`: BuildKit's cached
+# numpy-source stage, exported to NUMPY_WHEEL_DIR.
+NUMPY_WHEEL_DIR ?= $(VENV)/numpy-wheel
+numpy-wheel: bases
+	rm -rf $(NUMPY_WHEEL_DIR)
+	$(DOCKER) build $(BUILD_ARGS) $(ARGS_slim) --target numpy-wheel --output type=local,dest=$(NUMPY_WHEEL_DIR) -f $(FILE_slim) .
 
 push:
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=docker.io/<user> (or 127.0.0.1:5000/ns)"; exit 2; }

@@ -37,6 +37,8 @@ REMOVALS: list[tuple[str, str]] = [
     ("numpy/polynomial", "polynomials: never imported"),
     ("numpy/ma", "masked arrays: never imported"),
     ("numpy/testing", "numpy's test helpers"),
+    ("numpy/distutils", "numpy's legacy build system (Python < 3.12 only): never imported"),
+    ("numpy/linalg/lapack_lite.*.so", "LAPACK for f2py-era callers: never imported (numpy.linalg uses _umath_linalg)"),
     ("numpy/_core/_simd.*.so", "SIMD test module"),
     ("numpy/_core/_*_tests.*.so", "test extension modules"),
     ("google", "protobuf: needed by onnxruntime's tools (removed), never by inference"),
@@ -85,10 +87,30 @@ def site_packages(venv: Path) -> Path:
     return found[0]
 
 
+def size_of(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
 def remove(path: Path) -> int:
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    size = size_of(path)
     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     return size
+
+
+def matches(root: Path, pattern: str) -> list[Path]:
+    """What a removal's pattern matches under site-packages, nested matches after their parents'."""
+    return [p for p in sorted(root.glob(pattern), reverse=True) if p.exists()]
+
+
+def removal_sizes(venv: Path) -> list[tuple[str, int]]:
+    """Bytes each removal would free from an untrimmed venv (the size study's measure of each),
+    counting a file once, under the first pattern that matches it."""
+    root, counted, sizes = site_packages(venv), set(), []
+    for pattern, _ in REMOVALS:
+        files = {f for p in matches(root, pattern) for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()}
+        sizes.append((pattern, sum(f.stat().st_size for f in files - counted)))
+        counted |= files
+    return sizes
 
 
 def has_debug_sections(path: Path) -> bool:
@@ -113,7 +135,7 @@ def trim(venv: Path, keep_pyc: bool) -> None:
     root = site_packages(venv)
     total = 0
     for pattern, why in REMOVALS:
-        freed = sum(remove(p) for p in sorted(root.glob(pattern), reverse=True) if p.exists())
+        freed = sum(remove(p) for p in matches(root, pattern) if p.exists())
         if freed:
             print(f"removed {pattern:40} {freed / 1e6:7.2f} MB  ({why})")
         total += freed

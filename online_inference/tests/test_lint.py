@@ -1,5 +1,7 @@
 """Spec: the Dockerfiles pass hadolint and the publishing workflow passes actionlint; every
-suppression carries a reason on the line above it. The tests hide no failure: an ``except`` that
+suppression carries a reason on the line above it; the slim and distroless Dockerfiles build numpy
+with the same stages, word for word (BuildKit then compiles it once for both, on one base), and
+build_numpy.sh passes shellcheck. The tests hide no failure: an ``except`` that
 passes or continues, and a ``time.sleep``, say on their line why (a sleep paces a scenario or polls
 with a deadline, it never waits for server state), and no assert is on a literal."""
 
@@ -39,6 +41,25 @@ def test_every_hadolint_suppression_has_a_reason() -> None:
         for i, line in enumerate(lines):
             if re.match(r"#\s*hadolint ignore=", line):
                 assert i > 0 and lines[i - 1].startswith("#") and len(lines[i - 1]) > 20, f"{dockerfile.name}:{i + 1}"
+
+
+def numpy_stages(dockerfile: Path) -> tuple[list[str], str]:
+    """The numpy ARG lines, and the numpy stages' text with the base of their FROM lines left out."""
+    text = dockerfile.read_text()
+    arguments = [line for line in text.splitlines() if line.startswith("ARG NUMPY")]
+    stages = text[text.index("# numpy-source:"):text.index("# builder:")]
+    return arguments, re.sub(r"^FROM \$\{\w+\} AS", "FROM <base> AS", stages, flags=re.M)
+
+
+def test_slim_and_distroless_build_numpy_alike() -> None:
+    slim, distroless = (numpy_stages(ROOT / "online_inference" / f"Dockerfile.{name}") for name in ("slim", "distroless"))
+    assert slim == distroless and "ARG NUMPY=source" in slim[0] and "FROM <base> AS numpy-source" in slim[1]
+
+
+def test_build_numpy_passes_shellcheck() -> None:
+    script = ROOT / "online_inference" / "docker" / "build_numpy.sh"
+    result = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_workflows_pass_actionlint() -> None:

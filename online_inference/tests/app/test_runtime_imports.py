@@ -1,14 +1,19 @@
-"""Spec: the service imports neither scikit-learn nor pandas (its images do not ship them), and
-its runtime phones nowhere."""
+"""Spec: the service imports neither scikit-learn nor pandas (its images do not ship them), calls
+no numpy function that uses BLAS or LAPACK (the slim and distroless images build numpy without
+them), and its runtime phones nowhere."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+SERVICE_CODE = [*sorted((ROOT / "online_inference" / "app").glob("*.py")), ROOT / "online_inference" / "card.py"]
+# numpy's entry points into BLAS and LAPACK: matrix products, and the linear algebra package.
+USES_BLAS = re.compile(r"\b(np|numpy)\.(dot|vdot|inner|outer|matmul|tensordot|einsum|kron|linalg)\b|\.dot\(|[\w\])] @ [\w(]")
 
 PROBE = """
 import sys
@@ -31,6 +36,12 @@ def test_service_and_client_import_neither_sklearn_nor_pandas() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == "", f"loaded: {result.stdout}"
+
+
+def test_the_service_calls_no_numpy_function_that_uses_blas() -> None:
+    found = [f"{path.name}:{number}: {line.strip()}" for path in SERVICE_CODE
+             for number, line in enumerate(path.read_text().splitlines(), 1) if USES_BLAS.search(line)]
+    assert found == []
 
 
 def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:

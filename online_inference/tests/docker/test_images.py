@@ -1,5 +1,6 @@
 """Spec: three images (full, slim, distroless) serve the same app and bundled model: the client's
-predictions on the Kaggle CSV equal the in-process model's; they run as non-root, read-only, with
+predictions on the Kaggle CSV equal the in-process model's, bit for bit (slim and distroless on
+numpy built without BLAS, the full image on PyPI's wheels); they run as non-root, read-only, with
 no capabilities; their /docs render offline; HEALTHCHECK works without curl or a shell; OCI labels name source, version,
 revision and base; no layer or config holds a credential or the build machine's CA bundle."""
 
@@ -41,7 +42,7 @@ def assert_predicts_like_the_model(url: str, kaggle_csv: Path, tmp_path: Path) -
     predictions = json.loads(output.read_text())
     expected = bundled_session().predict(load_kaggle_csv(kaggle_csv).X.astype(np.float32))
     assert [p["condition"] for p in predictions] == expected.labels.tolist()
-    np.testing.assert_allclose([p["probability"] for p in predictions], expected.positive, atol=1e-6)
+    assert [p["probability"] for p in predictions] == np.round(expected.positive.astype(np.float64), 6).tolist()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -49,6 +50,18 @@ def test_image_serves_the_bundled_model_hardened(images: dict[str, str], variant
     with running(images[variant], *HARDENED) as container:
         assert_predicts_like_the_model(container.url, kaggle_csv, tmp_path)
         assert container.top_uids() == {"65532"}, "the server runs as the non-root user"
+
+
+NUMPY_BUILD = ("import pathlib, numpy; c = numpy.__config__.CONFIG['Build Dependencies']; "
+               "print(c['blas']['name'], c['lapack']['name'], pathlib.Path(numpy.__file__).parent.with_name('numpy.libs').exists())")
+
+
+@pytest.mark.parametrize(("variant", "build"), [("full", "scipy-openblas scipy-openblas True"),
+                                                ("slim", "none none False"), ("distroless", "none none False")])
+def test_slim_and_distroless_run_numpy_built_without_blas(images: dict[str, str], variant: str, build: str) -> None:
+    """numpy's BLAS and LAPACK, and the libraries PyPI's wheel bundles (numpy.libs), as built."""
+    result = docker("run", "--rm", "--network", "host", "--entrypoint", "/venv/bin/python3", images[variant], "-c", NUMPY_BUILD)
+    assert result.stdout.strip() == build
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -1,6 +1,6 @@
-"""Spec: size budgets, enforced on the images CI builds: the distroless image adds ≤ 100 MB above
-its runtime base and gzips whole to ≤ 60 MB; the slim image adds ≤ 110 MB; every image carries
-the OCI label naming its runtime base."""
+"""Spec: size budgets, enforced on the images CI builds: the distroless image adds ≤ 75 MB above
+its runtime base and gzips whole to ≤ 47 MB; the slim image adds ≤ 85 MB; every image carries the
+OCI label naming its runtime base."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ def test_every_image_names_its_runtime_base(images: dict[str, str], variant: str
     assert inspect(base_of(images[variant]))["Id"]
 
 
-def test_distroless_adds_at_most_100_mb(images: dict[str, str]) -> None:
+def test_distroless_adds_at_most_75_mb(images: dict[str, str]) -> None:
     assert added_mb(images["distroless"]) <= BUDGETS["distroless_added_mb"]
 
 
-def test_distroless_gzips_to_at_most_60_mb(images: dict[str, str]) -> None:
+def test_distroless_gzips_to_at_most_47_mb(images: dict[str, str]) -> None:
     assert sum(layer_gzip_sizes(images["distroless"]).values()) / MB <= BUDGETS["distroless_gzip_mb"]
 
 
-def test_slim_adds_at_most_110_mb(images: dict[str, str]) -> None:
+def test_slim_adds_at_most_85_mb(images: dict[str, str]) -> None:
     assert added_mb(images["slim"]) <= BUDGETS["slim_added_mb"]
