@@ -18,10 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from online_inference.docker.dockercli import ROOT, inspect, make
+from online_inference.docker.dockercli import ROOT, docker, inspect, make
 from online_inference.docker.measure import MB, ImageMeasure, base_of, measure
 from online_inference.provenance import provenance
 from online_inference.docker.size_render import render_report, render_summary
+from online_inference.docker.trim_venv import removal_sizes
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -39,7 +40,10 @@ class Step:
     overrides: dict[str, str]
 
 
+UNTRIMMED = "distroless-untrimmed"
 SOURCE = "--build-arg VENV_PYC=source "  # the venv keeps its sources (no sourceless bytecode)
+WHEELS = "--build-arg NUMPY=wheels "  # numpy's PyPI wheel (OpenBLAS bundled), as before the source build
+NO_BLAS_ONLY = '--build-arg NUMPY_OPTIONS="-Dblas=none -Dlapack=none" '  # numpy's other build options as PyPI's
 STEPS = (
     Step("full", "python:3.11 + the scikit-learn stack, single stage (the shipped `full`: the baseline)", "full", {}),
     Step("slim-sklearn", "python:3.11-slim base, same scikit-learn stack, single stage", "slim",
@@ -47,21 +51,30 @@ STEPS = (
     Step("slim-onnx", "ONNX Runtime instead of scikit-learn / scipy / pandas, single stage", "slim",
          {"FILE_slim": SINGLE, "EXTRA_BUILD_ARGS": "--build-arg REQUIREMENTS=requirements/runtime.txt"}),
     Step("slim-multistage", "multi-stage: venv built apart, no pip cache, no compilers, no .pyc", "slim",
-         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
-    Step("slim", "+ trim what the runtime never loads; the venv modules a start loads as docstring-free bytecode "
-         "in place of their source, .pyc for the service (the shipped `slim`)", "slim", {}),
+         {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
+    Step("slim-trimmed", "+ trim what the runtime never loads; the venv modules a start loads as docstring-free bytecode "
+         "in place of their source, .pyc for the service", "slim", {"EXTRA_BUILD_ARGS": WHEELS}),
+    Step("slim", "+ numpy built from its source distribution without BLAS or LAPACK, SVML or x86-simd-sort "
+         "(the shipped `slim`)", "slim", {}),
     Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed, no .pyc", "distroless",
-         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
+         {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
     Step("distroless-nopyc", "+ trim what the runtime never loads, no .pyc", "distroless",
-         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=none"}),
+         {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg PYC=none"}),
     Step("distroless-allpyc", "the same with .pyc for every module (`PYC=all`)", "distroless",
-         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=all"}),
+         {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg PYC=all"}),
     Step("distroless-loadedpyc", "the same with .pyc only for what a start loads (`PYC=loaded`)", "distroless",
-         {"EXTRA_BUILD_ARGS": SOURCE + "--build-arg PYC=loaded"}),
-    Step("distroless", "the venv modules a start loads as docstring-free bytecode in place of their source "
-         "(`VENV_PYC=sourceless`), .pyc for the standard library and service modules it loads (the shipped `distroless`)",
-         "distroless", {}),
+         {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg PYC=loaded"}),
+    Step("distroless-sourceless", "the venv modules a start loads as docstring-free bytecode in place of their source "
+         "(`VENV_PYC=sourceless`), .pyc for the standard library and service modules it loads", "distroless",
+         {"EXTRA_BUILD_ARGS": WHEELS}),
+    Step("distroless-noblas", "+ numpy built from its source distribution without BLAS or LAPACK (`NUMPY=source`)",
+         "distroless", {"EXTRA_BUILD_ARGS": NO_BLAS_ONLY}),
+    Step("distroless", "+ nor numpy's SVML math, x86-simd-sort and dispatched SIMD variants, which the service never "
+         "calls, optimised for size, stripped (the shipped `distroless`)", "distroless", {}),
+    Step(UNTRIMMED, "the shipped `distroless` without the trim (`TRIM=0`): what each removal frees (below)", "distroless",
+         {"EXTRA_BUILD_ARGS": "--build-arg TRIM=0"}),
 )
+NUMPY_STAGE = "numpy-source"
 
 S3_CLIENTS = {
     "httpx + httpx-auth (chosen)": ["httpx", "httpx-auth"],
@@ -74,7 +87,8 @@ def log(message: str) -> None:
     print(f"[size-study] {message}", file=sys.stderr, flush=True)
 
 
-def build(step: Step) -> str:
+def build(step: Step) -> tuple[str, float]:
+    """The step's image tag, and the seconds its build took (BuildKit's cache as CI has it)."""
     tag = f"{STUDY_IMAGE}:{step.target}-{step.name}"
     variables = {"IMAGE": STUDY_IMAGE, "TAG_SUFFIX": f"-{step.name}", **step.overrides}
     for name in ("DOCKER", "OFFLINE", "PIP_CERT"):
@@ -82,8 +96,32 @@ def build(step: Step) -> str:
             variables[name] = os.environ[name]
     started = time.perf_counter()
     make(f"image-{step.target}", **variables)
-    log(f"built {tag} in {time.perf_counter() - started:.0f}s")
-    return tag
+    seconds = time.perf_counter() - started
+    log(f"built {tag} in {seconds:.0f}s")
+    return tag, seconds
+
+
+def time_numpy_build() -> dict[str, object]:
+    """How long numpy's source build takes (the ``numpy-source`` stage of the slim image, built
+    without BuildKit's cache), and with which options: the build time it adds to an image."""
+    step = Step("numpy-build", "numpy's source build alone", "slim",
+                {"EXTRA_BUILD_ARGS": f"--no-cache --target {NUMPY_STAGE}"})
+    tag, seconds = build(step)
+    options = next(line.split("=", 1)[1].strip('"') for line in (ROOT / "online_inference/Dockerfile.slim").read_text().splitlines()
+                   if line.startswith("ARG NUMPY_OPTIONS="))
+    subprocess.run([os.environ.get("DOCKER", "docker"), "image", "rm", "--force", tag], check=True, capture_output=True)
+    return {"seconds": round(seconds, 1), "options": options}
+
+
+def trim_removals(image: str) -> dict[str, float]:
+    """MB that each removal of the trim frees, measured on the venv of an untrimmed image."""
+    container = docker("create", image).stdout.strip()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            docker("cp", f"{container}:/venv", tmp)
+            return {pattern: size / MB for pattern, size in removal_sizes(Path(tmp) / "venv")}
+    finally:
+        docker("rm", container)
 
 
 def installed_size(packages: list[str]) -> tuple[float, list[str]]:
@@ -123,15 +161,23 @@ def main() -> int:
         write_outputs(data)
         return 0
     RESULTS.mkdir(exist_ok=True)
+    log("timing numpy's source build (no cache)")
+    numpy_build = time_numpy_build()
     measures: dict[str, ImageMeasure] = {}
+    build_seconds: dict[str, float] = {}
     for step in STEPS:
-        image = build(step)
+        image, build_seconds[step.name] = build(step)
         log(f"measuring {image}")
         measures[step.name] = measure(image, base_of(image))
+        if step.name == UNTRIMMED:
+            removals = trim_removals(image)
     log("measuring S3 clients")
     clients = {label: installed_size(pkgs) for label, pkgs in S3_CLIENTS.items()}
     data = {
-        "steps": {step.name: {"what": step.what, **asdict(measures[step.name])} for step in STEPS},
+        "steps": {step.name: {"what": step.what, "build_seconds": round(build_seconds[step.name], 1),
+                              **asdict(measures[step.name])} for step in STEPS},
+        "numpy_build": numpy_build,
+        "trim_removals": removals,
         "s3_clients": {label: {"mb": mb, "distributions": dists} for label, (mb, dists) in clients.items()},
         "official_bases": OFFICIAL,
         "bases": base_identities({m.base for m in measures.values()}),
