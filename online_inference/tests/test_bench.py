@@ -1,6 +1,8 @@
 """Spec: the benchmark runs (briefly here; `make bench` runs it for real): both services answer,
-give the same predictions, and the results and the README summary are written; wrk's core is kept
-from halting by a process of the lowest priority, only while wrk runs."""
+give the same predictions, and the results and the README summary are written; the service is
+measured on a second numpy too (`make bench`: the images' build without BLAS; here PyPI's wheel
+itself, which proves the mechanism); wrk's core is kept from halting by a process of the lowest
+priority, only while wrk runs."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from online_inference.bench.server import Service
 from online_inference.procfs import children
 from online_inference.tests.helpers import wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.slow
 def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
@@ -29,8 +33,15 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"missing {missing}: .ci/run installs wrk")
         pytest.skip(f"missing {missing} (apt-get install wrk)")
-    assert bench_main(["--quick", "--output", str(tmp_path)]) == 0
+    wheels = tmp_path / "wheels"
+    locked = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+                  if line.startswith("numpy=="))
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    f"numpy=={locked}", "-d", str(wheels)], check=True, timeout=300)
+    assert bench_main(["--quick", "--output", str(tmp_path), "--numpy-wheel", str(wheels)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["numpy"]["onnx_noblas"]["version"] == locked and results["onnx_noblas"]["peak_rss_mb"] > 0
+    assert results["onnx_noblas"]["scenarios"]["single_c32"]["rps"] > 0
     assert results["parity"]["same_labels"] == results["parity"]["rows"] == 297
     for scenario in results["scenarios"].values():
         assert scenario["onnx"]["rps"] > 0 and scenario["baseline"]["rps"] > 0
@@ -43,7 +54,7 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
     assert results["floor"]["single_c32"]["rps"] > results["scenarios"]["single_c32"]["onnx"]["rps"]
     assert results["floor_stock"]["single_c32"]["rps"] > 0
     summary = (tmp_path / "summary.md").read_text()
-    assert "| 1 row/request, 32 connections |" in summary
+    assert "| 1 row/request, 32 connections |" in summary and "numpy without BLAS" in summary
     assert results["settings"]["python"] == f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
     assert f"each service on {results['settings']['python']}, one process" in summary  # the interpreter is said
 
