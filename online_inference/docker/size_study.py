@@ -54,8 +54,8 @@ STEPS = (
          {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
     Step("slim-trimmed", "+ trim what the runtime never loads; the venv modules a start loads as docstring-free bytecode "
          "in place of their source, .pyc for the service", "slim", {"EXTRA_BUILD_ARGS": WHEELS}),
-    Step("slim", "+ numpy built from its source distribution without BLAS or LAPACK, SVML or x86-simd-sort "
-         "(the shipped `slim`)", "slim", {}),
+    Step("slim", "+ numpy built from its source distribution without BLAS or LAPACK, SVML, x86-simd-sort or "
+         "dispatched SIMD variants, optimised for size, stripped (the shipped `slim`)", "slim", {}),
     Step("distroless-multistage", "distroless runtime (no shell, no package manager), untrimmed, no .pyc", "distroless",
          {"EXTRA_BUILD_ARGS": WHEELS + SOURCE + "--build-arg TRIM=0 --build-arg PYC=none"}),
     Step("distroless-nopyc", "+ trim what the runtime never loads, no .pyc", "distroless",
