@@ -68,13 +68,23 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
         assert not thread.is_alive(), "the server did not stop"
 
 
+# What the tests' own run adds to the environment that a user's shell does not have: the tests'
+# PYTHONPATH and venv, and `make test`'s variables (a make started under them prints "Entering
+# directory" lines into its output, as a sub-make).
+NOT_A_USERS = ("PYTHONPATH", "VIRTUAL_ENV", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
+def user_environment() -> dict[str, str]:
+    """The environment a user's shell would give a command: this one without :data:`NOT_A_USERS`."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_A_USERS}
+
+
 @contextmanager
 def serving(command: str, cwd: Path) -> Iterator[str]:
     """``command`` (a shell line that ends by running the service) in ``cwd``, with PORT=0 and
     without the caller's PYTHONPATH and venv; yields its URL once /health answers 200, and stops
     it (SIGTERM to its process group) at the end."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PORT"] = "0"
+    env = {**user_environment(), "PORT": "0"}
     log = (cwd.parent / f"serve-{abs(hash(command))}.log").open("wb")
     shell = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)

@@ -6,7 +6,6 @@ the installed package."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from online_inference.tests.helpers import serving
+from online_inference.tests.helpers import serving, user_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -49,7 +48,7 @@ def test_the_readmes_pip_install_command_serves_the_model(clone: Path, tmp_path:
 
 
 def test_make_client_sends_the_shipped_table(clone: Path, served: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = user_environment()
     result = subprocess.run(["make", "-s", "client", f"URL={served}"], cwd=clone, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

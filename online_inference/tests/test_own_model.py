@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from online_inference.app.session import ModelSession
 from online_inference.docs import README
-from online_inference.tests.helpers import serving
+from online_inference.tests.helpers import serving, user_environment
 
 ROOT = README.parent
 SPEC: dict[str, Any] = {
@@ -76,7 +75,7 @@ def local(command: str, folder: Path) -> str:
 
 
 def shell(command: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = user_environment()
     return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
 
 
