@@ -1,0 +1,648 @@
+"""``python -m online_inference.bench.openloop``: an open-loop HTTP/1.1 load generator.
+
+Arrivals come on a clock (``rate_per_s`` for ``duration_s``: arrival ``i`` is due at
+``i / rate_per_s``), not from a fixed number of busy connections: a closed loop (wrk) sends the next
+request only when an answer came, so a server that slows down is offered less, and the queue that
+would build in front of it never shows. Here it shows: each arrival, at its scheduled time, takes
+an idle keep-alive connection or opens a new one (up to ``max_connections``). When none is free
+the arrival is counted in ``generator_overflow`` and waits, in order, for the next connection that
+frees up; it is never dropped. Latency and the timeout are measured from the *scheduled* time, not
+from the send, so time spent waiting for a connection (or on a generator that fell behind) counts.
+
+Every outcome a client can see is classified, one per arrival (:data:`OUTCOMES`): the status
+(``200``, ``503_retry_after``, ``503_no_retry_after``, any other code by its number), ``reset``
+(ECONNRESET, EPIPE, or the connection closed before a whole answer), ``timeout`` (no whole answer
+within ``timeout_s`` of the scheduled time, waiting for a connection included: those are also
+counted in ``unsent``), ``refused`` (ECONNREFUSED) and ``other`` (any other error). An answer is
+read properly: status line, headers, a ``Content-Length`` or chunked body, or a body to the close;
+``connection: close`` (or HTTP/1.0 without keep-alive) closes the connection after its answer.
+
+``run`` returns a :class:`Result`: offered and served rates, the shed fraction, every failure by
+kind, latency percentiles of the 200s and of the 503s, the server's peak RSS (VmRSS of ``rss_pid``
+and its children, sampled every 100 ms) and a time series of 100 ms buckets by completion time
+(:meth:`Result.to_dict`, JSON-serialisable; ``online_inference.charts.draw_timeline`` draws it).
+``capacity`` measures the closed-loop capacity (wrk, N connections) so that a caller can offer a
+multiple of it.
+
+Speed: requests are pre-encoded bytes written by raw asyncio Protocols on uvloop; one arrival costs
+the generator about 25 µs. Measured on this repository's 2-core machine (generator alone on core 1,
+a constant-answer asyncio server on core 0): it holds the schedule (p99 dispatch lag under 2 ms,
+every arrival answered) up to about 12,000 requests/s; ``dispatch_lag_ms`` in the result says when
+it did not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvloop
+
+from online_inference.procfs import children, status_kb
+
+BUCKET_S = 0.1  # the time series' resolution, and the RSS sampling period
+FAILURES = ("reset", "timeout", "refused", "other")
+OUTCOMES = ("200", "503_retry_after", "503_no_retry_after", "<status>", *FAILURES)
+MAX_HEAD_BYTES = 65536
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def http_request(url: str, body: bytes | None = None, method: str | None = None, content_type: str = "application/json",
+                 headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """The bytes of one HTTP/1.1 request to ``url`` (a POST when there is a body), keep-alive."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    method = method or ("POST" if body is not None else "GET")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    if body is not None:
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"an http:// URL is needed, got {url!r}")
+    return parts.hostname, parts.port or 80
+
+
+# --- reading one answer -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Head:
+    status: int
+    length: int | None  # Content-Length; None: chunked or to the close
+    chunked: bool
+    close: bool  # the connection closes after this answer
+    retry_after: bool
+
+
+def parse_head(head: bytes) -> Head:
+    """The status line and the headers the generator needs (``head`` without its blank line)."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    status = int(rest[:3])
+    fields: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip().lower()
+    connection = fields.get(b"connection", b"")
+    close = b"close" in connection or (version == b"HTTP/1.0" and b"keep-alive" not in connection)
+    chunked = b"chunked" in fields.get(b"transfer-encoding", b"")
+    length = None if chunked or b"content-length" not in fields else int(fields[b"content-length"])
+    if length is None and not chunked and (status in (204, 304) or 100 <= status < 200):
+        length = 0
+    return Head(status, length, chunked, close or (length is None and not chunked), b"retry-after" in fields)
+
+
+def chunked_end(buffer: bytearray, start: int) -> int:
+    """Where a chunked body that begins at ``start`` ends (after its trailers), or -1 if incomplete."""
+    position = start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return -1
+        size = int(bytes(buffer[position:line_end]).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            trailers_end = buffer.find(b"\r\n\r\n", line_end)
+            if buffer[line_end:line_end + 4] == b"\r\n\r\n":
+                return line_end + 4
+            return -1 if trailers_end < 0 else trailers_end + 4
+        position = line_end + 2 + size + 2
+        if position > len(buffer):
+            return -1
+
+
+def outcome_of(head: Head) -> str:
+    if head.status == 503:
+        return "503_retry_after" if head.retry_after else "503_no_retry_after"
+    return str(head.status)
+
+
+def failure_of(error: BaseException | None) -> str:
+    """The outcome of a connection lost before a whole answer."""
+    if error is None or isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    return "other"
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight (no pipelining)."""
+
+    def __init__(self, generator: Generator):
+        self.generator = generator
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.current = -1  # the arrival in flight, or -1
+        self.head: Head | None = None
+        self.body_start = 0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def start(self, arrival: int, request: bytes) -> None:
+        self.current, self.head = arrival, None
+        self.buffer.clear()
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.current < 0:
+            return  # bytes no request asked for (after a timeout, or a server's stray bytes): ignored
+        self.buffer += data
+        if self.head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD_BYTES:
+                    self.generator.lost(self, ValueError("answer head too large"))
+                return
+            try:
+                self.head = parse_head(bytes(self.buffer[:end]))
+            except (ValueError, IndexError):
+                self.generator.lost(self, ValueError("malformed answer"))
+                return
+            self.body_start = end + 4
+        head = self.head
+        if head.length is not None and len(self.buffer) - self.body_start >= head.length:
+            self.generator.answered(self, head)
+        elif head.chunked and chunked_end(self.buffer, self.body_start) >= 0:
+            self.generator.answered(self, head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        head = self.head
+        if self.current >= 0 and head is not None and head.length is None and not head.chunked and exc is None:
+            self.generator.answered(self, head)  # a body to the close: complete now
+        self.generator.lost(self, exc)
+
+
+# --- the generator ----------------------------------------------------------------------------
+
+
+@dataclass
+class Records:
+    """Per arrival (index = arrival order): times in seconds since the start of the run."""
+
+    scheduled: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)  # nan: never sent
+    done: list[float] = field(default_factory=list)  # nan: not finished
+    outcome: list[str] = field(default_factory=list)  # "": not finished
+    overflow: bytearray = field(default_factory=bytearray)  # 1: found no free connection
+    request: list[int] = field(default_factory=list)  # which request of the mix
+
+
+class Generator:
+    """The connection pool, the backlog of arrivals waiting for a connection, and the records."""
+
+    def __init__(self, host: str, port: int, requests: Sequence[bytes], timeout_s: float, max_connections: int,
+                 seed: int | None):
+        self.loop = asyncio.get_running_loop()
+        self.host, self.port, self.requests = host, port, list(requests)
+        self.timeout_s, self.max_connections = timeout_s, max_connections
+        self.pick = random.Random(seed) if seed is not None else None
+        self.records = Records()
+        self.idle: dict[Connection, None] = {}  # an ordered set: the last released is reused first
+        self.busy: set[Connection] = set()
+        self.connecting: dict[int, asyncio.Task[None]] = {}
+        self.backlog: deque[int] = deque()
+        self.open_count = 0  # connected or connecting
+        self.peak_connections = 0
+        self.pending = 0
+        self.drained = self.loop.create_future()
+        self.arrivals_over = False
+        self.start = time.perf_counter()  # not the loop's clock: uvloop's counts whole milliseconds
+        self.closed_loop_until = -math.inf  # set by the closed loop: an answer sends the next request
+
+    def now(self) -> float:
+        return time.perf_counter() - self.start
+
+    # arrivals
+
+    def arrive(self, scheduled: float) -> None:
+        r = self.records
+        index = len(r.scheduled)
+        r.scheduled.append(scheduled)
+        r.sent.append(math.nan)
+        r.done.append(math.nan)
+        r.outcome.append("")
+        r.overflow.append(0)
+        r.request.append(self.pick.randrange(len(self.requests)) if self.pick else index % len(self.requests))
+        self.pending += 1
+        if self.idle:
+            connection, _ = self.idle.popitem()
+            self.send(connection, index)
+        elif self.open_count < self.max_connections:
+            self.open(index)
+        else:
+            r.overflow[index] = 1
+            self.backlog.append(index)
+
+    def send(self, connection: Connection, index: int) -> None:
+        self.records.sent[index] = self.now()
+        self.busy.add(connection)
+        connection.start(index, self.requests[self.records.request[index]])
+
+    def open(self, index: int) -> None:
+        self.open_count += 1
+        self.peak_connections = max(self.peak_connections, self.open_count)
+        self.connecting[index] = self.loop.create_task(self.connect(index))
+
+    async def connect(self, index: int) -> None:
+        remaining = self.records.scheduled[index] + self.timeout_s - self.now()
+        try:
+            _, connection = await asyncio.wait_for(
+                self.loop.create_connection(lambda: Connection(self), self.host, self.port), max(remaining, 0.001))
+        except (TimeoutError, OSError) as error:
+            del self.connecting[index]
+            self.open_count -= 1
+            self.finish(index, "timeout" if isinstance(error, TimeoutError) else failure_of(error))
+            self.slot_freed()
+            return
+        del self.connecting[index]
+        if self.records.outcome[index]:
+            self.release(connection)  # the arrival timed out meanwhile: the connection serves the next
+        else:
+            self.send(connection, index)
+
+    # answers and losses
+
+    def finish(self, index: int, outcome: str) -> None:
+        r = self.records
+        if r.outcome[index]:
+            return
+        r.outcome[index] = outcome
+        r.done[index] = self.now()
+        self.pending -= 1
+        if self.pending == 0 and self.arrivals_over and not self.drained.done():
+            self.drained.set_result(None)
+
+    def answered(self, connection: Connection, head: Head) -> None:
+        index, connection.current = connection.current, -1
+        self.busy.discard(connection)
+        self.finish(index, outcome_of(head))
+        if head.close:
+            self.close(connection)
+        else:
+            self.release(connection)
+
+    def lost(self, connection: Connection, error: BaseException | None) -> None:
+        if connection.current >= 0:
+            index, connection.current = connection.current, -1
+            self.finish(index, failure_of(error))
+        self.close(connection, abort=error is not None)
+
+    def close(self, connection: Connection, abort: bool = False) -> None:
+        """Closes ``connection`` (``abort``: at once, dropping what it has not sent or read)."""
+        self.busy.discard(connection)
+        self.idle.pop(connection, None)
+        if connection.closed:
+            return
+        connection.closed = True
+        self.open_count -= 1
+        if connection.transport is not None:
+            if abort:
+                connection.transport.abort()
+            else:
+                connection.transport.close()
+        self.slot_freed()
+
+    def release(self, connection: Connection) -> None:
+        """A connection free for the next request: the oldest waiting arrival, or the pool."""
+        while self.backlog:
+            index = self.backlog.popleft()
+            if not self.records.outcome[index]:
+                self.send(connection, index)
+                return
+        self.idle[connection] = None
+        if self.now() < self.closed_loop_until:
+            self.arrive(self.now())  # the closed loop: the next request, on this connection (the last released)
+
+    def slot_freed(self) -> None:
+        """A connection closed: the oldest waiting arrival may open one."""
+        while self.backlog and self.open_count < self.max_connections:
+            index = self.backlog.popleft()
+            if not self.records.outcome[index]:
+                self.open(index)
+                return
+
+    # timeouts
+
+    def expire(self) -> None:
+        """Arrivals with no whole answer ``timeout_s`` after their scheduled time."""
+        r, limit = self.records, self.now() - self.timeout_s
+        while self.backlog and r.scheduled[self.backlog[0]] <= limit:
+            self.finish(self.backlog.popleft(), "timeout")
+        for connection in [c for c in self.busy if r.scheduled[c.current] <= limit]:
+            index, connection.current = connection.current, -1
+            self.finish(index, "timeout")
+            self.close(connection, abort=True)  # a late answer must not be read as the next one's
+
+    async def expiring(self) -> None:
+        interval = min(0.02, self.timeout_s / 10)
+        while True:
+            await asyncio.sleep(interval)  # the timeout's resolution
+            self.expire()
+
+    def shut(self) -> None:
+        for connection in [*self.idle, *self.busy]:
+            self.close(connection)
+        for task in self.connecting.values():
+            task.cancel()
+
+
+async def schedule(generator: Generator, rate_per_s: float, count: int) -> None:
+    """Arrival ``i`` at ``i / rate_per_s``: every arrival due is dispatched, then a sleep until the next."""
+    index = 0
+    while index < count:
+        due = min(count, math.floor(generator.now() * rate_per_s) + 1)
+        while index < due:
+            generator.arrive(index / rate_per_s)
+            index += 1
+        await asyncio.sleep(max(0.0, index / rate_per_s - generator.now()))  # until the next arrival's time
+
+
+def process_rss_kb(pid: int) -> int:
+    return sum(status_kb(p, "VmRSS") for p in (pid, *children(pid)))
+
+
+async def sample_rss(generator: Generator, pid: int, samples: list[tuple[float, float]]) -> None:
+    """VmRSS of ``pid`` and its children every :data:`BUCKET_S`, as (seconds, MB)."""
+    tick = 0
+    while True:
+        try:
+            samples.append((generator.now(), process_rss_kb(pid) / 1024))
+        except OSError:
+            return  # the process is gone
+        tick += 1
+        await asyncio.sleep(max(0.0, tick * BUCKET_S - generator.now()))  # the next sample's time
+
+
+# --- the result -------------------------------------------------------------------------------
+
+
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
+    if not latencies_s:
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(latencies_s)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] * 1000, 3)
+
+    return {"p50_ms": at(0.50), "p90_ms": at(0.90), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 3)}
+
+
+def is_failure(outcome: str) -> bool:
+    return outcome != "200" and not outcome.startswith("503")
+
+
+@dataclass
+class Result:
+    """What one run saw. :meth:`to_dict` is its JSON form (the records only if asked)."""
+
+    url: str
+    rate_per_s: float
+    duration_s: float
+    timeout_s: float
+    max_connections: int
+    records: Records
+    rss_samples: list[tuple[float, float]]
+    peak_connections: int
+    elapsed_s: float
+
+    @property
+    def offered(self) -> int:
+        return len(self.records.scheduled)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for outcome in self.records.outcome:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def latencies(self, predicate: Any) -> list[float]:
+        r = self.records
+        return [d - s for d, s, o in zip(r.done, r.scheduled, r.outcome) if predicate(o)]
+
+    def summary(self) -> dict[str, Any]:
+        r, counts = self.records, self.counts()
+        shed = counts.get("503_retry_after", 0) + counts.get("503_no_retry_after", 0)
+        served_in_window = sum(1 for d, o in zip(r.done, r.outcome) if o == "200" and d <= self.duration_s)
+        lags = [t - s for t, s, o in zip(r.sent, r.scheduled, r.overflow) if not o and not math.isnan(t)]
+        return {
+            "url": self.url, "duration_s": self.duration_s, "timeout_s": self.timeout_s, "max_connections": self.max_connections,
+            "offered": self.offered, "offered_rate_per_s": self.offered / self.duration_s,
+            "served_rate_per_s": served_in_window / self.duration_s,
+            "ok": counts.get("200", 0), "shed": shed, "shed_fraction": shed / max(self.offered, 1),
+            "outcomes": counts,
+            "failures": {kind: counts.get(kind, 0) for kind in FAILURES},
+            "other_statuses": {k: v for k, v in counts.items() if k.isdigit() and k != "200"},
+            "generator_overflow": sum(r.overflow), "unsent": sum(1 for t in r.sent if math.isnan(t)),
+            "peak_connections": self.peak_connections,
+            "latency_200": percentiles_ms(self.latencies(lambda o: o == "200")),
+            "latency_503": percentiles_ms(self.latencies(lambda o: o.startswith("503"))),
+            "dispatch_lag_ms": {k.replace("_ms", ""): v for k, v in percentiles_ms(lags).items()},
+            "peak_rss_mb": max((mb for _, mb in self.rss_samples), default=None),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def series(self) -> list[dict[str, Any]]:
+        """Per :data:`BUCKET_S` of completion time: 200s, 503s, failures (anything else), p50/p99
+        of that bucket's 200s, and the largest RSS sampled in it (None if none)."""
+        r = self.records
+        buckets = int(max([self.duration_s, *[d for d in r.done if not math.isnan(d)]]) / BUCKET_S) + 1
+        ok, shed, failed = [0] * buckets, [0] * buckets, [0] * buckets
+        latencies: list[list[float]] = [[] for _ in range(buckets)]
+        for scheduled, done, outcome in zip(r.scheduled, r.done, r.outcome):
+            if math.isnan(done):
+                continue
+            b = int(done / BUCKET_S)
+            if outcome == "200":
+                ok[b] += 1
+                latencies[b].append(done - scheduled)
+            elif outcome.startswith("503"):
+                shed[b] += 1
+            else:
+                failed[b] += 1
+        rss: list[float | None] = [None] * buckets
+        for t, mb in self.rss_samples:
+            b = min(int(t / BUCKET_S), buckets - 1)
+            rss[b] = max(mb, rss[b] or 0.0)
+        for b in range(1, min(buckets, int(self.rss_samples[-1][0] / BUCKET_S) + 1) if self.rss_samples else 0):
+            rss[b] = rss[b - 1] if rss[b] is None else rss[b]  # a sample that landed in the next bucket: the last one holds
+        series = []
+        for b in range(buckets):
+            levels = percentiles_ms(latencies[b])
+            series.append({"t_s": round(b * BUCKET_S, 3), "ok": ok[b], "shed": shed[b], "failures": failed[b],
+                           "p50_ms": levels["p50_ms"], "p99_ms": levels["p99_ms"],
+                           "rss_mb": None if rss[b] is None else round(rss[b], 2)})
+        return series
+
+    def to_dict(self, records: bool = False) -> dict[str, Any]:
+        result = {**self.summary(), "bucket_s": BUCKET_S, "series": self.series()}
+        if records:
+            r = self.records
+            result["records"] = {"scheduled_s": r.scheduled, "done_s": r.done, "outcome": r.outcome,
+                                 "overflow": list(r.overflow), "request": r.request}
+        return result
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+async def run_async(url: str, requests: Sequence[bytes], rate_per_s: float, duration_s: float, timeout_s: float = 5.0,
+                    max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None) -> Result:
+    """:func:`run` in a running event loop."""
+    if not requests or rate_per_s <= 0 or duration_s <= 0 or timeout_s <= 0 or max_connections < 1:
+        raise ValueError("requests, and a positive rate, duration, timeout and max_connections, are needed")
+    host, port = host_port(url)
+    generator = Generator(host, port, requests, timeout_s, max_connections, seed)
+    samples: list[tuple[float, float]] = []
+    helpers = [asyncio.create_task(generator.expiring())]
+    if rss_pid is not None:
+        helpers.append(asyncio.create_task(sample_rss(generator, rss_pid, samples)))
+    try:
+        await schedule(generator, rate_per_s, round(rate_per_s * duration_s))
+        generator.arrivals_over = True
+        if generator.pending:
+            await generator.drained
+    finally:
+        generator.shut()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        await asyncio.sleep(0)  # the transports' connection_lost callbacks run
+    return Result(url, rate_per_s, duration_s, timeout_s, max_connections, generator.records, samples,
+                  generator.peak_connections, generator.now())
+
+
+def run(url: str, requests: Sequence[bytes], rate_per_s: float, duration_s: float, timeout_s: float = 5.0,
+        max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None) -> Result:
+    """Offer ``rate_per_s`` arrivals a second for ``duration_s`` to ``url`` (its host and port; the
+    path is in each request's bytes), on uvloop in its own event loop. ``requests`` is the mix:
+    arrival ``i`` sends ``requests[i % len(requests)]``, or a choice of ``random.Random(seed)``
+    when a seed is given. Takes ``duration_s`` plus at most ``timeout_s`` (the last answers)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run_async(url, requests, rate_per_s, duration_s, timeout_s, max_connections, rss_pid, seed))
+
+
+async def closed_loop_async(url: str, request: bytes, connections: int, seconds: float, timeout_s: float) -> float:
+    host, port = host_port(url)
+    generator = Generator(host, port, [request], timeout_s, connections, None)
+    helper = asyncio.create_task(generator.expiring())
+    generator.closed_loop_until = seconds
+    try:
+        for _ in range(connections):
+            generator.arrive(0.0)
+        await asyncio.sleep(seconds)  # the measurement
+        generator.closed_loop_until = -math.inf
+    finally:
+        generator.shut()
+        helper.cancel()
+        await asyncio.gather(helper, return_exceptions=True)
+    ok = sum(1 for d, o in zip(generator.records.done, generator.records.outcome) if o == "200" and d <= seconds)
+    return ok / seconds
+
+
+WRK_SCRIPT = """
+local file = assert(io.open(os.getenv("REQUEST_FILE"), "rb"))
+local raw = file:read("*a")
+file:close()
+request = function() return raw end
+done = function(summary, latency, requests)
+  io.write(string.format('WRK_JSON {"requests": %d, "duration_us": %d, "non_2xx": %d, "errors": %d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def wrk_capacity(url: str, request: bytes, connections: int, seconds: float, cpus: str | None) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        script, raw = Path(tmp) / "raw.lua", Path(tmp) / "request"
+        script.write_text(WRK_SCRIPT)
+        raw.write_bytes(request)
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), url]
+        if cpus is not None:
+            command = ["taskset", "-c", cpus, *command]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60,
+                                env={**os.environ, "REQUEST_FILE": str(raw)}).stdout
+    line = next(l for l in output.splitlines() if l.startswith("WRK_JSON "))
+    result = json.loads(line.removeprefix("WRK_JSON "))
+    return float((result["requests"] - result["non_2xx"]) / (result["duration_us"] / 1e6))
+
+
+def capacity(url: str, request: bytes, connections: int = 32, seconds: float = 3.0, tool: str = "wrk",
+             cpus: str | None = None, timeout_s: float = 5.0) -> float:
+    """The closed-loop capacity: 200s a second with ``connections`` connections each sending
+    ``request`` again as soon as it is answered, for ``seconds``. ``tool`` ``"wrk"`` (pinned to
+    ``cpus`` with taskset if given; this generator when wrk is not installed) or ``"python"``."""
+    if tool == "wrk" and shutil.which("wrk"):
+        return wrk_capacity(url, request, connections, seconds, cpus)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(closed_loop_async(url, request, connections, seconds, timeout_s))
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def card_example_body() -> bytes:
+    """One row of the bundled model card's examples, in the ``instances`` form."""
+    from online_inference.app.config import BUNDLED_MODEL
+    from online_inference.app.session import ModelSession
+
+    card = ModelSession(BUNDLED_MODEL.read_bytes()).card
+    return json.dumps({"instances": [{f.name: f.example for f in card.features}]}).encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="e.g. http://127.0.0.1:8000/predict")
+    parser.add_argument("--rate", type=float, help="arrivals a second (or --capacity-factor)")
+    parser.add_argument("--capacity-factor", type=float, help="measure the closed-loop capacity first, offer this multiple of it")
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--timeout", type=float, default=5)
+    parser.add_argument("--max-connections", type=int, default=256)
+    parser.add_argument("--rss-pid", type=int)
+    parser.add_argument("--body", type=Path, help="a file with the POST body (default: the bundled card's example row)")
+    parser.add_argument("--get", action="store_true", help="send GET requests, no body")
+    parser.add_argument("--output", type=Path, help="write the whole result (with the time series) as JSON here")
+    args = parser.parse_args(argv)
+    if (args.rate is None) == (args.capacity_factor is None):
+        parser.error("give one of --rate and --capacity-factor")
+    request = http_request(args.url) if args.get else http_request(args.url, args.body.read_bytes() if args.body else card_example_body())
+    rate = args.rate
+    if rate is None:
+        measured = capacity(args.url, request)
+        rate = measured * args.capacity_factor
+        print(f"closed-loop capacity {measured:,.0f} req/s; offering {rate:,.0f}", file=sys.stderr)
+    result = run(args.url, [request], rate, args.duration, args.timeout, args.max_connections, args.rss_pid)
+    full = result.to_dict()
+    if args.output:
+        args.output.write_text(json.dumps(full, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in full.items() if k != "series"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
