@@ -593,7 +593,7 @@ def factors_by_route(requests: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def render(results: dict[str, Any]) -> str:
-    lines = [f"{"case":<66} {'parser':<44} {'body B':>10} {'cost max B':>12} {'med B':>12} {'factor':>7} {'med':>6} {'answer B/row':>12}"]
+    lines = [f"{'case':<66} {'parser':<44} {'body B':>10} {'cost max B':>12} {'med B':>12} {'factor':>7} {'med':>6} {'answer B/row':>12}"]
     for r in results["requests"] + results["parsers"]:
         pad = " padded" if r["padded"] else ""
         values = "" if r["values"] == "bounds" else f" ({r['values']} values)"
