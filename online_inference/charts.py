@@ -1,5 +1,6 @@
-"""The charts of the recorded results, as SVG: the benchmark (``bench/results/bench.json``) and the
-image-size study (``docker/results/size.json``). Drawn by ``make bench``, ``make size-report`` and
+"""The charts of the recorded results, as SVG: the benchmark (``bench/results/bench.json``), the
+image-size study (``docker/results/size.json``), and a load run's time series (:func:`draw_timeline`,
+from ``bench/openloop.py``'s result). Drawn by ``make bench``, ``make size-report`` and
 ``make docs`` (through :mod:`online_inference.docs`, which also checks them), with matplotlib from
 the dev set: never in an image. The same results and the same matplotlib give the same bytes
 (no date, a fixed id salt), so a stale chart is found like a stale table."""
@@ -94,3 +95,69 @@ def draw_size(results: dict[str, Any]) -> bytes:
     axis.set_title(f"Image size per step (make size-report on {results['settings'].get('commit', 'unknown')[:12]})", fontsize=10)
     axis.legend(loc="lower right", fontsize=8)
     return svg(figure)
+
+
+SHED, FAILED, LIMIT = "#e09f3e", "#7b2d26", "#555555"
+
+
+def draw_timeline(series: list[dict[str, Any]] | dict[str, Any], title: str, rss_limit_mb: float | None = None) -> bytes:
+    """A load run over time (``series``: the ``series`` of :meth:`online_inference.bench.openloop.Result.to_dict`,
+    or that whole dict), two panels: the server's RSS in MB, with a dashed line at
+    ``rss_limit_mb`` if given; and the p50 and p99 latency of the requests answered 200 in each
+    bucket (log scale, left) with the 503s and the failures a second (right). Given the whole
+    dict, a dotted line marks the end of the arrivals (``duration_s``). Returns the SVG's bytes
+    (write them where the chart belongs), deterministic like the other charts."""
+    buckets = series["series"] if isinstance(series, dict) else series
+    if not buckets:
+        raise ValueError("an empty time series")
+    t = [b["t_s"] for b in buckets]
+    width = t[1] - t[0] if len(t) > 1 else 0.1
+    figure, (memory, latency) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(1, 1.4))
+    draw_rss(memory, t, buckets, rss_limit_mb)
+    draw_latency(latency, t, buckets, width)
+    if isinstance(series, dict) and "duration_s" in series:
+        for axis in (memory, latency):
+            axis.axvline(series["duration_s"], color=LIMIT, linestyle=":", linewidth=1)
+        memory.annotate("last arrival", (series["duration_s"], 0), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                        textcoords="offset points", fontsize=8, color=LIMIT)
+    latency.set_xlabel("seconds since the first arrival")
+    figure.suptitle(title, fontsize=10)
+    return svg(figure)
+
+
+def nan_if_none(values: list[float | None]) -> list[float]:
+    return [float("nan") if v is None else v for v in values]
+
+
+def draw_rss(axis: Any, t: list[float], buckets: list[dict[str, Any]], limit_mb: float | None) -> None:
+    rss = nan_if_none([b.get("rss_mb") for b in buckets])
+    if all(v != v for v in rss):  # NaN: not sampled
+        axis.text(0.5, 0.5, "RSS not sampled", transform=axis.transAxes, ha="center", va="center", color=LIMIT)
+    else:
+        axis.plot(t, rss, color=SERVICE, label="server RSS")
+    if limit_mb is not None:
+        axis.axhline(limit_mb, color=BASELINE, linestyle="--", linewidth=1, label=f"limit {limit_mb:,.0f} MB")
+        axis.set_ylim(bottom=0, top=max([limit_mb, *[v for v in rss if v == v]]) * 1.1)
+    axis.set_ylabel("RSS, MB")
+    axis.grid(axis="y", alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(loc="lower right", fontsize=8)
+
+
+def draw_latency(axis: Any, t: list[float], buckets: list[dict[str, Any]], width: float) -> None:
+    p50, p99 = (nan_if_none([b.get(key) for b in buckets]) for key in ("p50_ms", "p99_ms"))
+    axis.plot(t, p99, color=SERVICE, linewidth=1.2, label="p99 of the 200s")
+    axis.plot(t, p50, color=SERVICE, linewidth=0.8, linestyle=":", label="p50 of the 200s")
+    if any(v > 0 for v in p99 if v == v):
+        axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(PLAIN)
+        axis.yaxis.set_minor_formatter(NullFormatter())
+    axis.set_ylabel("latency of the 200s, ms")
+    rates = axis.twinx()
+    rates.plot(t, [b["shed"] / width for b in buckets], color=SHED, linewidth=1, label="503s/s")
+    rates.plot(t, [b["failures"] / width for b in buckets], color=FAILED, linewidth=1, label="failures/s")
+    rates.set_ylim(bottom=0, top=max(1.0, *(max(b["shed"], b["failures"]) / width for b in buckets)) * 1.1)
+    rates.yaxis.set_major_formatter(PLAIN)
+    rates.set_ylabel("503s and failures a second")
+    lines = axis.get_legend_handles_labels()[0] + rates.get_legend_handles_labels()[0]
+    axis.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
