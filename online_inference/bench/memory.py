@@ -319,20 +319,13 @@ def peak_above_now(measured: Callable[[], Any]) -> tuple[int, Any]:
     return status_bytes("VmHWM") - before, result
 
 
-def scope_of(case: Case, body_bytes: int) -> dict[str, Any]:
-    path = PREDICT if case.budget_route.startswith("POST /predict") else v2_path(card_of_child())
+def scope_of(case: Case, path: str, body_bytes: int) -> dict[str, Any]:
+    """The ASGI scope of the case's request to ``path``, as uvicorn gives it."""
     headers = [(k.encode(), v.encode()) for k, v in case.headers] + [(b"content-length", str(body_bytes).encode()),
                                                                     (b"host", b"127.0.0.1")]
     return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1", "method": "POST",
             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
             "headers": headers, "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000)}
-
-
-_CHILD_CARD: list[ModelCard] = []
-
-
-def card_of_child() -> ModelCard:
-    return _CHILD_CARD[0]
 
 
 async def start_lifespan(app: Any) -> asyncio.Task[None]:
@@ -386,8 +379,8 @@ def measure_request(case: Case) -> dict[str, Any]:
 
     async def run() -> dict[str, Any]:
         lifespan = await start_lifespan(app)
-        _CHILD_CARD.append(app.plane.served.card)
-        scope = scope_of(case, len(body))
+        path = PREDICT if case.budget_route.startswith("POST /predict") else v2_path(app.plane.served.card)
+        scope = scope_of(case, path, len(body))
         for _ in range(WARMUPS):
             await one_request(app, scope, body)
         before = reset_peak()
