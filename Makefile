@@ -10,13 +10,14 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model data client docs bench soak fuzz lock clean
+.PHONY: help serve test test-fast model data client docs bench replicas soak fuzz lock clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
 	@echo "make test    run every test (unit, live-server, export parity, containers)"
 	@echo "make model   re-train and export online_inference/model/heart.onnx (SPEC=, DATA=, OUTPUT=: your own)"
 	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
+	@echo "make replicas  1, 2 and 3 replicas behind haproxy against one (wrk), README table"
 	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
 	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
 	@echo "make fuzz    schemathesis with FUZZ_EXAMPLES (1000) examples per operation"
@@ -70,6 +71,12 @@ docs: $(VENV)/.dev
 bench: $(VENV)/.dev numpy-wheel
 	$(PY) -m online_inference.bench.run_bench --numpy-wheel $(NUMPY_WHEEL_DIR) $(BENCH_ARGS)
 	$(PY) -m online_inference.bench.costs
+	$(PY) -m online_inference.docs
+
+# 1, 2 and 3 replicas behind haproxy (online_inference/deploy/haproxy/haproxy.cfg) against one,
+# single rows through wrk (needs wrk and haproxy); writes bench/results/replicas.json, then the tables.
+replicas: $(VENV)/.dev
+	$(PY) -m online_inference.bench.replicas $(REPLICAS_ARGS)
 	$(PY) -m online_inference.docs
 
 # 60 s of mixed valid/invalid load at 64 connections: no socket error, no unexpected status, flat RSS.
