@@ -121,6 +121,15 @@ class Settings:
     MAX_BODY_BYTES: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="A larger request body answers 413 unread."
     )
+    MEMORY_BUDGET_BYTES: int = Field(
+        default=128 * 1024 * 1024, ge=64 * 1024 * 1024, description="What all requests in flight may hold together (their "
+        "bodies, what parsing makes of them, their answers: each charged its measured worst case when its head arrives). "
+        "One that does not fit answers 503 with Retry-After, its body unread. Size it with the pod's memory limit: README."
+    )
+    MAX_QUEUE_SECONDS: float = Field(
+        default=0.5, gt=0, description="A request (POST) that has waited this long from its first byte before its work "
+        "starts answers 503 with Retry-After (load shedding): answered requests stay within this plus their service time."
+    )
     MAX_REQUEST_TARGET_BYTES: int = Field(
         default=8 * 1024, ge=256, description="A longer request target (path and query) answers 414, read no further."
     )

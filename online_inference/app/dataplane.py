@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from online_inference.app.admission import Admission
 from online_inference.app.batching import Batcher
 from online_inference.app.config import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
@@ -46,7 +47,8 @@ def default_loader(settings: Settings) -> Loader:
 
 def create_plane(settings: Settings, loader: Loader | None = None) -> DataPlane:
     """The data plane of one service: ``loader`` replaces the default ``MODEL_URI`` loader (tests)."""
-    return DataPlane(loader or default_loader(settings), Metrics(), settings.MAX_BATCH_ROWS)
+    admission = Admission.of(settings)
+    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission)
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,10 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int):
+    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission):
         self.loader = loader
         self.metrics = metrics
+        self.admission = admission  # what requests in flight hold, and how long they may wait
         self.max_rows = max_rows
         self.state: State = "loading"
         self.draining = False  # the server is stopping: still answering, no longer ready
@@ -81,6 +84,7 @@ class DataPlane:
         try:
             session = self.loader()
             self.served = Served(session, FastPath(session.card, self.max_rows))
+            self.admission.values_limit = self.served.fast.values_limit
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)

@@ -15,6 +15,13 @@ every override calls the parent (checked on the uvicorn release pinned in requir
 - An ``Upgrade`` header is removed before the parser sees it: httptools then drops the request's
   body (uvicorn #2722, httptools #124), and RFC 9110 §7.8 lets a server ignore the offer (``curl
   --http2`` and Java's RestClient send ``Upgrade: h2c``).
+- Each request is charged to the memory budget before its body is read (:mod:`charging`, the
+  class this one extends); one that does not fit is refused here.
+- A refusal that leaves a body unread closes the connection the way HTTP servers must (RFC 9112
+  §9.6; nginx's lingering close): the answer, then the end of our side (FIN), then whatever the
+  client still sends is read and dropped until it stops, at most ``TIMEOUT_BODY``. A plain close
+  would reset the connection (unread bytes make the kernel send RST), and a client still sending
+  would lose the answer.
 - On shutdown uvicorn closes every connection between requests at once, though a request may be on
   its way (the client connected just before the stop). Here such a connection closes at its idle
   deadline, or after answering its next request (the front says ``connection: close`` while
@@ -30,13 +37,14 @@ import asyncio
 import functools
 import http
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from online_inference.app.charging import ChargingProtocol
 from online_inference.app.config import Settings
-from online_inference.app.errors import HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong, error_body
+from online_inference.app.errors import (HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong, error_body,
+                                         error_headers)
 
 UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*", re.IGNORECASE)
 
@@ -63,15 +71,17 @@ class EdgeLimits:
 def refusal(error: ServiceError) -> bytes:
     """The whole answer to a request refused at the edge; the connection closes after it."""
     body = error_body(error)
-    head = (f"HTTP/1.1 {error.status_code} {http.HTTPStatus(error.status_code).phrase}\r\ncontent-type: application/json\r\n"
+    headers = "".join(f"{name}: {value}\r\n" for name, value in error_headers(error).items())
+    head = (f"HTTP/1.1 {error.status_code} {http.HTTPStatus(error.status_code).phrase}\r\n{headers}"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode() + body
 
 
-class EdgeProtocol(HttpToolsProtocol):
+class EdgeProtocol(ChargingProtocol):
     def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.lingering = False  # refused: what still arrives is dropped until the client stops
         self.head = bytearray()  # the next request's head so far, held until complete
         self.in_message = self.in_head = False  # where the parser is: inside a message; inside its head
         self.head_seen = 0  # bytes of a head inside the parser (a pipelined one)
@@ -86,6 +96,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.arm_idle_timer(self.idle_since)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        if not (self.in_message or self.head):
+            self.head_started = time.monotonic()
         if self.in_message:  # a body, or a pipelined head the parser holds
             self.head_seen += len(data) if self.in_head else 0
             if self.head_seen > self.limits.max_header:
@@ -135,11 +149,17 @@ class EdgeProtocol(HttpToolsProtocol):
         self.unanswered += 1
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
         self.in_head = False
         self.cancel_deadline()  # the head's; the body's is armed if the read ends before the body does
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.lingering:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.lingering:
+            return
         super().on_message_complete()
         self.in_message = False
         self.cancel_deadline()
@@ -182,19 +202,24 @@ class EdgeProtocol(HttpToolsProtocol):
         """One timer a connection, not one an answer: when it fires, an idle connection closes if its
         time is up, or waits for the rest of it; a busy one is armed again by its next answer."""
         self.idle_timer = None
-        if self.unanswered or self.transport.is_closing():
+        if self.unanswered or self.transport.is_closing() or self.lingering:
             return
         if self.loop.time() >= self.idle_since + self.limits.idle_timeout:
             self.transport.close()
         else:
             self.arm_idle_timer(self.idle_since)
 
-    def refuse(self, error: ServiceError) -> None:
-        """Answer ``error`` (unless an earlier request's answer is still due: it would cut into it), and close."""
+    def refuse(self, error: ServiceError, linger: bool = False) -> None:
+        """Answer ``error`` (unless an earlier request's answer is still due: it would cut into
+        it) and close; nothing more is parsed. ``linger``: a body is left unread (see above)."""
         self.cancel_deadline()
-        if self.transport.is_closing():
+        done, self.lingering = self.lingering or self.transport.is_closing(), True
+        own_answer_due, self.head = self.unanswered == (0 if self.head else 1), bytearray()
+        if done:
             return
-        if self.unanswered == (0 if self.head else 1):  # the refused request's own answer is due, and no other
+        if own_answer_due:
             self.transport.write(refusal(error))
-        self.head = bytearray()
-        self.transport.close()
+        if not (own_answer_due and linger and self.transport.can_write_eof()):
+            return self.transport.close()
+        self.transport.write_eof()  # then close at the client's FIN (uvicorn's eof_received), or at TIMEOUT_BODY
+        self.deadline = self.loop.call_later(self.limits.body_timeout, self.transport.close)

@@ -23,6 +23,7 @@ class Problem:
 
 class ServiceError(Exception):
     status_code = 500
+    retry_after: int | None = None  # seconds, for a refusal that a later try may pass (Retry-After)
 
     def __init__(self, message: str, problems: list[Problem] | None = None):
         super().__init__(message)
@@ -62,6 +63,16 @@ class ModelNotReady(ServiceError):
     status_code = 503
 
 
+class Overloaded(ServiceError):
+    """Refused for load, not for what it asks: the same request succeeds later."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 MAX_LISTED_PROBLEMS = 100  # an error answer stays small, whatever the request
 
 
@@ -85,3 +96,12 @@ def error_body(error: ServiceError) -> bytes:
         if len(error.problems) > MAX_LISTED_PROBLEMS:
             body["problems_total"] = len(error.problems)
     return orjson.dumps(body)
+
+
+def error_headers(error: ServiceError) -> dict[str, str]:
+    """The headers of an error's answer beside its length: its media type, and ``Retry-After``
+    when a later try may pass."""
+    headers = {"content-type": "application/json"}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(error.retry_after)
+    return headers

@@ -56,12 +56,25 @@ INSTANCES_FORM = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"')
 KEPT_PARSER_BYTES = 256 * 1024
 
 
+def max_values(max_rows: int, features: int) -> int:
+    """The most JSON values a request within ``MAX_BATCH_ROWS`` can need: a value per feature and
+    a container per row, the feature names, and the body's own keys and parameters."""
+    return max_rows * (features + 1) + features + 64
+
+
+def value_count_bound(body: bytes) -> int:
+    """At least the number of JSON values in ``body`` (a container's n >= 1 items need n - 1
+    commas): counted at memchr speed, before any parser makes an object of them."""
+    return body.count(b",") + body.count(b"[") + body.count(b"{") + 1
+
+
 class FastPath:
     def __init__(self, card: ModelCard, max_rows: int):
         self.names = card.feature_names
         self.width = len(self.names)
         self.name_set = set(self.names)
         self.max_rows = max_rows
+        self.values_limit = max_values(max_rows, self.width)
         self.low = np.array([f.bounds.min for f in card.features], dtype=np.float64)
         self.high = np.array([f.bounds.max for f in card.features], dtype=np.float64)
         self.integral = np.array([f.is_integral for f in card.features])
@@ -79,9 +92,16 @@ class FastPath:
 
     def parse(self, body: bytes) -> np.ndarray | None:
         """float32 ``[N, features]`` when the body is valid in every respect; None to take the full path."""
+        if self.too_many_values(body):
+            return None
         if len(body) >= BUFFER_FROM_BYTES and not INSTANCES_FORM.match(body):
             return self.parse_to_buffer(body)
         return self.parse_to_objects(body)
+
+    def too_many_values(self, body: bytes) -> bool:
+        """Whether ``body`` may hold more values than a request of ``max_rows`` rows can need
+        (only a body of more than twice that many bytes can)."""
+        return len(body) // 2 >= self.values_limit and value_count_bound(body) > self.values_limit
 
     def parse_to_buffer(self, body: bytes) -> np.ndarray | None:
         """The ``features`` + ``data`` form by simdjson: by the kept parser if it is free and the

@@ -2,6 +2,9 @@
 
 - The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
+- A request for work (``POST``) that waited past ``MAX_QUEUE_SECONDS`` from its first byte is
+  shed: 503 with ``Retry-After``, before its body is read (:mod:`admission`). Probes and
+  metadata are always answered.
 - While the server drains, every answer says ``connection: close``.
 - ``POST /predict`` goes to the hot path, which answers valid bodies itself; everything else, and
   every body the hot path does not accept, goes to the FastAPI application.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from online_inference.app.admission import RETRY_AFTER_SECONDS, TICKET, Admission
 from online_inference.app.body import BodyLimit
+from online_inference.app.errors import Overloaded, error_body, error_headers
 from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.hotpath import HotPath
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 Message = dict[str, Any]
+SHED = Overloaded("the service is busy: the request waited past MAX_QUEUE_SECONDS before its work could start; "
+                  "retry later", RETRY_AFTER_SECONDS)
 
 
 class Front:
@@ -28,10 +35,13 @@ class Front:
         self.plane = plane
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
         self.hot = HotPath(app, plane)
+        self.admission: Admission = plane.admission
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["method"] == "POST" and self.admission.too_late(scope.get("extensions", {}).get(TICKET)):
+            return await shed(send)
         receive = self.limit.wrap(scope, receive)
         if self.plane.draining:
             send = closing(send)
@@ -44,6 +54,14 @@ class Front:
     def drain(self) -> None:
         """The server is stopping: see :mod:`server`."""
         self.plane.drain()
+
+
+async def shed(send: Any) -> None:
+    """503 with ``Retry-After``: the request waited too long to be worth serving now."""
+    error = SHED
+    await send({"type": "http.response.start", "status": error.status_code,
+                "headers": [(k.encode(), v.encode()) for k, v in error_headers(error).items()]})
+    await send({"type": "http.response.body", "body": error_body(error)})
 
 
 def closing(send: Any) -> Any:

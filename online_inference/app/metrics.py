@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from online_inference.app.admission import Counts
 from online_inference.app.fastpath import SMALL_BATCH  # up to this many rows, Python beats numpy's per-call cost
 from online_inference.card import ModelCard
 
@@ -51,7 +52,8 @@ class Latencies:
 class Serving:
     """The metrics of serving: a collector that the registry asks for its families on each scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Counts) -> None:
+        self.load = load  # the admission's: bytes in flight, refusals and sheds
         self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, status) → count
         self.latency: dict[str, Latencies] = {}  # route → request durations
         self.inference = Latencies()
@@ -87,12 +89,26 @@ class Serving:
             info.add_metric([model.name, model.version, model.sha256 or ""], 1)
         ready = GaugeMetricFamily("model_ready", "1 when the model is loaded and checked.", value=int(model is not None))
         rows = CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows)
-        yield from (requests, latency, inference, rows, classes, failures, info, ready)
+        yield from (requests, latency, inference, rows, classes, failures, info, ready, *self.collect_load())
+
+    def collect_load(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        load = self.load
+        shed = CounterMetricFamily("shed_requests", "Requests answered 503 for load, by reason: memory (the budget of "
+                                   "requests in flight was full; refused unread) or queue (waited past MAX_QUEUE_SECONDS).",
+                                   labels=["reason"])
+        shed.add_metric(["memory"], load.refused_memory)
+        shed.add_metric(["queue"], load.shed_queue)
+        yield shed
+        yield GaugeMetricFamily("inflight_bytes", "Bytes charged to the requests in flight (MEMORY_BUDGET_BYTES bounds it).",
+                                value=load.held)
+        yield GaugeMetricFamily("inflight_bytes_peak", "The most bytes requests in flight have held at once.", value=load.peak)
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.serving = Serving()
+    def __init__(self, load: Counts) -> None:
+        self.serving = Serving(load)
 
     @cached_property
     def registry(self) -> CollectorRegistry:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from online_inference.app.errors import ServiceError, error_body
+from online_inference.app.errors import ServiceError, error_body, error_headers
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -19,7 +19,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 
 def render_error(error: ServiceError) -> Response:
-    return Response(error_body(error), status_code=error.status_code, media_type="application/json")
+    return Response(error_body(error), status_code=error.status_code, headers=error_headers(error))
 
 
 async def handle_service_error(_: Request, error: Exception) -> Response:

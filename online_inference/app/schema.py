@@ -162,8 +162,15 @@ class InputSchema:
 
     def parse_predict_body(self, body: bytes) -> np.ndarray:
         """Raw ``/predict`` JSON → float32 ``[N, features]``; InvalidInput / PayloadTooLarge otherwise."""
+        self.check_value_count(body)
         X = self.fast.parse(body)
         return X if X is not None else self.parse_fully(body)
+
+    def check_value_count(self, body: bytes) -> None:
+        """PayloadTooLarge for a body of more values than ``max_rows`` rows need, before a parser
+        builds them (what a request may hold is bounded by it: :mod:`admission`)."""
+        if self.fast.too_many_values(body):
+            raise PayloadTooLarge(f"more JSON values than {self.max_rows} rows need (at most {self.fast.values_limit})")
 
     def parse_fully(self, body: bytes) -> np.ndarray:
         """The full path alone (pydantic on the card's schema), which explains every problem."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from online_inference.app.admission import Admission
 from online_inference.app.config import Settings, SettingsError, get_settings
 from online_inference.app.dataplane import Loader
 from online_inference.app.edge import EdgeLimits, EdgeProtocol
@@ -63,12 +64,12 @@ class Server(uvicorn.Server):
         return int(self.servers[0].sockets[0].getsockname()[1])
 
 
-def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=settings.HOST,
         port=settings.PORT,
-        http=functools.partial(EdgeProtocol, limits=EdgeLimits.of(settings)),  # type: ignore[arg-type]
+        http=functools.partial(EdgeProtocol, limits=EdgeLimits.of(settings), admission=admission),  # type: ignore[arg-type]
         loop="uvloop",
         ws="none",
         lifespan="on",
@@ -85,7 +86,7 @@ def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
 def build_server(settings: Settings, loader: Loader | None = None, app: Front | None = None) -> Server:
     """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread)."""
     app = app or create_app(settings, loader)
-    return Server(uvicorn_config(settings, app), on_drain=app.drain)
+    return Server(uvicorn_config(settings, app, app.plane.admission), on_drain=app.drain)
 
 
 def ignore(sig: int, frame: FrameType | None) -> None:

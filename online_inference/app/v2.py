@@ -15,7 +15,7 @@ from online_inference import __version__
 from online_inference.app import v2_binary
 from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.deps import DataPlaneDep, read_json_body
-from online_inference.app.errors import InvalidInput, Problem
+from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
 
@@ -106,7 +106,7 @@ def flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def input_rows(tensor: RequestInput, binary: memoryview, input_name: str, width: int) -> list[list[Any]]:
+def input_rows(tensor: RequestInput, binary: memoryview, input_name: str, width: int, max_rows: int) -> list[list[Any]]:
     """Check name, datatype and shape ``[N, width]``; return the N rows, from the JSON ``data`` or
     from the bytes after the JSON."""
     if tensor.name != input_name:
@@ -126,6 +126,8 @@ def input_rows(tensor: RequestInput, binary: memoryview, input_name: str, width:
     else:
         if tensor.data is not None:
             raise InvalidInput(f"input {input_name!r} has both data and parameters.binary_data_size")
+        if tensor.shape[0] > max_rows:
+            raise PayloadTooLarge(f"at most {max_rows} rows per request, got {tensor.shape[0]}")
         data = v2_binary.take(binary, 0, size, input_name)
         v2_binary.check_all_read(binary, size)
         values = v2_binary.read_tensor(input_name, tensor.datatype, tensor.shape, data).ravel().tolist()
@@ -241,18 +243,19 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
 
     def parse() -> Any:
         header, binary = v2_binary.split_body(body, header_length)
+        served.schema.check_value_count(header)
         v2_request = parse_request(header)
         if len(v2_request.inputs) != 1:
             raise InvalidInput(f"expected exactly one input {card.input_name!r}, got {len(v2_request.inputs)}")
         wanted = requested_outputs(v2_request, list(names.values()))
-        rows = input_rows(v2_request.inputs[0], binary, card.input_name, len(card.features))
-        return served.schema.parse_rows(rows), v2_request, wanted
+        rows = input_rows(v2_request.inputs[0], binary, card.input_name, len(card.features), served.schema.max_rows)
+        return served.schema.parse_rows(rows), v2_request.id, wanted  # nothing parsed outlives the parse
 
-    X, v2_request, wanted = plane.validate("v2", parse)
+    X, request_id, wanted = plane.validate("v2", parse)
     outputs, blob = build_outputs(await plane.predict(served, X), names, wanted)
     answer: dict[str, Any] = {"model_name": card.name, "model_version": card.version, "outputs": outputs}
-    if v2_request.id is not None:
-        answer["id"] = v2_request.id
+    if request_id is not None:
+        answer["id"] = request_id
     if not blob:
         return json_response(answer)
     header = orjson.dumps(answer)

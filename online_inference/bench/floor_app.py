@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from online_inference.app.admission import Admission
 from online_inference.app.config import get_settings
 from online_inference.app.server import Server, ignore, uvicorn_config
 
@@ -33,7 +34,8 @@ if __name__ == "__main__":
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, ignore)
-    config = uvicorn_config(get_settings(), floor)
+    settings = get_settings()
+    config = uvicorn_config(settings, floor, Admission.of(settings))
     if "--stock" in sys.argv[1:]:
         config.http = "httptools"
     Server(config, on_drain=lambda: None).run()

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from online_inference.app.admission import Admission
 from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.dataplane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
@@ -53,7 +54,7 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
     thread, on a port the system chooses; yields its base URL. ``app`` replaces the service's
     application (by default the service with ``loader``'s model)."""
     settings = (settings or Settings(environment={})).replace(HOST="127.0.0.1", PORT=0, LOG_LEVEL="warning")
-    server = build_server(settings, loader) if app is None else Server(uvicorn_config(settings, app), on_drain=lambda: None)
+    server = build_server(settings, loader) if app is None else Server(uvicorn_config(settings, app, Admission.of(settings)), on_drain=lambda: None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -185,3 +186,14 @@ def receive_more(sock: socket.socket) -> bytes:
     return chunk
 
 
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    """A sample of the service's /metrics (0 if absent), as Prometheus would scrape it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

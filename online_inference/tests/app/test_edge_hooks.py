@@ -15,12 +15,13 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from online_inference.app.charging import ChargingProtocol
 from online_inference.app.edge import EdgeProtocol
 from online_inference.app.server import Server
 
 CHECKED_ON = "0.54.0"
 ROOT = Path(__file__).resolve().parents[3]
-SUBCLASSES = [(EdgeProtocol, HttpToolsProtocol), (Server, uvicorn.Server)]
+SUBCLASSES = [(EdgeProtocol, HttpToolsProtocol), (ChargingProtocol, HttpToolsProtocol), (Server, uvicorn.Server)]
 
 
 def overrides(cls: type, parent: type) -> list[str]:
@@ -59,6 +60,7 @@ def test_each_override_calls_the_parent(cls: type, parent: type) -> None:
         assert any(call.func.attr == name for call in calls), f"{cls.__name__}.{name} does not call the parent's"
 
 
-def test_the_edge_stays_small() -> None:
-    source = inspect.getsource(EdgeProtocol)
+@pytest.mark.parametrize("cls", [EdgeProtocol, ChargingProtocol])
+def test_the_edge_stays_small(cls: type) -> None:
+    source = inspect.getsource(cls)
     assert len(source.splitlines()) < 150

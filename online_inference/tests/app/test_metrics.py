@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from online_inference.app.admission import Counts
 from online_inference.app.metrics import LATENCY_BUCKETS, Latencies, Metrics
 
 from online_inference.card import ModelCard
@@ -70,7 +71,7 @@ def test_latency_buckets_hold_what_prometheus_histograms_hold() -> None:
 
 def test_classes_are_counted_alike_for_small_and_large_calls() -> None:
     labels = np.random.default_rng(2).integers(0, 2, 1000)
-    one_call, row_by_row = Metrics(), Metrics()
+    one_call, row_by_row = Metrics(Counts()), Metrics(Counts())
     one_call.observe_inference(labels, 0.001)
     for label in labels:
         row_by_row.observe_inference(np.array([label]), 0.001)

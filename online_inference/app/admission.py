@@ -1,0 +1,193 @@
+"""What all requests in flight may hold together, and how long one may wait: the service's
+defence against a crowd (every other limit is per request).
+
+- **The memory budget.** Each request with a body is charged, when its head arrives and before its
+  body is read, what it may cost at most: :func:`request_cost`, from its declared length (a
+  chunked body is charged as it arrives). The charge is held until its answer is written. A
+  request whose charge would take the total past ``MEMORY_BUDGET_BYTES`` (less the room kept for
+  the one parse that runs at a time) is refused (503 with ``Retry-After``) unread. A request without a body (the probes, metadata, metrics) is counted but
+  never refused: it costs only :data:`FIXED_BYTES`, and connections are bounded by
+  ``LIMIT_CONCURRENCY``.
+- **The queue deadline.** A request that has waited ``MAX_QUEUE_SECONDS`` from its first byte
+  before its work starts is shed (503 with ``Retry-After``): answered late, it would only make
+  every request behind it late too. Only work is shed (``POST``); probes are always answered.
+
+The figures behind :func:`request_cost` are measured (``make memory``:
+online_inference/bench/memory.py, recorded in bench/results/memory.json; docs/ARCHITECTURE.md
+has the table), and a test holds these constants above the measurement. This module imports no
+web framework: the edge charges and refuses, the front sheds, the metrics read the counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from online_inference.app.config import Settings
+from online_inference.app.errors import Overloaded, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+# What any request holds beyond its body: uvicorn's cycle, its task, the scope and the headers.
+FIXED_BYTES = 32 * 1024
+# The body as read: the parts uvicorn hands over, the whole body they are joined into, and a
+# copy a parser may make (measured on bodies padded to MAX_BODY_BYTES: bench/memory.py).
+BODY_COPIES = 3
+# What a request holds per JSON value from its parse to its answer written: the matrix (float32),
+# the model's outputs, and the answer's bytes (with a training-range warning for every value
+# that can have one: the longest answer a row can have).
+HELD_VALUE_BYTES = 32
+# What parsing makes of a value while it runs, at most (the pydantic path's instances form, an
+# object per row with its keys, is the costliest; encoding an answer costs less). Parsing and
+# encoding run on the event loop, one request at a time, never across an await: the budget keeps
+# room for one parse of the largest request, not one per request.
+TRANSIENT_VALUE_BYTES = 320
+RETRY_AFTER_SECONDS = 1
+TICKET = "heart.admission"  # the ASGI scope's extension that carries a request's Ticket (the edge puts it there)
+TRIM_AFTER_BYTES = 32 * 1024 * 1024  # a burst that held this much gives its memory back to the system
+
+
+def values_in(body_bytes: int, values_limit: int | None) -> int:
+    """The most values a body of ``body_bytes`` can hold: every JSON value takes at least two
+    bytes (itself and a separator), a binary tensor's four (FP32); and none may hold more than
+    ``values_limit`` (the validation's: larger bodies are refused before any parser reads them;
+    None until a model is loaded)."""
+    values = body_bytes // 2 + 1
+    return values if values_limit is None else min(values, values_limit)
+
+
+def request_cost(body_bytes: int, values_limit: int | None) -> int:
+    """The most memory a request with a body of ``body_bytes`` holds while it is served."""
+    return FIXED_BYTES + BODY_COPIES * body_bytes + HELD_VALUE_BYTES * values_in(body_bytes, values_limit)
+
+
+def parse_reserve(values_limit: int | None) -> int:
+    """What the budget keeps for the one parse that may run at a time."""
+    return 0 if values_limit is None else TRANSIENT_VALUE_BYTES * values_limit
+
+
+@dataclass
+class Counts:
+    """What the metrics read: bytes held now, the most held, refusals and sheds by reason."""
+
+    held: int = 0
+    peak: int = 0
+    refused_memory: int = 0
+    shed_queue: int = 0
+
+
+class Ticket:
+    """One request's charge, from its head until its answer is written (or its connection lost)."""
+
+    __slots__ = ("admission", "arrived", "bytes", "body_bytes", "chunked")
+
+    def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool):
+        self.admission = admission
+        self.arrived = arrived  # time.monotonic() at the request's first byte
+        self.bytes = charge
+        self.body_bytes = body_bytes
+        self.chunked = chunked  # its body comes without a declared length: charged as it arrives
+
+    def grow(self, more_body: int) -> None:
+        """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
+        charge = self.admission.cost(self.body_bytes + more_body)
+        if not self.admission.take(charge - self.bytes):
+            raise self.admission.overloaded()
+        self.body_bytes += more_body
+        self.bytes = charge
+
+    def release(self) -> None:
+        """Give the charge back (once: later calls do nothing)."""
+        if self.bytes:
+            self.admission.give_back(self.bytes)
+            self.bytes = 0
+
+    def waited(self, now: float) -> float:
+        return now - self.arrived
+
+
+class Admission:
+    """The budget and the deadline of one service. Used from the event loop's thread only."""
+
+    def __init__(self, budget_bytes: int, max_queue_seconds: float, trim: Callable[[], None] | None = None):
+        self.budget = budget_bytes
+        self.max_queue_seconds = max_queue_seconds
+        self.values_limit: int | None = None  # the served model's (set when it is loaded)
+        self.counts = Counts()
+        self.trim = trim if trim is not None else malloc_trim()
+        self.since_trim = 0  # bytes charged since memory was last given back
+
+    @classmethod
+    def of(cls, settings: Settings) -> Admission:
+        return cls(settings.MEMORY_BUDGET_BYTES, settings.MAX_QUEUE_SECONDS)
+
+    def cost(self, body_bytes: int) -> int:
+        return request_cost(body_bytes, self.values_limit)
+
+    @property
+    def capacity(self) -> int:
+        """What requests may hold together: the budget less the room of one parse."""
+        return self.budget - parse_reserve(self.values_limit)
+
+    def admit(self, declared: int, chunked: bool, arrived: float) -> Ticket:
+        """The ticket of a request whose head declares ``declared`` body bytes (and whether more
+        come in chunks); Overloaded if its charge does not fit the budget now, PayloadTooLarge if
+        it never would."""
+        if not (declared or chunked):
+            self.take(FIXED_BYTES, always=True)
+            return Ticket(self, arrived, FIXED_BYTES, 0, False)
+        charge = self.cost(declared)
+        if charge > self.capacity:
+            raise PayloadTooLarge(f"a body of {declared} bytes may hold {charge} bytes, more than MEMORY_BUDGET_BYTES "
+                                  f"({self.budget}) leaves for requests ({self.capacity})")
+        if not self.take(charge):
+            raise self.overloaded()
+        return Ticket(self, arrived, charge, declared, chunked)
+
+    def overloaded(self) -> Overloaded:
+        self.counts.refused_memory += 1
+        return Overloaded("the service is at its memory budget for requests in flight (MEMORY_BUDGET_BYTES); retry later",
+                          RETRY_AFTER_SECONDS)
+
+    def take(self, charge: int, always: bool = False) -> bool:
+        counts = self.counts
+        if not always and counts.held + charge > self.capacity:
+            return False
+        counts.held += charge
+        counts.peak = max(counts.peak, counts.held)
+        self.since_trim += charge
+        return True
+
+    def give_back(self, charge: int) -> None:
+        counts = self.counts
+        counts.held -= charge
+        if counts.held == 0 and self.since_trim >= TRIM_AFTER_BYTES:
+            self.since_trim = 0
+            self.trim()
+
+    def too_late(self, ticket: Ticket | None) -> bool:
+        """Whether a request has waited past the deadline (counted as shed if so)."""
+        if ticket is None or ticket.waited(time.monotonic()) <= self.max_queue_seconds:
+            return False
+        self.counts.shed_queue += 1
+        return True
+
+
+def malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``: the heap's free pages go back to the system once a burst is
+    over (without it, a burst's peak stays the process's RSS). A no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's included
+    except (ImportError, OSError, AttributeError):
+        return lambda: None
+
+    def trim() -> None:
+        started = time.perf_counter()
+        function(0)
+        log.debug("memory given back after a burst in %.1f ms", 1000 * (time.perf_counter() - started))
+
+    return trim

@@ -1,0 +1,93 @@
+"""The edge's charge of every request to the memory budget (:mod:`admission`), on uvicorn's
+httptools protocol, through the hooks it defines (each calls the parent).
+
+- When a request's head is complete, before its body is read, it is charged its measured worst
+  case (a chunked body: as each part arrives). One that does not fit is refused by the edge's
+  :meth:`refuse` (503 with ``Retry-After``, a lingering close: :mod:`edge`), never read.
+- The charge is held until the answer is written out: the transport's write buffer is set to
+  pause at any byte, so ``resume_writing`` says when it is empty. A lost connection gives back
+  everything it held.
+- The request's :class:`Ticket` rides in the ASGI scope's extensions (:data:`TICKET`): the front
+  reads when its first byte arrived, to shed it if it waited too long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from online_inference.app.admission import TICKET, Admission, Ticket
+from online_inference.app.errors import ServiceError
+
+
+def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
+    """The body's declared length (0 if none) and whether it comes chunked."""
+    length, chunked = 0, False
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    return length, chunked
+
+
+class ChargingProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, admission: Admission, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admission = admission
+        self.tickets: deque[Ticket] = deque()  # the charges of the requests not yet answered, in order
+        self.written: list[Ticket] = []  # those answered whose answer is still in the write buffer
+        self.head_started = 0.0  # time.monotonic() at the first byte of the head being read (the edge's)
+
+    def refuse(self, error: ServiceError, linger: bool = False) -> None:
+        """Answer ``error`` and close, lingering if ``linger`` (the edge's)."""
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=0)  # resume_writing() then says the buffer is empty
+
+    def on_headers_complete(self) -> None:
+        try:
+            ticket = self.admission.admit(*body_framing(self.headers), self.head_started)
+        except ServiceError as error:
+            return self.refuse(error, linger=True)
+        self.tickets.append(ticket)
+        self.scope.setdefault("extensions", {})[TICKET] = ticket  # type: ignore[typeddict-item]
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        ticket = self.tickets[-1]
+        if ticket.chunked:
+            try:
+                ticket.grow(len(body))
+            except ServiceError as error:
+                return self.refuse(error, linger=True)
+        super().on_body(body)
+
+    def on_response_complete(self) -> None:
+        ticket = self.tickets.popleft()
+        if self.transport.get_write_buffer_size():
+            self.written.append(ticket)  # released once the answer is out: resume_writing()
+        else:
+            ticket.release()
+        super().on_response_complete()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.release_written()
+
+    def release_written(self) -> None:
+        for ticket in self.written:
+            ticket.release()
+        self.written.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release_written()
+        for ticket in self.tickets:
+            ticket.release()
+        self.tickets.clear()
+        super().connection_lost(exc)
