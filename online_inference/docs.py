@@ -3,7 +3,8 @@ and of ``docs/ARCHITECTURE.md``.
 
 Sections sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``; each
 is rendered from its source (the settings class, the bundled model card, the size study, the
-benchmark's results and its in-process costs), so no table is typed by hand. The charts of the
+benchmark's results and its in-process costs, the replicas behind haproxy), so no table is typed
+by hand; ``online_inference/deploy/haproxy/README.md`` has one too. The charts of the
 benchmark and of the size study are drawn from the same results (:mod:`online_inference.charts`).
 ``--check`` fails when a document or a chart is stale.
 """
@@ -24,10 +25,12 @@ from online_inference.app.session import ModelSession
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-DOCUMENTS = (README, ARCHITECTURE)
+HAPROXY_README = ROOT / "online_inference" / "deploy" / "haproxy" / "README.md"
+DOCUMENTS = (README, ARCHITECTURE, HAPROXY_README)
 SIZE_RESULTS = Path(__file__).resolve().parent / "docker" / "results" / "size.json"
 BENCH_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "bench.json"
 COSTS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "costs.json"
+REPLICAS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "replicas.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -102,6 +105,12 @@ def costs_summary(results: dict[str, Any]) -> str:
     return render(results)
 
 
+def replicas_summary(results: dict[str, Any]) -> str:
+    from online_inference.bench.replicas import render
+
+    return render(results)
+
+
 def size_summary(results: dict[str, Any]) -> str:
     from online_inference.docker.size_render import render_summary
 
@@ -114,6 +123,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "size": render_results(SIZE_RESULTS, size_summary, "make size-report"),
     "bench": render_results(BENCH_RESULTS, bench_summary, "make bench"),
     "costs": render_results(COSTS_RESULTS, costs_summary, "make bench"),
+    "replicas": render_results(REPLICAS_RESULTS, replicas_summary, "make replicas"),
 }
 
 
