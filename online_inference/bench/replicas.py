@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from online_inference.bench.balancer import SLOTS, Balancer, haproxy, is_up
+from online_inference.bench.balancer import SLOTS, Balancer, haproxy, haproxy_binary, is_up
 from online_inference.bench.run_bench import LUA, RESULTS, body_file, python_description, served_and_calls
 from online_inference.bench.server import Service, serve
 from online_inference.provenance import provenance
@@ -110,7 +110,7 @@ def summarize(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace,
 
 
 def haproxy_version() -> str:
-    return subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    return subprocess.run([haproxy_binary(), "-v"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
 
 
 def render(results: dict[str, Any]) -> str:
