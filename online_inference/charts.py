@@ -8,6 +8,7 @@ the dev set: never in an image. The same results and the same matplotlib give th
 from __future__ import annotations
 
 import io
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -131,13 +132,13 @@ def nan_if_none(values: list[float | None]) -> list[float]:
 
 def draw_rss(axis: Any, t: list[float], buckets: list[dict[str, Any]], limit_mb: float | None) -> None:
     rss = nan_if_none([b.get("rss_mb") for b in buckets])
-    if all(v != v for v in rss):  # NaN: not sampled
+    if all(math.isnan(v) for v in rss):
         axis.text(0.5, 0.5, "RSS not sampled", transform=axis.transAxes, ha="center", va="center", color=LIMIT)
     else:
         axis.plot(t, rss, color=SERVICE, label="server RSS")
     if limit_mb is not None:
         axis.axhline(limit_mb, color=BASELINE, linestyle="--", linewidth=1, label=f"limit {limit_mb:,.0f} MB")
-        axis.set_ylim(bottom=0, top=max([limit_mb, *[v for v in rss if v == v]]) * 1.1)
+        axis.set_ylim(bottom=0, top=max([limit_mb, *[v for v in rss if not math.isnan(v)]]) * 1.1)
     axis.set_ylabel("RSS, MB")
     axis.grid(axis="y", alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
@@ -148,7 +149,7 @@ def draw_latency(axis: Any, t: list[float], buckets: list[dict[str, Any]], width
     p50, p99 = (nan_if_none([b.get(key) for b in buckets]) for key in ("p50_ms", "p99_ms"))
     axis.plot(t, p99, color=SERVICE, linewidth=1.2, label="p99 of the 200s")
     axis.plot(t, p50, color=SERVICE, linewidth=0.8, linestyle=":", label="p50 of the 200s")
-    if any(v > 0 for v in p99 if v == v):
+    if any(v > 0 for v in p99 if not math.isnan(v)):
         axis.set_yscale("log")
         axis.yaxis.set_major_formatter(PLAIN)
         axis.yaxis.set_minor_formatter(NullFormatter())

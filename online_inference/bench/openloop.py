@@ -64,7 +64,7 @@ from online_inference.procfs import children, status_kb
 
 BUCKET_S = 0.1  # the time series' resolution, and the RSS sampling period
 FAILURES = ("reset", "timeout", "refused", "other")
-OUTCOMES = ("200", "503_retry_after", "503_no_retry_after", "<status>", *FAILURES)
+OUTCOMES = ("200", "503_retry_after", "503_no_retry_after", "<status>", *FAILURES, "lost")  # lost: see give_up
 MAX_HEAD_BYTES = 65536
 SPIN_S = 0.002  # the generator yields to its loop, rather than sleep, this close to the next arrival
 
@@ -193,9 +193,11 @@ class Connection(asyncio.Protocol):
                 return
             self.body_start = end + 4
         head = self.head
-        if head.length is not None and len(self.buffer) - self.body_start >= head.length:
-            self.generator.answered(self, head)
-        elif head.chunked and chunked_end(self.buffer, self.body_start) >= 0:
+        if head.length is not None:
+            complete = len(self.buffer) - self.body_start >= head.length
+        else:
+            complete = head.chunked and chunked_end(self.buffer, self.body_start) >= 0
+        if complete:
             self.generator.answered(self, head)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -436,8 +438,8 @@ def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
     return {"p50_ms": at(0.50), "p90_ms": at(0.90), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 3)}
 
 
-def is_failure(outcome: str) -> bool:
-    return outcome != "200" and not outcome.startswith("503")
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 @dataclass
@@ -520,7 +522,7 @@ class Result:
             levels = percentiles_ms(latencies[b])
             series.append({"t_s": round(b * BUCKET_S, 3), "ok": ok[b], "shed": shed[b], "failures": failed[b],
                            "p50_ms": levels["p50_ms"], "p99_ms": levels["p99_ms"],
-                           "rss_mb": None if rss[b] is None else round(rss[b], 2)})
+                           "rss_mb": rounded(rss[b])})
         return series
 
     def to_dict(self, records: bool = False) -> dict[str, Any]:
