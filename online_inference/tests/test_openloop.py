@@ -246,3 +246,16 @@ def test_a_run_ends_even_if_an_arrival_is_never_finished(monkeypatch: pytest.Mon
         result, elapsed = timed_run(url, [post(url)], 20, 0.2, timeout_s=0.2)
     assert result.summary()["outcomes"] == {"lost": 4} and result.lost_where == {"connection": 4}
     assert elapsed < 0.2 + 0.2 + 2.0 + 0.5
+
+
+def test_the_command_prints_the_summary_and_writes_the_result(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from online_inference.bench.openloop import main
+
+    body, output = tmp_path / "body.json", tmp_path / "result.json"
+    body.write_bytes(b'{"instances": []}')
+    with local_server("shed") as (url, _):
+        assert main(["--url", url + "/predict", "--rate", "50", "--duration", "0.4", "--timeout", "1", "--body", str(body),
+                     "--output", str(output)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["outcomes"] == {"503_retry_after": 20} and "series" not in printed
+    assert len(json.loads(output.read_text())["series"]) >= 4
