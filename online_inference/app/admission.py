@@ -8,9 +8,10 @@ defence against a crowd (every other limit is per request).
   the one parse that runs at a time) is refused (503 with ``Retry-After``) unread. A request without a body (the probes, metadata, metrics) is counted but
   never refused: it costs only :data:`FIXED_BYTES`, and connections are bounded by
   ``LIMIT_CONCURRENCY``.
-- **The queue deadline.** A request that has waited ``MAX_QUEUE_SECONDS`` from its first byte
-  before its work starts is shed (503 with ``Retry-After``): answered late, it would only make
-  every request behind it late too. Only work is shed (``POST``); probes are always answered.
+- **The queue deadline.** A request that has waited ``MAX_QUEUE_SECONDS`` before its work starts
+  (from its first byte, or from its body's last when the upload took longer) is shed (503 with
+  ``Retry-After``): answered late, it would only make every request behind it late too. Only work
+  is shed (``POST``; :mod:`workqueue`); probes are always answered.
 
 The figures behind :func:`request_cost` are measured (``make memory``:
 online_inference/bench/memory.py, recorded in bench/results/memory.json; docs/ARCHITECTURE.md
@@ -81,11 +82,11 @@ class Counts:
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "arrived", "bytes", "body_bytes", "chunked")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked")
 
     def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool):
         self.admission = admission
-        self.arrived = arrived  # time.monotonic() at the request's first byte
+        self.since = arrived  # time.monotonic() at its first byte; at its last once its body has come
         self.bytes = charge
         self.body_bytes = body_bytes
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
@@ -104,8 +105,9 @@ class Ticket:
             self.admission.give_back(self.bytes)
             self.bytes = 0
 
-    def waited(self, now: float) -> float:
-        return now - self.arrived
+    def body_read(self) -> None:
+        """Its body has all arrived: its wait for the work counts from now (not the client's upload)."""
+        self.since = time.monotonic()
 
 
 class Admission:
@@ -167,9 +169,9 @@ class Admission:
             self.since_trim = 0
             self.trim()
 
-    def too_late(self, ticket: Ticket | None) -> bool:
+    def too_late(self, ticket: Ticket, now: float | None = None) -> bool:
         """Whether a request has waited past the deadline (counted as shed if so)."""
-        if ticket is None or ticket.waited(time.monotonic()) <= self.max_queue_seconds:
+        if (now if now is not None else time.monotonic()) - ticket.since <= self.max_queue_seconds:
             return False
         self.counts.shed_queue += 1
         return True

@@ -68,6 +68,11 @@ class ChargingProtocol(HttpToolsProtocol):
                 return self.refuse(error, linger=True)
         super().on_body(body)
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.tickets:
+            self.tickets[-1].body_read()
+
     def on_response_complete(self) -> None:
         ticket = self.tickets.popleft()
         if self.transport.get_write_buffer_size():

@@ -2,9 +2,9 @@
 
 - The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
-- A request for work (``POST``) that waited past ``MAX_QUEUE_SECONDS`` from its first byte is
-  shed: 503 with ``Retry-After``, before its body is read (:mod:`admission`). Probes and
-  metadata are always answered.
+- A request for work (``POST``) waits for its turn once its body has arrived (:mod:`workqueue`),
+  and is shed if it waited past ``MAX_QUEUE_SECONDS``: 503 with ``Retry-After`` (before its body
+  is read, if it waited that long already). Probes and metadata never wait.
 - While the server drains, every answer says ``connection: close``.
 - ``POST /predict`` goes to the hot path, which answers valid bodies itself; everything else, and
   every body the hot path does not accept, goes to the FastAPI application.
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from online_inference.app.admission import RETRY_AFTER_SECONDS, TICKET, Admission
+from online_inference.app.admission import TICKET, Admission, Ticket
 from online_inference.app.body import BodyLimit
-from online_inference.app.errors import Overloaded, error_body, error_headers
+from online_inference.app.errors import ServiceError, error_body, error_headers
 from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.hotpath import HotPath
+from online_inference.app.workqueue import WorkQueue, overloaded
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 Message = dict[str, Any]
-SHED = Overloaded("the service is busy: the request waited past MAX_QUEUE_SECONDS before its work could start; "
-                  "retry later", RETRY_AFTER_SECONDS)
 
 
 class Front:
@@ -36,13 +35,31 @@ class Front:
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
         self.hot = HotPath(app, plane)
         self.admission: Admission = plane.admission
+        self.queue = WorkQueue(plane.admission)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if scope["method"] == "POST" and self.admission.too_late(scope.get("extensions", {}).get(TICKET)):
-            return await shed(send)
         receive = self.limit.wrap(scope, receive)
+        ticket = scope.get("extensions", {}).get(TICKET)  # the edge's (absent when served without it)
+        if scope["method"] == "POST" and ticket is not None:
+            return await self.in_turn(ticket, scope, receive, send)
+        await self.route(scope, receive, send)
+
+    async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve a request for work: once its body has come, it waits for its turn (:mod:`workqueue`)."""
+        if self.admission.too_late(ticket):
+            return await send_error(send, overloaded())
+
+        async def receive_in_turn() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                await self.queue.enter(ticket)
+            return message
+
+        await self.route(scope, receive_in_turn, send)
+
+    async def route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.plane.draining:
             send = closing(send)
         if scope["method"] == "HEAD":
@@ -56,9 +73,8 @@ class Front:
         self.plane.drain()
 
 
-async def shed(send: Any) -> None:
-    """503 with ``Retry-After``: the request waited too long to be worth serving now."""
-    error = SHED
+async def send_error(send: Any, error: ServiceError) -> None:
+    """``error``'s answer, before the request's body is read."""
     await send({"type": "http.response.start", "status": error.status_code,
                 "headers": [(k.encode(), v.encode()) for k, v in error_headers(error).items()]})
     await send({"type": "http.response.body", "body": error_body(error)})

@@ -173,6 +173,7 @@ class Connection(asyncio.Protocol):
         self.head: Head | None = None
         self.body_start = 0
         self.closed = False
+        self.warming: asyncio.Future[None] | None = None  # a warm-up request's answer, not recorded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -184,7 +185,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
-        if self.current < 0:
+        if self.current < 0 and self.warming is None:
             return  # bytes no request asked for (after a timeout, or a server's stray bytes): ignored
         self.buffer += data
         if self.head is None:
@@ -204,7 +205,9 @@ class Connection(asyncio.Protocol):
             complete = len(self.buffer) - self.body_start >= head.length
         else:
             complete = head.chunked and chunked_end(self.buffer, self.body_start) >= 0
-        if complete:
+        if complete and self.warming is not None:
+            self.current, self.warming = -1, self.warming.set_result(None)
+        elif complete:
             self.generator.answered(self, head)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -285,6 +288,18 @@ class Generator:
         self.open_count += 1
         self.peak_connections = max(self.peak_connections, self.open_count)
         self.connecting[index] = self.loop.create_task(self.connect(index))
+
+    async def warm(self, count: int) -> None:
+        """Open ``count`` connections into the idle pool before any arrival, each answered once
+        (unrecorded) so that the server has accepted it."""
+        for _ in range(count):
+            _, connection = await self.loop.create_connection(lambda: Connection(self), self.host, self.port)
+            connection.warming = self.loop.create_future()
+            connection.start(-2, self.requests[0])
+            await asyncio.wait_for(connection.warming, self.timeout_s)
+            self.open_count += 1
+            self.idle[connection] = None
+        self.peak_connections = max(self.peak_connections, self.open_count)
 
     async def connect(self, index: int) -> None:
         """Opens a connection for arrival ``index`` (:meth:`expire` cancels it at the arrival's
@@ -545,7 +560,8 @@ class Result:
 
 
 async def run_async(url: str, requests: Sequence[bytes], rate_per_s: float, duration_s: float, timeout_s: float = 5.0,
-                    max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None) -> Result:
+                    max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None,
+                    warm_connections: int = 0) -> Result:
     """:func:`run` in a running event loop."""
     if not requests or rate_per_s <= 0 or duration_s <= 0 or timeout_s <= 0 or max_connections < 1:
         raise ValueError("requests, and a positive rate, duration, timeout and max_connections, are needed")
@@ -556,6 +572,8 @@ async def run_async(url: str, requests: Sequence[bytes], rate_per_s: float, dura
     if rss_pid is not None:
         helpers.append(asyncio.create_task(sample_rss(generator, rss_pid, samples)))
     try:
+        await generator.warm(min(warm_connections, max_connections))
+        generator.start = time.perf_counter()  # the clock starts with the first arrival
         await schedule(generator, rate_per_s, round(rate_per_s * duration_s))
         generator.arrivals_over = True
         if generator.pending:
@@ -574,13 +592,17 @@ async def run_async(url: str, requests: Sequence[bytes], rate_per_s: float, dura
 
 
 def run(url: str, requests: Sequence[bytes], rate_per_s: float, duration_s: float, timeout_s: float = 5.0,
-        max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None) -> Result:
+        max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None, warm_connections: int = 0) -> Result:
     """Offer ``rate_per_s`` arrivals a second for ``duration_s`` to ``url`` (its host and port; the
     path is in each request's bytes), on uvloop in its own event loop. ``requests`` is the mix:
     arrival ``i`` sends ``requests[i % len(requests)]``, or a choice of ``random.Random(seed)``
-    when a seed is given. Takes ``duration_s`` plus at most ``timeout_s`` (the last answers)."""
+    when a seed is given. Takes ``duration_s`` plus at most ``timeout_s`` (the last answers).
+    ``warm_connections`` are opened before the clock starts, as a pool of long-lived clients (or a
+    balancer's connections) would be: a server that is busy accepts new connections slowly (one a
+    turn of its loop, libuv's way), and a run that opens them as it goes measures that too."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run_async(url, requests, rate_per_s, duration_s, timeout_s, max_connections, rss_pid, seed))
+        return runner.run(run_async(url, requests, rate_per_s, duration_s, timeout_s, max_connections, rss_pid, seed,
+                                    warm_connections))
 
 
 async def closed_loop_async(url: str, request: bytes, connections: int, seconds: float, timeout_s: float) -> float:
