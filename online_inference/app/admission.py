@@ -2,8 +2,10 @@
 defence against a crowd (every other limit is per request).
 
 - **The memory budget.** Each request with a body is charged, when its head arrives and before its
-  body is read, what it may cost at most: :func:`request_cost`, from its declared length (a
-  chunked body is charged as it arrives). The charge is held until its answer is written. A
+  body is read, what its body will hold (:func:`body_cost`, from its declared length; a chunked
+  body as it arrives), and once the body has come, what its values will become (counted at
+  memchr speed, before any parser: :meth:`Ticket.hold_values`). The charge is held until its
+  answer is written. A
   request whose charge would take the total past ``MEMORY_BUDGET_BYTES`` (less the room kept for
   the one parse that runs at a time) is refused (503 with ``Retry-After``) unread. A request without a body (the probes, metadata, metrics) is counted but
   never refused: it costs only :data:`FIXED_BYTES`, and connections are bounded by
@@ -59,9 +61,15 @@ def values_in(body_bytes: int, values_limit: int | None) -> int:
     return values if values_limit is None else min(values, values_limit)
 
 
+def body_cost(body_bytes: int) -> int:
+    """What a request holds while its body arrives and waits: charged when its head arrives."""
+    return FIXED_BYTES + BODY_COPIES * body_bytes
+
+
 def request_cost(body_bytes: int, values_limit: int | None) -> int:
-    """The most memory a request with a body of ``body_bytes`` holds while it is served."""
-    return FIXED_BYTES + BODY_COPIES * body_bytes + HELD_VALUE_BYTES * values_in(body_bytes, values_limit)
+    """The most memory a request with a body of ``body_bytes`` holds while it is served: its body,
+    and what its values become (charged once they are counted, when the body has come)."""
+    return body_cost(body_bytes) + HELD_VALUE_BYTES * values_in(body_bytes, values_limit)
 
 
 def parse_reserve(values_limit: int | None) -> int:
@@ -93,11 +101,19 @@ class Ticket:
 
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
-        charge = self.admission.cost(self.body_bytes + more_body)
-        if not self.admission.take(charge - self.bytes):
-            raise self.admission.overloaded()
+        self.add(BODY_COPIES * more_body)
         self.body_bytes += more_body
-        self.bytes = charge
+
+    def hold_values(self, values: int) -> None:
+        """Its body has come with at most ``values`` JSON values: charge what they become (the
+        matrix, the model's outputs, the answer) before its work starts; Overloaded if that does
+        not fit."""
+        self.add(HELD_VALUE_BYTES * min(values, self.admission.values_limit or values))
+
+    def add(self, charge: int) -> None:
+        if not self.admission.take(charge):
+            raise self.admission.overloaded()
+        self.bytes += charge
 
     def release(self) -> None:
         """Give the charge back (once: later calls do nothing)."""
@@ -113,20 +129,17 @@ class Ticket:
 class Admission:
     """The budget and the deadline of one service. Used from the event loop's thread only."""
 
-    def __init__(self, budget_bytes: int, max_queue_seconds: float, trim: Callable[[], None] | None = None):
+    def __init__(self, budget_bytes: int, max_queue_seconds: float):
         self.budget = budget_bytes
         self.max_queue_seconds = max_queue_seconds
         self.values_limit: int | None = None  # the served model's (set when it is loaded)
         self.counts = Counts()
-        self.trim = trim if trim is not None else malloc_trim()
+        self.trim = malloc_trim()
         self.since_trim = 0  # bytes charged since memory was last given back
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
         return cls(settings.MEMORY_BUDGET_BYTES, settings.MAX_QUEUE_SECONDS)
-
-    def cost(self, body_bytes: int) -> int:
-        return request_cost(body_bytes, self.values_limit)
 
     @property
     def capacity(self) -> int:
@@ -140,10 +153,11 @@ class Admission:
         if not (declared or chunked):
             self.take(FIXED_BYTES, always=True)
             return Ticket(self, arrived, FIXED_BYTES, 0, False)
-        charge = self.cost(declared)
-        if charge > self.capacity:
-            raise PayloadTooLarge(f"a body of {declared} bytes may hold {charge} bytes, more than MEMORY_BUDGET_BYTES "
+        most = request_cost(declared, self.values_limit)
+        if most > self.capacity:
+            raise PayloadTooLarge(f"a body of {declared} bytes may hold {most} bytes, more than MEMORY_BUDGET_BYTES "
                                   f"({self.budget}) leaves for requests ({self.capacity})")
+        charge = body_cost(declared)
         if not self.take(charge):
             raise self.overloaded()
         return Ticket(self, arrived, charge, declared, chunked)

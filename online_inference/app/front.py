@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from online_inference.app.admission import TICKET, Admission, Ticket
 from online_inference.app.body import BodyLimit
-from online_inference.app.errors import ServiceError, error_body, error_headers
+from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
 from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
-from online_inference.app.hotpath import HotPath
+from online_inference.app.fastpath import value_count_bound
+from online_inference.app.hotpath import HotPath, raising, replay
 from online_inference.app.workqueue import WorkQueue, overloaded
 
 if TYPE_CHECKING:
@@ -47,17 +48,42 @@ class Front:
         await self.route(scope, receive, send)
 
     async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Serve a request for work: once its body has come, it waits for its turn (:mod:`workqueue`)."""
+        """Serve a request for work: once its body has come, its values are charged and it waits
+        for its turn (:mod:`workqueue`). Refused for load, it is answered here (a 503 must cost
+        little, or shedding takes the time it frees)."""
         if self.admission.too_late(ticket):
             return await send_error(send, overloaded())
+        try:
+            receive = await self.wait_for_turn(ticket, receive)
+        except Overloaded as error:
+            return await send_error(send, error)
+        except ServiceError as error:  # over the size limit: the route answers it, as it reads it
+            receive = raising(error)
+        await self.route(scope, receive, send)
+
+    async def wait_for_turn(self, ticket: Ticket, receive: Any) -> Any:
+        """The ``receive`` of the rest of the request, once its turn has come: here if its body
+        came whole in the first message (most do), else when its last part is read."""
+        message = await receive()
+        values = value_count_bound(message.get("body", b""))
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            ticket.hold_values(values)
+            await self.queue.enter(ticket)
+            return replay(message.get("body", b""), True, receive)
 
         async def receive_in_turn() -> Message:
+            nonlocal values
             message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                await self.queue.enter(ticket)
+            if message["type"] == "http.request":
+                values += value_count_bound(message.get("body", b"")) - 1
+                if not message.get("more_body", False):
+                    ticket.hold_values(values)
+                    await self.queue.enter(ticket)
             return message
 
-        await self.route(scope, receive_in_turn, send)
+        if message["type"] != "http.request":
+            return replay_message(message)
+        return replay(message.get("body", b""), False, receive_in_turn)
 
     async def route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.plane.draining:
@@ -71,6 +97,15 @@ class Front:
     def drain(self) -> None:
         """The server is stopping: see :mod:`server`."""
         self.plane.drain()
+
+
+def replay_message(message: Message) -> Any:
+    """A ``receive`` that gives ``message`` (a disconnect) again."""
+
+    async def again() -> Message:
+        return message
+
+    return again
 
 
 async def send_error(send: Any, error: ServiceError) -> None:

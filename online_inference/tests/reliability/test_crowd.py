@@ -3,7 +3,7 @@ once: in the instances form and the data form (each ~7.5 MB: 10,000 rows of full
 values, padded with JSON's whitespace up to just under MAX_BODY_BYTES), and chunked. Every client is
 answered 200 (with every row's prediction) or 503 with ``Retry-After``; the server's peak RSS
 stays within the Deployment's memory limit; it is ready afterwards, and gives the burst's memory
-back. Half the clients read an early answer as soon as it comes (as curl does), half only after
+back (within 32 MB of idle: without malloc_trim, 45-55 MB stay). Half the clients read an early answer as soon as it comes (as curl does), half only after
 sending their whole body (as most HTTP libraries do): the lingering close serves both.
 
 Every failure a client sees counts: a reset, a connection closed before the answer, a timeout,
@@ -143,4 +143,4 @@ def test_a_crowd_of_large_slow_uploads_is_answered_within_the_pods_memory() -> N
         assert httpx.get(server.url + "/health").json()["status"] == "ready"
         assert metric_value(server.url, "shed_requests_total", reason="memory") == outcomes["503"]
         assert metric_value(server.url, "inflight_bytes") < 1_000_000  # this scrape's own charge
-        assert after - idle < 24, f"RSS {idle:.0f} MB idle, {peak:.0f} MB at the peak, {after:.0f} MB after"
+        assert after - idle < 32, f"RSS {idle:.0f} MB idle, {peak:.0f} MB at the peak, {after:.0f} MB after"
