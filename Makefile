@@ -18,6 +18,7 @@ help:
 	@echo "make model   re-train and export online_inference/model/heart.onnx (SPEC=, DATA=, OUTPUT=: your own)"
 	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
 	@echo "make replicas  1, 2 and 3 replicas behind haproxy against one (wrk), README table"
+	@echo "make memory  what one request costs in memory, per route, body form and parser"
 	@echo "make size-report  the image-size study (online_inference/SIZE_REPORT.md)"
 	@echo "make soak    60 s mixed load: no errors, expected statuses, flat memory"
 	@echo "make fuzz    schemathesis with FUZZ_EXAMPLES (1000) examples per operation"
@@ -78,6 +79,11 @@ bench: $(VENV)/.dev numpy-wheel
 replicas: $(VENV)/.dev
 	$(PY) -m online_inference.bench.replicas $(REPLICAS_ARGS)
 	$(PY) -m online_inference.docs
+
+# What one request costs in memory, per route, body form and parser (bench/results/memory.json):
+# the figures the memory budget's charges are held to (tests/app/test_admission.py).
+memory: $(VENV)/.dev
+	$(PY) -m online_inference.bench.memory
 
 # 60 s of mixed valid/invalid load at 64 connections: no socket error, no unexpected status, flat RSS.
 soak: $(VENV)/.dev

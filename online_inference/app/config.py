@@ -123,12 +123,14 @@ class Settings:
     )
     MEMORY_BUDGET_BYTES: int = Field(
         default=128 * 1024 * 1024, ge=64 * 1024 * 1024, description="What all requests in flight may hold together (their "
-        "bodies, what parsing makes of them, their answers: each charged its measured worst case when its head arrives). "
-        "One that does not fit answers 503 with Retry-After, its body unread. Size it with the pod's memory limit: README."
+        "bodies, what parsing makes of them, their answers: each charged its measured worst case, its body's when its head "
+        "arrives). One that does not fit answers 503 with Retry-After, its body unread. Size it with the pod's memory "
+        "limit: README, Under load."
     )
     MAX_QUEUE_SECONDS: float = Field(
-        default=0.5, gt=0, description="A request (POST) that has waited this long from its first byte before its work "
-        "starts answers 503 with Retry-After (load shedding): answered requests stay within this plus their service time."
+        default=0.5, gt=0, description="A request (POST) that would wait, or has waited, this long for its work to start "
+        "(from its last byte read) answers 503 with Retry-After (load shedding): answered requests stay within this plus "
+        "their service time."
     )
     MAX_REQUEST_TARGET_BYTES: int = Field(
         default=8 * 1024, ge=256, description="A longer request target (path and query) answers 414, read no further."

@@ -135,6 +135,17 @@ def test_memory_is_sized_from_the_measured_rss() -> None:
     assert memory_mib(resources["limits"]["memory"]) >= peak_mb * 2
 
 
+def test_the_memory_limit_holds_the_idle_service_and_the_whole_budget_of_requests_in_flight() -> None:
+    """The same measured figures size both: the idle service's RSS (bench/memory.py) plus the
+    default MEMORY_BUDGET_BYTES plus a margin for what no charge counts (allocator slack, the
+    idle connections: about 7.7 KB each) stays within the pod's limit. The crowd test
+    (tests/reliability/test_crowd.py) holds the real process to the same limit."""
+    idle_mib = max(json.loads((BENCH_RESULTS / "memory.json").read_text())["fixed"]["idle_rss_bytes"]) / 2**20
+    budget_mib = Settings(environment={}).MEMORY_BUDGET_BYTES / 2**20
+    limit_mib = memory_mib(deployment_pod()["containers"][0]["resources"]["limits"]["memory"])
+    assert idle_mib + budget_mib + 0.1 * limit_mib <= limit_mib, (idle_mib, budget_mib, limit_mib)
+
+
 def checkov(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("checkov") or str(Path(sys.executable).parent / "checkov")
     return subprocess.run([binary, "--compact", "--quiet", "--skip-download", "--output", "json", *args],
