@@ -24,6 +24,8 @@ PLAIN = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{val
 HERE = Path(__file__).resolve().parent
 BENCH_CHART = HERE / "bench" / "results" / "bench.svg"
 SIZE_CHART = HERE / "docker" / "results" / "size.svg"
+CROWD_CHART = HERE / "bench" / "results" / "crowd.svg"
+OVERLOAD_CHART = HERE / "bench" / "results" / "overload.svg"
 SERVICE, BASELINE = "#2a6f97", "#c44536"
 
 

@@ -31,6 +31,7 @@ SIZE_RESULTS = Path(__file__).resolve().parent / "docker" / "results" / "size.js
 BENCH_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "bench.json"
 COSTS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "costs.json"
 REPLICAS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "replicas.json"
+LOAD_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "load.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -111,6 +112,12 @@ def replicas_summary(results: dict[str, Any]) -> str:
     return render(results)
 
 
+def load_summary(results: dict[str, Any]) -> str:
+    from online_inference.bench.load import render
+
+    return render(results)
+
+
 def size_summary(results: dict[str, Any]) -> str:
     from online_inference.docker.size_render import render_summary
 
@@ -124,6 +131,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "bench": render_results(BENCH_RESULTS, bench_summary, "make bench"),
     "costs": render_results(COSTS_RESULTS, costs_summary, "make bench"),
     "replicas": render_results(REPLICAS_RESULTS, replicas_summary, "make replicas"),
+    "load": render_results(LOAD_RESULTS, load_summary, "make bench"),
 }
 
 
@@ -139,10 +147,18 @@ def regenerate(text: str) -> str:
 
 def charts() -> list[tuple[Path, bytes]]:
     """Each chart's path and its bytes as drawn from the recorded results now."""
-    from online_inference.charts import BENCH_CHART, SIZE_CHART, draw_bench, draw_size
+    from online_inference.charts import (BENCH_CHART, CROWD_CHART, OVERLOAD_CHART, SIZE_CHART, draw_bench, draw_size,
+                                         draw_timeline)
 
+    from online_inference.bench.crowd import pod_memory_limit_mb
+
+    load = json.loads(LOAD_RESULTS.read_text())
     return [(BENCH_CHART, draw_bench(json.loads(BENCH_RESULTS.read_text()))),
-            (SIZE_CHART, draw_size(json.loads(SIZE_RESULTS.read_text())))]
+            (SIZE_CHART, draw_size(json.loads(SIZE_RESULTS.read_text()))),
+            (CROWD_CHART, draw_timeline(load["crowd"]["series"], "96 uploads of 7.5 MB at once: RSS within the pod's "
+                                        "limit; answered 200 or 503 (Retry-After)", pod_memory_limit_mb())),
+            (OVERLOAD_CHART, draw_timeline(load["overload"], "Arrivals at twice the capacity: the excess shed at once, "
+                                           "the 200s within MAX_QUEUE_SECONDS (0.1 s) plus their service time"))]
 
 
 def main(argv: list[str] | None = None) -> int:
