@@ -18,6 +18,7 @@ Receive = Callable[[], Awaitable[Message]]
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
+            value = value.strip(b" \t")  # the parser keeps the spaces around a value
             return int(value) if value.isdigit() else None
     return None
 

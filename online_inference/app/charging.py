@@ -27,8 +27,8 @@ def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
     """The body's declared length (0 if none) and whether it comes chunked."""
     length, chunked = 0, False
     for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            length = int(value)
+        if name == b"content-length" and value.strip(b" \t").isdigit():  # the parser keeps surrounding spaces
+            length = int(value.strip(b" \t"))
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
     return length, chunked
@@ -41,6 +41,7 @@ class ChargingProtocol(HttpToolsProtocol):
         self.tickets: deque[Ticket] = deque()  # the charges of the requests not yet answered, in order
         self.written: list[Ticket] = []  # those answered whose answer is still in the write buffer
         self.head_started = 0.0  # time.monotonic() at the first byte of the head being read (the edge's)
+        self.lingering = False  # refused: nothing more is parsed, what still arrives is dropped (the edge's)
 
     def refuse(self, error: ServiceError, linger: bool = False) -> None:
         """Answer ``error`` and close, lingering if ``linger`` (the edge's)."""
@@ -60,10 +61,11 @@ class ChargingProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        ticket = self.tickets[-1]
-        if ticket.chunked:
+        if self.lingering:
+            return
+        if self.tickets and not self.cycle.response_complete and self.tickets[-1].chunked:  # (answered: dropped)
             try:
-                ticket.grow(len(body))
+                self.tickets[-1].grow(len(body))
             except ServiceError as error:
                 return self.refuse(error, linger=True)
         super().on_body(body)

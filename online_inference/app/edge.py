@@ -81,7 +81,6 @@ class EdgeProtocol(ChargingProtocol):
     def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
-        self.lingering = False  # refused: what still arrives is dropped until the client stops
         self.head = bytearray()  # the next request's head so far, held until complete
         self.in_message = self.in_head = False  # where the parser is: inside a message; inside its head
         self.head_seen = 0  # bytes of a head inside the parser (a pipelined one)
@@ -143,19 +142,19 @@ class EdgeProtocol(ChargingProtocol):
         return None
 
     def on_message_begin(self) -> None:
+        if self.lingering:  # refused: what follows in the same read is not served
+            return
         super().on_message_begin()
         self.in_message = self.in_head = True
         self.head_seen = 0
         self.unanswered += 1
 
     def on_headers_complete(self) -> None:
+        if self.lingering:
+            return
         self.in_head = False
         self.cancel_deadline()  # the head's; the body's is armed if the read ends before the body does
         super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        if not self.lingering:
-            super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self.lingering:
@@ -212,11 +211,14 @@ class EdgeProtocol(ChargingProtocol):
     def refuse(self, error: ServiceError, linger: bool = False) -> None:
         """Answer ``error`` (unless an earlier request's answer is still due: it would cut into
         it) and close; nothing more is parsed. ``linger``: a body is left unread (see above)."""
-        self.cancel_deadline()
         done, self.lingering = self.lingering or self.transport.is_closing(), True
         own_answer_due, self.head = self.unanswered == (0 if self.head else 1), bytearray()
         if done:
             return
+        self.cancel_deadline()
+        if not own_answer_due and linger and self.cycle is not None:  # an earlier answer first, then the close
+            self.cycle.keep_alive = False
+            return self.transport.pause_reading()
         if own_answer_due:
             self.transport.write(refusal(error))
         if not (own_answer_due and linger and self.transport.can_write_eof()):

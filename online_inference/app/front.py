@@ -110,9 +110,11 @@ def replay_message(message: Message) -> Any:
 
 async def send_error(send: Any, error: ServiceError) -> None:
     """``error``'s answer, before the request's body is read."""
+    body = error_body(error)
+    headers = [(k.encode(), v.encode()) for k, v in error_headers(error).items()]
     await send({"type": "http.response.start", "status": error.status_code,
-                "headers": [(k.encode(), v.encode()) for k, v in error_headers(error).items()]})
-    await send({"type": "http.response.body", "body": error_body(error)})
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def closing(send: Any) -> Any:

@@ -1,0 +1,65 @@
+"""Spec: a request refused for memory is answered in the one error shape, then its connection is
+closed without cutting that answer; whatever the client sends after it, in the same write or
+later, is dropped, never served behind the refusal; a body that arrives after its request's
+answer is dropped too; and a ``Content-Length`` with spaces around it is charged like any
+other. Against the real process, whose log must stay free of tracebacks."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from online_inference.app.charging import body_framing
+from online_inference.bench.server import Service, serve
+from online_inference.tests.helpers import read_response
+
+BUDGET = 64 * 1024 * 1024  # the smallest allowed: a body of 8 MB can never fit what it leaves for requests
+MAX_BODY = 1024 * 1024
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def post_head(length: bytes) -> bytes:
+    return b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Service]:
+    with serve("onnx", cpus="0,1", env={"MEMORY_BUDGET_BYTES": str(BUDGET), "MAX_BODY_BYTES": str(MAX_BODY)}) as service:
+        yield service
+
+
+def exchange(server: Service, data: bytes) -> bytes:
+    """Send ``data``, then read until the server closes (within 10 s)."""
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_spaces_around_a_declared_length_do_not_hide_it() -> None:
+    assert body_framing([(b"content-length", b" 8000000 ")]) == (8_000_000, False)
+
+
+@pytest.mark.parametrize("length", [b"8000000", b"8000000 "])
+def test_a_refusal_is_answered_and_what_follows_it_is_not_served(server: Service, length: bytes) -> None:
+    answers = exchange(server, post_head(length) + b"{" + HEALTH)
+    assert answers.startswith(b"HTTP/1.1 413 ") and answers.count(b"HTTP/1.1 ") == 1, answers[:300]
+    assert b'"error":' in answers and b"MEMORY_BUDGET_BYTES" in answers
+
+
+def test_a_body_that_comes_after_its_answer_is_dropped(server: Service) -> None:
+    """Over MAX_BODY_BYTES (1 MiB here) but within the budget: 413 at once; the client sends its body anyway."""
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(post_head(b"2000000"))
+        answer = read_response(sock)
+        for _ in range(16):
+            sock.sendall(b" " * 65536)
+        rest = b""
+        while chunk := sock.recv(65536):  # the server closes once its 413 is out and the rest dropped
+            rest += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"MAX_BODY_BYTES" in answer, answer[:300]
+    assert b"HTTP/1.1 " not in rest, rest[:300]
