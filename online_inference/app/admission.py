@@ -90,7 +90,7 @@ class Counts:
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete")
 
     def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool):
         self.admission = admission
@@ -98,6 +98,7 @@ class Ticket:
         self.bytes = charge
         self.body_bytes = body_bytes
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
+        self.complete = False  # its body has all arrived
 
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
@@ -123,7 +124,7 @@ class Ticket:
 
     def body_read(self) -> None:
         """Its body has all arrived: its wait for the work counts from now (not the client's upload)."""
-        self.since = time.monotonic()
+        self.since, self.complete = time.monotonic(), True
 
 
 class Admission:

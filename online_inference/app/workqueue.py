@@ -55,8 +55,8 @@ class WorkQueue:
         """Return when ``ticket``'s work may start; Overloaded if it would wait, or waited, too long."""
         if self.admission.too_late(ticket):
             raise overloaded()
-        if not self.waiting and self.fits(ticket):
-            return self.start(ticket)
+        if self.may_start_now(ticket):
+            return
         if self.rate.seconds_for(self.waiting_weight) > self.admission.max_queue_seconds:
             self.admission.counts.shed_queue += 1
             raise overloaded()
@@ -65,6 +65,13 @@ class WorkQueue:
         self.waiting_weight += weight(ticket)
         self.schedule_next_turn()
         await turn  # cancelled (the client went away): let_in() passes it by
+
+    def may_start_now(self, ticket: Ticket) -> bool:
+        """Start ``ticket``'s work now if nothing waits and it fits this turn (most requests)."""
+        if self.waiting or not self.fits(ticket):
+            return False
+        self.start(ticket)
+        return True
 
     def fits(self, ticket: Ticket) -> bool:
         return self.started == 0 or self.started + weight(ticket) <= WORK_BYTES
