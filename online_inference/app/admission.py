@@ -48,6 +48,7 @@ HELD_VALUE_BYTES = 32
 # room for one parse of the largest request, not one per request.
 TRANSIENT_VALUE_BYTES = 320
 RETRY_AFTER_SECONDS = 1
+SHED = "the service is busy: the request waited past MAX_QUEUE_SECONDS for its work to start; retry later"
 TICKET = "heart.admission"  # the ASGI scope's extension that carries a request's Ticket (the edge puts it there)
 TRIM_AFTER_BYTES = 32 * 1024 * 1024  # a burst that held this much gives its memory back to the system
 
@@ -185,11 +186,13 @@ class Admission:
             self.trim()
 
     def too_late(self, ticket: Ticket, now: float | None = None) -> bool:
-        """Whether a request has waited past the deadline (counted as shed if so)."""
-        if (now if now is not None else time.monotonic()) - ticket.since <= self.max_queue_seconds:
-            return False
+        """Whether a request has waited past the deadline."""
+        return (now if now is not None else time.monotonic()) - ticket.since > self.max_queue_seconds
+
+    def shed(self) -> Overloaded:
+        """The answer to a request that would wait, or waited, past the deadline (counted)."""
         self.counts.shed_queue += 1
-        return True
+        return Overloaded(SHED, RETRY_AFTER_SECONDS)
 
 
 def malloc_trim() -> Callable[[], None]:

@@ -20,18 +20,15 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from online_inference.app.admission import TICKET, Admission, Ticket
+from online_inference.app.body import declared_length
 from online_inference.app.errors import ServiceError
 
 
 def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
-    """The body's declared length (0 if none) and whether it comes chunked."""
-    length, chunked = 0, False
-    for name, value in headers:
-        if name == b"content-length" and value.strip(b" \t").isdigit():  # the parser keeps surrounding spaces
-            length = int(value.strip(b" \t"))
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-    return length, chunked
+    """The body's declared length (0 if none: :func:`body.declared_length`, the front's reading)
+    and whether it comes chunked."""
+    chunked = any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
+    return declared_length(headers) or 0, chunked
 
 
 class ChargingProtocol(HttpToolsProtocol):

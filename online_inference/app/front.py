@@ -21,7 +21,7 @@ from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.fastpath import value_count_bound
 from online_inference.app.hotpath import HotPath, raising, replay
-from online_inference.app.workqueue import WorkQueue, overloaded
+from online_inference.app.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -53,7 +53,7 @@ class Front:
         for its turn (:mod:`workqueue`). Refused for load, it is answered here (a 503 must cost
         little, or shedding takes the time it frees)."""
         if self.admission.too_late(ticket):
-            return await send_error(send, overloaded())
+            return await send_error(send, self.admission.shed())
         try:
             if ticket.complete and ticket.body_bytes <= COUNTED_FROM_BYTES:  # most: a small body, all here
                 ticket.hold_values(values_in(ticket.body_bytes, None))  # (its bound: no need to read it first)
@@ -88,7 +88,7 @@ class Front:
             return message
 
         if message["type"] != "http.request":
-            return replay_message(message)
+            return receive  # a disconnect: uvicorn's receive says so again
         return replay(message.get("body", b""), False, receive_in_turn)
 
     async def route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -103,15 +103,6 @@ class Front:
     def drain(self) -> None:
         """The server is stopping: see :mod:`server`."""
         self.plane.drain()
-
-
-def replay_message(message: Message) -> Any:
-    """A ``receive`` that gives ``message`` (a disconnect) again."""
-
-    async def again() -> Message:
-        return message
-
-    return again
 
 
 async def send_error(send: Any, error: ServiceError) -> None:

@@ -24,8 +24,7 @@ import asyncio
 import time
 from collections import deque
 
-from online_inference.app.admission import RETRY_AFTER_SECONDS, Admission, Ticket
-from online_inference.app.errors import Overloaded
+from online_inference.app.admission import Admission, Ticket
 
 # The bodies whose work starts in one turn of the loop (a request's weight: its body's bytes,
 # and a share for what every request costs whatever its size): tens of single rows (one shared
@@ -33,7 +32,6 @@ from online_inference.app.errors import Overloaded
 # overload") has the measurement.
 WORK_BYTES = 256 * 1024
 REQUEST_WEIGHT = 4 * 1024
-SHED = "the service is busy: the request waited past MAX_QUEUE_SECONDS for its work to start; retry later"
 
 
 def weight(ticket: Ticket) -> int:
@@ -54,12 +52,11 @@ class WorkQueue:
     async def enter(self, ticket: Ticket) -> None:
         """Return when ``ticket``'s work may start; Overloaded if it would wait, or waited, too long."""
         if self.admission.too_late(ticket):
-            raise overloaded()
+            raise self.admission.shed()
         if self.may_start_now(ticket):
             return
         if self.rate.seconds_for(self.waiting_weight) > self.admission.max_queue_seconds:
-            self.admission.counts.shed_queue += 1
-            raise overloaded()
+            raise self.admission.shed()
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append((ticket, turn))
         self.waiting_weight += weight(ticket)
@@ -96,17 +93,21 @@ class WorkQueue:
         now = time.monotonic()
         while self.waiting:
             ticket, turn = self.waiting[0]
-            if not (turn.done() or self.admission.too_late(ticket, now) or self.fits(ticket)):
-                return self.schedule_next_turn()
-            self.waiting.popleft()
-            self.waiting_weight -= weight(ticket)
-            if turn.done():  # cancelled
-                continue
-            if ticket.since + self.admission.max_queue_seconds < now:  # too_late() counted it
-                turn.set_exception(overloaded())
-            else:
+            if turn.done():  # cancelled: the client went away
+                self.pop_waiting()
+            elif self.admission.too_late(ticket, now):
+                self.pop_waiting()
+                turn.set_exception(self.admission.shed())
+            elif self.fits(ticket):
+                self.pop_waiting()
                 self.start(ticket)
                 turn.set_result(None)
+            else:
+                return self.schedule_next_turn()
+
+    def pop_waiting(self) -> None:
+        ticket, _ = self.waiting.popleft()
+        self.waiting_weight -= weight(ticket)
 
 
 class Rate:
@@ -129,7 +130,3 @@ class Rate:
             return 0.0
         span = max(self.turns[-1][0] - self.turns[0][0], 1e-3)
         return weight * span / self.total
-
-
-def overloaded() -> Overloaded:
-    return Overloaded(SHED, RETRY_AFTER_SECONDS)

@@ -103,10 +103,6 @@ def test_the_charges_cover_what_each_measured_request_cost() -> None:
         assert request["cost_bytes"]["max"] <= charged, request
 
 
-def run(coroutine: object) -> object:
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
-
-
 def test_the_work_starts_a_turn_at_a_time_in_order() -> None:
     async def scenario() -> list[int]:
         admission, started = loaded(), []
@@ -124,8 +120,8 @@ def test_the_work_starts_a_turn_at_a_time_in_order() -> None:
         assert 0 < first_turn <= per_turn
         return started
 
-    started = run(scenario())
-    assert started == sorted(started)  # type: ignore[call-overload]
+    started = asyncio.run(scenario())
+    assert started == sorted(started)
 
 
 def test_a_request_that_waited_past_the_deadline_is_shed_503() -> None:
@@ -138,4 +134,4 @@ def test_a_request_that_waited_past_the_deadline_is_shed_503() -> None:
         assert shed.value.retry_after == budget.RETRY_AFTER_SECONDS
         assert admission.counts.shed_queue == 1
 
-    run(scenario())
+    asyncio.run(scenario())
