@@ -1,7 +1,7 @@
 """A crowd of large, slow uploads: the clients of the memory budget's test and of ``make bench``.
 
-Each client opens its own connection and sends ``POST /predict`` with a body of ``ROWS`` rows of
-full-precision values, padded with JSON's whitespace to ``BODY_BYTES`` (just under
+Each client opens its own connection and sends ``POST /predict`` with a body of ``ROWS`` random
+valid rows (:mod:`bodies`), padded with JSON's whitespace to ``BODY_BYTES`` (just under
 ``MAX_BODY_BYTES``), in ``PIECE``-byte pieces spread over ``UPLOAD_SECONDS``: in the instances
 form, the data form, and the data form chunked, in turn. Half the clients read an early answer
 as soon as it comes (as curl does), half only after sending their whole body (as most HTTP
@@ -11,9 +11,7 @@ libraries do). Every outcome is classified: ``200`` (with every row's prediction
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import select
 import socket
 import threading
@@ -22,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from online_inference.bench.bodies import data_body, instances_body, padded, random_rows
 from online_inference.card import ModelCard
 from online_inference.procfs import children, status_kb
 
@@ -44,18 +45,11 @@ def pod_memory_limit_mb() -> float:
     return float(value[:-2]) * 1.048576
 
 
-def random_rows(card: ModelCard, seed: int) -> list[list[float]]:
-    rng = random.Random(seed)
-    return [[float(rng.choice(list(f.codes))) if f.codes else rng.uniform(f.bounds.min, f.bounds.max) for f in card.features]
-            for _ in range(ROWS)]
-
-
 def bodies(card: ModelCard, seed: int = 29) -> dict[str, bytes]:
-    """The instances form and the data form of the same rows, each padded to ``BODY_BYTES``."""
-    rows = random_rows(card, seed)
-    forms = {"instances": {"instances": [dict(zip(card.feature_names, r)) for r in rows]},
-             "data": {"features": card.feature_names, "data": rows}}
-    return {name: (raw := json.dumps(form).encode()) + b" " * (BODY_BYTES - len(raw)) for name, form in forms.items()}
+    """The instances form and the data form of the same random valid rows, each padded to
+    ``BODY_BYTES`` with JSON's whitespace."""
+    rows = random_rows(card, ROWS, np.random.default_rng(seed))
+    return {"instances": padded(instances_body(card, rows), BODY_BYTES), "data": padded(data_body(card, rows), BODY_BYTES)}
 
 
 def head(framing: str, length: int) -> bytes:
