@@ -4,11 +4,12 @@ defence against a crowd (every other limit is per request).
 - **The memory budget.** Each request with a body is charged, when its head arrives and before its
   body is read, what its body will hold (:func:`body_cost`, from its declared length; a chunked
   body as it arrives), and once the body has come, what its values will become (counted at
-  memchr speed, before any parser: :meth:`Ticket.hold_values`). The charge is held until its
-  answer is written. A
-  request whose charge would take the total past ``MEMORY_BUDGET_BYTES`` (less the room kept for
-  the one parse that runs at a time) is refused (503 with ``Retry-After``) unread. A request without a body (the probes, metadata, metrics) is counted but
-  never refused: it costs only :data:`FIXED_BYTES`, and connections are bounded by
+  memchr speed, before any parser: :meth:`Ticket.hold_values`; a body of up to
+  :data:`COUNTED_FROM_BYTES` is charged at its head for the most values it can hold). The charge
+  is held until its answer is written. A request whose charge would take the total past
+  ``MEMORY_BUDGET_BYTES`` (less the room kept for the one parse that runs at a time) is refused
+  (503 with ``Retry-After``) unread. A request without a body (the probes, metadata, metrics) is
+  counted but never refused: it costs only :data:`FIXED_BYTES`, and connections are bounded by
   ``LIMIT_CONCURRENCY``.
 - **The queue deadline.** A request that has waited ``MAX_QUEUE_SECONDS`` before its work starts
   (from its first byte, or from its body's last when the upload took longer) is shed (503 with
@@ -51,6 +52,9 @@ RETRY_AFTER_SECONDS = 1
 SHED = "the service is busy: the request waited past MAX_QUEUE_SECONDS for its work to start; retry later"
 TICKET = "heart.admission"  # the ASGI scope's extension that carries a request's Ticket (the edge puts it there)
 TRIM_AFTER_BYTES = 32 * 1024 * 1024  # a burst that held this much gives its memory back to the system
+# A body this small is charged at its head for the most values it can hold: counting them would
+# cost more than the bytes it saves (most requests are this small).
+COUNTED_FROM_BYTES = 4096
 
 
 def values_in(body_bytes: int, values_limit: int | None) -> int:
@@ -78,6 +82,15 @@ def parse_reserve(values_limit: int | None) -> int:
     return 0 if values_limit is None else TRANSIENT_VALUE_BYTES * values_limit
 
 
+def largest_body(capacity: int, values_limit: int | None) -> int:
+    """The largest body whose request can fit ``capacity`` (:func:`request_cost` grows with it)."""
+    low, high = 0, capacity
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if request_cost(middle, values_limit) <= capacity else (low, middle - 1)
+    return low
+
+
 @dataclass
 class Counts:
     """What the metrics read: bytes held now, the most held, refusals and sheds by reason."""
@@ -91,15 +104,16 @@ class Counts:
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted")
 
-    def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool):
+    def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool, counted: bool):
         self.admission = admission
         self.since = arrived  # time.monotonic() at its first byte; at its last once its body has come
         self.bytes = charge
         self.body_bytes = body_bytes
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
         self.complete = False  # its body has all arrived
+        self.counted = counted  # what its values become is charged (a small body's: at its head)
 
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
@@ -108,9 +122,11 @@ class Ticket:
 
     def hold_values(self, values: int) -> None:
         """Its body has come with at most ``values`` JSON values: charge what they become (the
-        matrix, the model's outputs, the answer) before its work starts; Overloaded if that does
-        not fit."""
-        self.add(HELD_VALUE_BYTES * min(values, self.admission.values_limit or values))
+        matrix, the model's outputs, the answer) before its work starts, unless that is charged
+        already; Overloaded if it does not fit."""
+        if not self.counted:
+            self.add(HELD_VALUE_BYTES * min(values, self.admission.values_limit or values))
+            self.counted = True
 
     def add(self, charge: int) -> None:
         if not self.admission.take(charge):
@@ -134,19 +150,20 @@ class Admission:
     def __init__(self, budget_bytes: int, max_queue_seconds: float):
         self.budget = budget_bytes
         self.max_queue_seconds = max_queue_seconds
-        self.values_limit: int | None = None  # the served model's (set when it is loaded)
         self.counts = Counts()
         self.trim = malloc_trim()
         self.since_trim = 0  # bytes charged since memory was last given back
+        self.serve(None)
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
         return cls(settings.MEMORY_BUDGET_BYTES, settings.MAX_QUEUE_SECONDS)
 
-    @property
-    def capacity(self) -> int:
-        """What requests may hold together: the budget less the room of one parse."""
-        return self.budget - parse_reserve(self.values_limit)
+    def serve(self, values_limit: int | None) -> None:
+        """A model is served whose requests need at most ``values_limit`` JSON values (None: none yet)."""
+        self.values_limit = values_limit
+        self.capacity = self.budget - parse_reserve(values_limit)  # what requests may hold together
+        self.largest_body = largest_body(self.capacity, values_limit)
 
     def admit(self, declared: int, chunked: bool, arrived: float) -> Ticket:
         """The ticket of a request whose head declares ``declared`` body bytes (and whether more
@@ -154,15 +171,15 @@ class Admission:
         it never would."""
         if not (declared or chunked):
             self.take(FIXED_BYTES, always=True)
-            return Ticket(self, arrived, FIXED_BYTES, 0, False)
-        most = request_cost(declared, self.values_limit)
-        if most > self.capacity:
-            raise PayloadTooLarge(f"a body of {declared} bytes may hold {most} bytes, more than MEMORY_BUDGET_BYTES "
-                                  f"({self.budget}) leaves for requests ({self.capacity})")
-        charge = body_cost(declared)
+            return Ticket(self, arrived, FIXED_BYTES, 0, False, True)
+        if declared > self.largest_body:
+            raise PayloadTooLarge(f"a body of {declared} bytes may hold {request_cost(declared, self.values_limit)} bytes, "
+                                  f"more than MEMORY_BUDGET_BYTES ({self.budget}) leaves for requests ({self.capacity})")
+        counted = 0 < declared <= COUNTED_FROM_BYTES
+        charge = request_cost(declared, self.values_limit) if counted else body_cost(declared)
         if not self.take(charge):
             raise self.overloaded()
-        return Ticket(self, arrived, charge, declared, chunked)
+        return Ticket(self, arrived, charge, declared, chunked, counted)
 
     def overloaded(self) -> Overloaded:
         self.counts.refused_memory += 1
@@ -174,7 +191,8 @@ class Admission:
         if not always and counts.held + charge > self.capacity:
             return False
         counts.held += charge
-        counts.peak = max(counts.peak, counts.held)
+        if counts.held > counts.peak:
+            counts.peak = counts.held
         self.since_trim += charge
         return True
 

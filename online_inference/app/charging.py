@@ -26,9 +26,11 @@ from online_inference.app.errors import ServiceError
 
 def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
     """The body's declared length (0 if none: :func:`body.declared_length`, the front's reading)
-    and whether it comes chunked."""
-    chunked = any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
-    return declared_length(headers) or 0, chunked
+    and whether it comes chunked (never both: the parser refuses such a head)."""
+    declared = declared_length(headers)
+    if declared is not None:
+        return declared, False
+    return 0, any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
 
 
 class ChargingProtocol(HttpToolsProtocol):

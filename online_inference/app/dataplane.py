@@ -84,7 +84,7 @@ class DataPlane:
         try:
             session = self.loader()
             self.served = Served(session, FastPath(session.card, self.max_rows))
-            self.admission.values_limit = self.served.fast.values_limit
+            self.admission.serve(self.served.fast.values_limit)
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from online_inference.app.admission import TICKET, Admission, Ticket, values_in
+from online_inference.app.admission import TICKET, Admission, Ticket
 from online_inference.app.body import BodyLimit
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
 from online_inference.app.config import Settings
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 Message = dict[str, Any]
-COUNTED_FROM_BYTES = 4096  # a smaller body is charged for the most values it can hold, without counting them
 
 
 class Front:
@@ -44,9 +43,14 @@ class Front:
             return await self.app(scope, receive, send)
         receive = self.limit.wrap(scope, receive)
         ticket = scope.get("extensions", {}).get(TICKET)  # the edge's (absent when served without it)
-        if scope["method"] == "POST" and ticket is not None:
+        if scope["method"] == "POST" and ticket is not None and not self.starts_at_once(ticket):
             return await self.in_turn(ticket, scope, receive, send)
         await self.route(scope, receive, send)
+
+    def starts_at_once(self, ticket: Ticket) -> bool:
+        """Whether a request for work starts it now: most do (a small body, charged in full at its
+        head, that has all come, and room in this turn of the loop)."""
+        return ticket.complete and ticket.counted and self.queue.starts_now(ticket)
 
     async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve a request for work: once its body has come, its values are charged and it waits
@@ -55,10 +59,8 @@ class Front:
         if self.admission.too_late(ticket):
             return await send_error(send, self.admission.shed())
         try:
-            if ticket.complete and ticket.body_bytes <= COUNTED_FROM_BYTES:  # most: a small body, all here
-                ticket.hold_values(values_in(ticket.body_bytes, None))  # (its bound: no need to read it first)
-                if not self.queue.may_start_now(ticket):
-                    await self.queue.enter(ticket)
+            if ticket.complete and ticket.counted:  # a small body, all here: no need to read it first
+                await self.queue.enter(ticket)
             else:
                 receive = await self.wait_for_turn(ticket, receive)
         except Overloaded as error:

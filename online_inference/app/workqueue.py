@@ -53,7 +53,7 @@ class WorkQueue:
         """Return when ``ticket``'s work may start; Overloaded if it would wait, or waited, too long."""
         if self.admission.too_late(ticket):
             raise self.admission.shed()
-        if self.may_start_now(ticket):
+        if self.starts_now(ticket):
             return
         if self.rate.seconds_for(self.waiting_weight) > self.admission.max_queue_seconds:
             raise self.admission.shed()
@@ -63,9 +63,10 @@ class WorkQueue:
         self.schedule_next_turn()
         await turn  # cancelled (the client went away): let_in() passes it by
 
-    def may_start_now(self, ticket: Ticket) -> bool:
-        """Start ``ticket``'s work now if nothing waits and it fits this turn (most requests)."""
-        if self.waiting or not self.fits(ticket):
+    def starts_now(self, ticket: Ticket) -> bool:
+        """Start ``ticket``'s work now if nothing waits, it fits this turn and it is in time (most
+        requests); else it must :meth:`enter`."""
+        if self.waiting or not self.fits(ticket) or self.admission.too_late(ticket):
             return False
         self.start(ticket)
         return True

@@ -26,7 +26,7 @@ LIMIT = max_values(10_000, 13)
 
 def loaded(budget_bytes: int = 128 * MIB, queue_seconds: float = 0.5) -> Admission:
     admission = Admission(budget_bytes, queue_seconds)
-    admission.values_limit = LIMIT
+    admission.serve(LIMIT)
     return admission
 
 
