@@ -2,8 +2,13 @@
 httptools protocol, through the hooks it defines (each calls the parent).
 
 - When a request's head is complete, before its body is read, it is charged its measured worst
-  case (a chunked body: as each part arrives). One that does not fit is refused by the edge's
-  :meth:`refuse` (503 with ``Retry-After``, a lingering close: :mod:`edge`), never read.
+  case (a chunked body: as each part arrives). One that does not fit now is answered 503 with
+  ``Retry-After`` at once, and its body is dropped as it arrives, never held (nginx's discarded
+  body): the connection stays open for the client's retry. Closed, it would cost the client a
+  reconnection, and its retry would wait in the kernel's accept queue, unseen by the service's
+  deadline, for as long as a busy loop takes to accept it (libuv accepts one connection a turn:
+  libuv#3696). Behind an answer still due, and when the body could never fit (413), the request
+  is refused by the edge's :meth:`refuse` instead, with a lingering close (:mod:`edge`).
 - The charge is held until the answer is written out: the transport's write buffer is set to
   pause at any byte, so ``resume_writing`` says when it is empty. A lost connection gives back
   everything it held.
@@ -14,6 +19,7 @@ httptools protocol, through the hooks it defines (each calls the parent).
 from __future__ import annotations
 
 import asyncio
+import http
 from collections import deque
 from typing import Any
 
@@ -21,7 +27,17 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from online_inference.app.admission import TICKET, Admission, Ticket
 from online_inference.app.body import declared_length
-from online_inference.app.errors import ServiceError
+from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
+
+
+def refusal(error: ServiceError, close: bool = True) -> bytes:
+    """The whole answer to a request refused at the edge (``close``: the connection closes after it)."""
+    body = error_body(error)
+    headers = "".join(f"{name}: {value}\r\n" for name, value in error_headers(error).items())
+    closing = "connection: close\r\n" if close else ""
+    head = (f"HTTP/1.1 {error.status_code} {http.HTTPStatus(error.status_code).phrase}\r\n{headers}"
+            f"content-length: {len(body)}\r\n{closing}\r\n")
+    return head.encode() + body
 
 
 def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int, bool]:
@@ -41,6 +57,7 @@ class ChargingProtocol(HttpToolsProtocol):
         self.written: list[Ticket] = []  # those answered whose answer is still in the write buffer
         self.head_started = 0.0  # time.monotonic() at the first byte of the head being read (the edge's)
         self.lingering = False  # refused: nothing more is parsed, what still arrives is dropped (the edge's)
+        self.discarding = False  # answered 503 at its head: the rest of the request's body is dropped
 
     def refuse(self, error: ServiceError, linger: bool = False) -> None:
         """Answer ``error`` and close, lingering if ``linger`` (the edge's)."""
@@ -53,14 +70,24 @@ class ChargingProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         try:
             ticket = self.admission.admit(*body_framing(self.headers), self.head_started)
+        except Overloaded as error:
+            return self.turn_away(error)
         except ServiceError as error:
             return self.refuse(error, linger=True)
         self.tickets.append(ticket)
         self.scope.setdefault("extensions", {})[TICKET] = ticket  # type: ignore[typeddict-item]
         super().on_headers_complete()
 
+    def turn_away(self, error: Overloaded) -> None:
+        """Answer 503 now, drop the body as it comes, then serve the connection's next request."""
+        if self.tickets or self.expect_100_continue:  # an earlier answer is due (this one would cut into it),
+            return self.refuse(error, linger=True)  # or the client waits to be asked for its body: it will close
+        self.transport.write(refusal(error, close=False))
+        self.discarding = True
+        self.tickets.append(Ticket(self.admission, self.head_started, 0, 0, False, True))  # (charged nothing)
+
     def on_body(self, body: bytes) -> None:
-        if self.lingering:
+        if self.lingering or self.discarding:
             return
         if self.tickets and not self.cycle.response_complete and self.tickets[-1].chunked:  # (answered: dropped)
             try:
@@ -70,6 +97,9 @@ class ChargingProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.discarding:  # its answer went at its head: now it is complete
+            self.discarding = False
+            return self.on_response_complete()
         super().on_message_complete()
         if self.tickets:
             self.tickets[-1].body_read()

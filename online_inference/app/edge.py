@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from online_inference.app.charging import ChargingProtocol
+from online_inference.app.charging import ChargingProtocol, refusal
 from online_inference.app.config import Settings
-from online_inference.app.errors import (HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong, error_body,
-                                         error_headers)
+from online_inference.app.errors import HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong
 
 UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*", re.IGNORECASE)
 
@@ -66,15 +64,6 @@ class EdgeLimits:
     def of(cls, settings: Settings) -> EdgeLimits:
         return cls(settings.MAX_REQUEST_TARGET_BYTES, settings.MAX_HEADER_BYTES, settings.TIMEOUT_HEADERS,
                    settings.TIMEOUT_BODY, settings.TIMEOUT_KEEP_ALIVE)
-
-
-def refusal(error: ServiceError) -> bytes:
-    """The whole answer to a request refused at the edge; the connection closes after it."""
-    body = error_body(error)
-    headers = "".join(f"{name}: {value}\r\n" for name, value in error_headers(error).items())
-    head = (f"HTTP/1.1 {error.status_code} {http.HTTPStatus(error.status_code).phrase}\r\n{headers}"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
-    return head.encode() + body
 
 
 class EdgeProtocol(ChargingProtocol):
@@ -212,7 +201,7 @@ class EdgeProtocol(ChargingProtocol):
         """Answer ``error`` (unless an earlier request's answer is still due: it would cut into
         it) and close; nothing more is parsed. ``linger``: a body is left unread (see above)."""
         done, self.lingering = self.lingering or self.transport.is_closing(), True
-        own_answer_due, self.head = self.unanswered == (0 if self.head else 1), bytearray()
+        own_answer_due, self.head = self.unanswered == (0 if self.head else 1) and not self.discarding, bytearray()
         if done:
             return
         self.cancel_deadline()

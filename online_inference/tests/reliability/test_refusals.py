@@ -1,4 +1,6 @@
-"""Spec: a request refused for memory is answered in the one error shape, then its connection is
+"""Spec: a request the budget cannot take now is answered 503 with ``Retry-After`` at once, its
+body is dropped as it arrives, and its connection then serves the client's next request (no
+reconnection for the retry). One that could never fit is answered 413 and its connection
 closed without cutting that answer; whatever the client sends after it, in the same write or
 later, is dropped, never served behind the refusal; a body that arrives after its request's
 answer is dropped too; and a ``Content-Length`` with spaces around it is charged like any
@@ -6,6 +8,7 @@ other. Against the real process, whose log must stay free of tracebacks."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 
@@ -13,7 +16,7 @@ import pytest
 
 from online_inference.app.charging import body_framing
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import read_response
+from online_inference.tests.helpers import metric_value, read_response
 
 BUDGET = 64 * 1024 * 1024  # the smallest allowed: a body of 8 MB can never fit what it leaves for requests
 MAX_BODY = 1024 * 1024
@@ -63,3 +66,27 @@ def test_a_body_that_comes_after_its_answer_is_dropped(server: Service) -> None:
             rest += chunk
     assert answer.startswith(b"HTTP/1.1 413 ") and b"MAX_BODY_BYTES" in answer, answer[:300]
     assert b"HTTP/1.1 " not in rest, rest[:300]
+
+
+def test_a_request_refused_for_memory_keeps_its_connection_for_the_retry(server: Service) -> None:
+    """Heads of 1 MB bodies held open until the budget is full: the next is answered 503 before
+    its body is read; it sends its body anyway, then its retry on the same connection is served."""
+    address, length = ("127.0.0.1", int(server.url.rsplit(":", 1)[1])), 1_000_000
+    with contextlib.ExitStack() as holders:
+        for _ in range(64):  # the budget holds a few such heads: far fewer than 64
+            sock = holders.enter_context(socket.create_connection(address, timeout=10))
+            sock.sendall(post_head(str(length).encode()))
+            sock.settimeout(0.5)  # an answer before the body is a refusal; a held head gets none
+            try:
+                refused = read_response(sock)
+            except TimeoutError:  # no answer: this head is held, open the next
+                continue
+            break
+        else:
+            pytest.fail("no head was refused")
+        sock.settimeout(10)
+        assert refused.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: " in refused.lower(), refused[:300]
+        assert b"connection: close" not in refused.lower() and b"MEMORY_BUDGET_BYTES" in refused
+        sock.sendall(b" " * length + HEALTH)  # the body (dropped), then the next request
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    assert metric_value(server.url, "shed_requests_total", reason="memory") >= 1
