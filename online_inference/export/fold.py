@@ -95,8 +95,8 @@ def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
     position = 0
     for name, transformer, columns in preprocess.transformers_:
         columns = list(columns)
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
+        if not columns or (isinstance(transformer, str) and transformer == "drop"):
+            continue  # a step over no columns weighs nothing (scikit-learn leaves it unfitted)
         if isinstance(transformer, StandardScaler):
             score.add_scaled(transformer, columns, coef[position:position + len(columns)])
             position += len(columns)
@@ -114,6 +114,21 @@ def fold_score(pipeline: Pipeline, width: int) -> LinearScore:
     return score
 
 
+def one_hot_nodes(source: str, width: int, score: LinearScore) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``columns_and_codes``: the raw columns, then a 0/1 per code slot (its column equals its code)."""
+    nodes = [
+        helper.make_node("MatMul", [source, "code_selection"], ["code_column_values"]),
+        helper.make_node("Equal", ["code_column_values", "codes"], ["is_code"]),
+        helper.make_node("Cast", ["is_code"], ["one_hot"], to=TensorProto.FLOAT),
+        helper.make_node("Concat", [source, "one_hot"], ["columns_and_codes"], axis=1),
+    ]
+    selection = np.zeros((width, len(score.code_columns)), dtype=np.float32)
+    selection[score.code_columns, np.arange(len(score.code_columns))] = 1  # slot k takes its column's value
+    constants = [numpy_helper.from_array(selection, "code_selection"),
+                 numpy_helper.from_array(np.array(score.codes, dtype=np.float32), "codes")]
+    return nodes, constants
+
+
 def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelProto:
     """The folded graph, with the input, outputs, opsets and IR version of skl2onnx's
     conversion ``reference`` (one float ``[N, width]`` input; label and probabilities)."""
@@ -121,21 +136,15 @@ def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelP
     width = source.type.tensor_type.shape.dim[1].dim_value
     score = fold_score(pipeline, width)
     row = np.concatenate([score.weights, score.code_weights]).astype(np.float32)
-    nodes = [
-        helper.make_node("MatMul", [source.name, "code_selection"], ["code_column_values"]),
-        helper.make_node("Equal", ["code_column_values", "codes"], ["is_code"]),
-        helper.make_node("Cast", ["is_code"], ["one_hot"], to=TensorProto.FLOAT),
-        helper.make_node("Concat", [source.name, "one_hot"], ["columns_and_codes"], axis=1),
-        helper.make_node("Gemm", ["columns_and_codes", "class_weights", "class_biases"], ["scores"]),
+    nodes, constants = one_hot_nodes(source.name, width, score) if score.codes else ([], [])
+    columns = "columns_and_codes" if score.codes else source.name
+    nodes += [
+        helper.make_node("Gemm", [columns, "class_weights", "class_biases"], ["scores"]),
         helper.make_node("Sigmoid", ["scores"], [probabilities.name]),
         helper.make_node("ArgMax", ["scores"], ["class_index"], axis=1, keepdims=0),  # a tie (z = 0): class 0
         helper.make_node("Gather", ["class_labels", "class_index"], [label.name]),
     ]
-    selection = np.zeros((width, len(score.code_columns)), dtype=np.float32)
-    selection[score.code_columns, np.arange(len(score.code_columns))] = 1  # slot k takes its column's value
-    constants = [
-        numpy_helper.from_array(selection, "code_selection"),
-        numpy_helper.from_array(np.array(score.codes, dtype=np.float32), "codes"),
+    constants += [
         numpy_helper.from_array(np.column_stack([-row, row]), "class_weights"),  # class 0 scores -z, class 1 scores z
         numpy_helper.from_array(np.array([-score.bias, score.bias], dtype=np.float32), "class_biases"),
         numpy_helper.from_array(np.array(pipeline.classes_, dtype=np.int64), "class_labels"),
