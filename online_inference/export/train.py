@@ -9,27 +9,29 @@ fast linear classifier (:mod:`fold`), the trees are served as skl2onnx converts 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from online_inference.card import Candidate, Metrics
 from online_inference.export.data import Dataset
+from online_inference.export.progress import SILENT, Progress
 from online_inference.export.spec import ModelSpec
 
 SEED = 42
 CV_FOLDS = 5
+SCORES = ("roc_auc", "accuracy")  # scikit-learn's scorers, per fold
 
 Params = dict[str, Any]
 
@@ -51,9 +53,6 @@ TREES: tuple[Callable[[], tuple[ClassifierMixin, Params]], ...] = tuple(
     lambda depth=depth: gradient_boosting(depth) for depth in (1, 2, 3))
 CANDIDATES = LINEAR + TREES
 
-log = logging.getLogger(__name__)
-
-
 @dataclass(frozen=True)
 class TrainedModel:
     pipeline: Pipeline
@@ -64,33 +63,35 @@ class TrainedModel:
 
 def build_pipeline(spec: ModelSpec, classifier: ClassifierMixin) -> Pipeline:
     """Scale numeric columns, one-hot the categorical codes, pass binary ones; columns by index
-    so that skl2onnx gives one float32 ``[N, features]`` input."""
+    so that skl2onnx gives one float32 ``[N, features]`` input. A kind the spec has no feature of
+    has no step (scikit-learn would leave it unfitted)."""
+    steps = {
+        "numeric": StandardScaler(),
+        "categorical": OneHotEncoder(
+            categories=[sorted(f.codes or ()) for f in spec.features if f.kind == "categorical"], handle_unknown="ignore"),
+        "binary": "passthrough",
+    }
     preprocess = ColumnTransformer(
-        [
-            ("numeric", StandardScaler(), spec.indices_of("numeric")),
-            (
-                "categorical",
-                OneHotEncoder(
-                    categories=[sorted(f.codes or ()) for f in spec.features if f.kind == "categorical"],
-                    handle_unknown="ignore",
-                ),
-                spec.indices_of("categorical"),
-            ),
-            ("binary", "passthrough", spec.indices_of("binary")),
-        ]
-    )
+        [(kind, step, spec.indices_of(kind)) for kind, step in steps.items() if spec.indices_of(kind)])
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
-def score(pipeline: Pipeline, data: Dataset) -> Metrics:
+def score(pipeline: Pipeline, data: Dataset, fold_done: Callable[[], None] = lambda: None) -> Metrics:
+    """Stratified k-fold CV ROC AUC and accuracy (what ``cross_validate`` computes), one fold at a
+    time: ``fold_done`` is called after each."""
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
-    scores = cross_validate(pipeline, data.X, data.y, cv=folds, scoring=("roc_auc", "accuracy"))
+    scores: dict[str, list[float]] = {name: [] for name in SCORES}
+    for train_rows, test_rows in folds.split(data.X, data.y):
+        fitted = clone(pipeline).fit(data.X[train_rows], data.y[train_rows])
+        for name in SCORES:
+            scores[name].append(get_scorer(name)(fitted, data.X[test_rows], data.y[test_rows]))
+        fold_done()
     return Metrics(
         cv_folds=CV_FOLDS,
-        roc_auc_mean=round(float(np.mean(scores["test_roc_auc"])), 6),
-        roc_auc_std=round(float(np.std(scores["test_roc_auc"])), 6),
-        accuracy_mean=round(float(np.mean(scores["test_accuracy"])), 6),
-        accuracy_std=round(float(np.std(scores["test_accuracy"])), 6),
+        roc_auc_mean=round(float(np.mean(scores["roc_auc"])), 6),
+        roc_auc_std=round(float(np.std(scores["roc_auc"])), 6),
+        accuracy_mean=round(float(np.mean(scores["accuracy"])), 6),
+        accuracy_std=round(float(np.std(scores["accuracy"])), 6),
     )
 
 
@@ -107,15 +108,15 @@ def choose(compared: list[Candidate]) -> int:
     return trees if compared[trees].metrics.roc_auc_mean > metrics.roc_auc_mean + margin else linear
 
 
-def train(spec: ModelSpec, data: Dataset) -> TrainedModel:
-    """Score every candidate, refit the chosen one on all rows."""
+def train(spec: ModelSpec, data: Dataset, progress: Progress = SILENT) -> TrainedModel:
+    """Score every candidate (telling ``progress`` fold by fold), refit the chosen one on all rows."""
     compared = []
     for make in CANDIDATES:
         classifier, params = make()
-        metrics = score(build_pipeline(spec, classifier), data)
-        log.info("candidate %s(%s): ROC AUC %.4f ± %.4f, accuracy %.4f ± %.4f", type(classifier).__name__, params,
-                 metrics.roc_auc_mean, metrics.roc_auc_std, metrics.accuracy_mean, metrics.accuracy_std)
+        progress.started(type(classifier).__name__, params)
+        metrics = score(build_pipeline(spec, classifier), data, progress.fold_done)
         compared.append(Candidate(classifier=type(classifier).__name__, params=params, metrics=metrics))
+        progress.scored(compared[-1])
     chosen = choose(compared)
     classifier, params = CANDIDATES[chosen]()
     pipeline = build_pipeline(spec, classifier).fit(data.X, data.y)
