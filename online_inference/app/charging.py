@@ -80,8 +80,8 @@ class ChargingProtocol(HttpToolsProtocol):
 
     def turn_away(self, error: Overloaded) -> None:
         """Answer 503 now, drop the body as it comes, then serve the connection's next request."""
-        if self.tickets or self.expect_100_continue:  # an earlier answer is due (this one would cut into it),
-            return self.refuse(error, linger=True)  # or the client waits to be asked for its body: it will close
+        if self.tickets or self.expect_100_continue or not self.parser.should_keep_alive():
+            return self.refuse(error, linger=True)  # an answer before it is due; the client waits to send; or it closes
         self.transport.write(refusal(error, close=False))
         self.discarding = True
         self.tickets.append(Ticket(self.admission, self.head_started, 0, 0, False, True))  # (charged nothing)

@@ -68,25 +68,41 @@ def test_a_body_that_comes_after_its_answer_is_dropped(server: Service) -> None:
     assert b"HTTP/1.1 " not in rest, rest[:300]
 
 
-def test_a_request_refused_for_memory_keeps_its_connection_for_the_retry(server: Service) -> None:
-    """Heads of 1 MB bodies held open until the budget is full: the next is answered 503 before
-    its body is read; it sends its body anyway, then its retry on the same connection is served."""
-    address, length = ("127.0.0.1", int(server.url.rsplit(":", 1)[1])), 1_000_000
+@contextlib.contextmanager
+def refused_for_memory(server: Service, head: bytes) -> Iterator[tuple[socket.socket, bytes]]:
+    """Heads of 1 MB bodies held open until the budget is full, then ``head``: its socket and the
+    answer it got before sending its body."""
+    address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
     with contextlib.ExitStack() as holders:
         for _ in range(64):  # the budget holds a few such heads: far fewer than 64
             sock = holders.enter_context(socket.create_connection(address, timeout=10))
-            sock.sendall(post_head(str(length).encode()))
+            sock.sendall(head)
             sock.settimeout(0.5)  # an answer before the body is a refusal; a held head gets none
             try:
-                refused = read_response(sock)
+                answer = read_response(sock)
             except TimeoutError:  # no answer: this head is held, open the next
                 continue
-            break
-        else:
-            pytest.fail("no head was refused")
-        sock.settimeout(10)
-        assert refused.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: " in refused.lower(), refused[:300]
-        assert b"connection: close" not in refused.lower() and b"MEMORY_BUDGET_BYTES" in refused
-        sock.sendall(b" " * length + HEALTH)  # the body (dropped), then the next request
+            sock.settimeout(10)
+            assert answer.startswith(b"HTTP/1.1 503 ") and b"\r\nretry-after: " in answer.lower(), answer[:300]
+            assert b"MEMORY_BUDGET_BYTES" in answer
+            yield sock, answer
+            return
+        pytest.fail("no head was refused")
+
+
+def test_a_request_refused_for_memory_keeps_its_connection_for_the_retry(server: Service) -> None:
+    """Answered 503 before its body is read; it sends its body anyway, then its retry on the same
+    connection is served."""
+    with refused_for_memory(server, post_head(b"1000000")) as (sock, answer):
+        assert b"connection: close" not in answer.lower()
+        sock.sendall(b" " * 1_000_000 + HEALTH)  # the body (dropped), then the next request
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
     assert metric_value(server.url, "shed_requests_total", reason="memory") >= 1
+
+
+def test_a_request_that_asked_to_close_is_closed_after_its_503(server: Service) -> None:
+    head = post_head(b"1000000").replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+    with refused_for_memory(server, head) as (sock, answer):
+        assert b"connection: close" in answer.lower()
+        sock.sendall(b" " * 1_000_000)  # the body: dropped until the server's close
+        assert sock.recv(65536) == b""
