@@ -10,12 +10,13 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model data client docs bench replicas soak fuzz lock clean
+.PHONY: help serve test test-fast model export-time data client docs bench replicas soak fuzz lock clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
 	@echo "make test    run every test (unit, live-server, export parity, containers)"
 	@echo "make model   re-train and export online_inference/model/heart.onnx (SPEC=, DATA=, OUTPUT=: your own)"
+	@echo "make export-time [ROWS=100000]  time make model on a generated table of the heart spec's shape (docs/EXPORT.md)"
 	@echo "make bench   benchmark against the scikit-learn baseline (wrk), README table"
 	@echo "make replicas  1, 2 and 3 replicas behind haproxy against one (wrk), README table"
 	@echo "make memory  what one request costs in memory, per route, body form and parser"
@@ -55,6 +56,11 @@ test-fast: $(VENV)/.dev
 SPEC ?= online_inference/data/heart.spec.json
 model: $(VENV)/.dev
 	$(PY) -m online_inference.export --spec $(SPEC) $(if $(DATA),--data $(DATA)) $(if $(OUTPUT),--output $(OUTPUT))
+
+# How long `make model` takes on ROWS generated rows of the heart spec's shape; records it in docs/EXPORT.md.
+ROWS ?= 100000
+export-time: $(VENV)/.dev
+	$(PY) -m online_inference.export.time_export --rows $(ROWS)
 
 # The training table the repository ships (online_inference/data/README.md: provenance, licence).
 data: $(VENV)/.dev
