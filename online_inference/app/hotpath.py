@@ -18,7 +18,6 @@ import orjson
 
 from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.errors import ServiceError
-from online_inference.app.fastpath import SMALL_BATCH
 from online_inference.app.session import Prediction
 
 Message = dict[str, Any]
@@ -38,15 +37,15 @@ def is_json(media: str) -> bool:
 def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes:
     """The ``/predict`` answer: one object per row, in request order, then the model's name and
     version. The rows are byte fragments — each row's start (the target's name and the row's
-    class), its probability (all serialised by orjson in one call) and its end (the warnings) —
-    joined once between the answer's head and tail."""
+    class), its probability (all written in one call: :func:`probability_texts`) and its end (the
+    warnings) — joined once between the answer's head and tail."""
     card = served.card
     labels = prediction.labels.tolist()
     starts = row_starts(card.target, *card.classes)
     parts = [ROW_END] * (3 * len(labels) + 2)  # the head, each row's start, probability and end, the tail
     parts[0] = ANSWER_HEAD
     parts[1:-1:3] = [starts[label] for label in labels]
-    parts[2:-1:3] = orjson.dumps(round_probabilities(prediction.positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    parts[2:-1:3] = probability_texts(prediction.positive)
     for row, warnings in served.fast.warnings_by_row(X).items():
         parts[3 * row + 3] = b',"warnings":' + orjson.dumps(warnings) + b"},"
     parts[-2] = parts[-2].removesuffix(b",")  # the last row ends the array
@@ -54,12 +53,13 @@ def predict_body(served: Served, X: np.ndarray, prediction: Prediction) -> bytes
     return b"".join(parts)
 
 
-def round_probabilities(positive: np.ndarray) -> list[float] | np.ndarray:
-    """Probabilities rounded to 6 decimals as ``np.round`` does (scale, round half to even,
-    unscale); in Python for small batches, where numpy's per-call cost is most of the work."""
-    if len(positive) <= SMALL_BATCH:
-        return [round(p * 1e6) / 1e6 for p in positive.tolist()]
-    return np.rint(positive.astype(np.float64) * 1e6) / 1e6
+def probability_texts(positive: np.ndarray) -> list[bytes]:
+    """Each of the model's float32 probabilities as an answer writes it: the shortest decimal that
+    reads back as that float32 (orjson's float32 format; at most 9 significant digits). Nothing is
+    rounded away, so an answer says 0 or 1 only when the model's value is exactly 0 or 1 (6
+    significant digits would make 1 of every float32 from 0.9999995 up), and reading it back as a
+    float32 gives V2's bits. One call for the whole batch, whatever its size."""
+    return orjson.dumps(np.ascontiguousarray(positive), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
 @functools.cache

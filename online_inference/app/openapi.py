@@ -11,7 +11,7 @@ from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from online_inference.app.dataplane import DataPlane
-from online_inference.app.responses import WARNINGS, ModelRef
+from online_inference.app.responses import PROBABILITY, WARNINGS, ModelRef
 from online_inference.card import ModelCard
 
 
@@ -44,7 +44,7 @@ def answer_schemas(card: ModelCard) -> dict[str, Any]:
     row = TypedDict("RowPrediction", {  # type: ignore[misc]
         card.target: Annotated[classes, Field(description=f"The predicted class of {card.target!r}.")],
         "probability": Annotated[float, Field(ge=0, le=1, description=(
-            f"P({card.target} = {card.positive_class}), rounded to 6 decimals."))],
+            f"P({card.target} = {card.positive_class}): {PROBABILITY}"))],
         "warnings": Annotated[list[str], Field(description=WARNINGS)],
     })
     answer = TypedDict("PredictResponse", {  # type: ignore[misc]

@@ -43,6 +43,8 @@ def register_error_handlers(app: FastAPI) -> None:
 
 
 WARNINGS = "Values inside the plausible bounds but outside the training range."
+PROBABILITY = ("the model's float32 value, written as the shortest decimal that reads back as it (at most 9 "
+               "significant digits, never rounded: 0 or 1 only when the model's value is exactly 0 or 1).")
 
 
 class ModelRef(BaseModel):
@@ -55,7 +57,7 @@ class RowPrediction(BaseModel):
     its probability and any warnings."""
 
     model_config = ConfigDict(extra="allow")
-    probability: float = Field(ge=0, le=1, description="P(target = the positive class), rounded to 6 decimals.")
+    probability: float = Field(ge=0, le=1, description=f"P(target = the positive class): {PROBABILITY}")
     warnings: list[str] = Field(description=WARNINGS)
 
 

@@ -1,6 +1,7 @@
 """Spec: the client sends a Kaggle-format CSV in batches, writes predictions equal to the model's,
 reports accuracy and ROC AUC when ``condition`` is present, waits for readiness, retries 503 and
-connection errors, and exits non-zero with the server's reason on 4xx."""
+connection errors, and exits non-zero with the server's reason on 4xx. Its CSV keeps each
+probability's digits as the server answered them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from online_inference.app.session import ModelSession
 from online_inference.client import main as client_main
-from online_inference.client import roc_auc
+from online_inference.client import roc_auc, write_predictions
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.helpers import bundled_session, live_server
@@ -37,7 +38,7 @@ def test_client_predicts_the_kaggle_csv_like_the_model(
     data = load_kaggle_csv(kaggle_csv)
     expected = bundled_session().predict(data.X.astype(np.float32))
     assert [int(r["condition"]) for r in rows] == expected.labels.tolist()
-    np.testing.assert_allclose([float(r["probability"]) for r in rows], expected.positive, atol=1e-6)
+    assert np.array([float(r["probability"]) for r in rows], dtype=np.float32).tobytes() == expected.positive.tobytes()
     err = capsys.readouterr().err
     assert "297/297 rows" in err  # the progress bar of a multi-batch file
     assert "297 rows sent" in err and "accuracy" in err and "ROC AUC" in err
@@ -83,6 +84,15 @@ def test_unreachable_server_fails_after_retries(kaggle_csv: Path, capsys: pytest
     url = f"http://127.0.0.1:{free_port()}"
     assert client_main([str(kaggle_csv), "--url", url, "--retries", "1"]) == 1
     assert "failed after 2 attempts" in capsys.readouterr().err
+
+
+def test_the_csv_keeps_the_digits_the_server_answered(tmp_path: Path) -> None:
+    answered = [0.0, 3e-7, 0.4147306, 0.99999994, 1.0]  # as the server writes them: never rounded to 0 or 1
+    output = tmp_path / "predictions.csv"
+    write_predictions(output, [{"condition": 0, "probability": p, "warnings": []} for p in answered], "condition")
+    with output.open() as handle:
+        written = [row["probability"] for row in csv.DictReader(handle)]
+    assert [float(text) for text in written] == answered and written[1:4] == ["3e-07", "0.4147306", "0.99999994"]
 
 
 def test_roc_auc_counts_ties_half() -> None:

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from online_inference.app.config import Settings
-from online_inference.app.hotpath import predict_body, round_probabilities
+from online_inference.app.hotpath import predict_body, probability_texts
 from online_inference.app.session import Prediction
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
@@ -40,7 +40,7 @@ def test_a_body_in_chunks_is_answered_like_one_in_a_piece(ready_app: FastAPI, ca
 
 
 @pytest.mark.parametrize("count", [4, 9, 40])  # checked value by value, as arrays, read by simdjson
-def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warnings(ready_app: FastAPI, card: ModelCard,
+def test_the_answer_holds_each_row_in_order_with_its_probability_and_warnings(ready_app: FastAPI, card: ModelCard,
                                                                                   count: int) -> None:
     rows = [valid_row(card) for _ in range(count)]
     chol = card.feature_names.index("chol")
@@ -53,7 +53,7 @@ def test_the_answer_holds_each_row_in_order_with_probability_rounded_and_warning
     assert status == 200 and list(warnings) == [0, 2, count - 1]
     assert orjson.loads(answer) == {
         "predictions": [
-            {"condition": label, "probability": round(float(p), 6), "warnings": warnings.get(i, [])}
+            {"condition": label, "probability": shortest(p), "warnings": warnings.get(i, [])}
             for i, (label, p) in enumerate(zip(expected.labels.tolist(), expected.positive))
         ],
         "model": {"name": card.name, "version": card.version},
@@ -92,16 +92,37 @@ def test_before_the_model_is_loaded_predict_and_health_answer_503(settings: Sett
     assert (status, orjson.loads(answer)["status"]) == (503, "loading")
 
 
-def test_probabilities_are_rounded_as_numpy_rounds_them() -> None:
-    positive = np.random.default_rng(0).random(100_000).astype(np.float32)
-    prediction = Prediction(labels=np.zeros(len(positive), dtype=np.int64), probabilities=np.c_[1 - positive, positive], positive=positive)
+def shortest(p: np.float32) -> float:
+    """The shortest decimal that reads back as the float32 ``p`` (numpy's Dragon4, not orjson's)."""
+    return float(np.format_float_scientific(np.float32(p), unique=True))
+
+
+def answered(positive: np.ndarray) -> list[float]:
+    """The probabilities of an answer whose rows have the model's float32 values ``positive`` (a
+    column of the model's output, as the session gives it)."""
+    probabilities = np.c_[1 - positive, positive]
+    prediction = Prediction(labels=np.zeros(len(positive), dtype=np.int64), probabilities=probabilities, positive=probabilities[:, 1])
     served = SimpleNamespace(card=SimpleNamespace(name="m", version="1", target="y", classes=[0, 1]), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
     answer = orjson.loads(predict_body(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
-    assert [row["probability"] for row in answer["predictions"]] == np.round(positive.astype(np.float64), 6).tolist()
+    return [row["probability"] for row in answer["predictions"]]
 
 
-def test_small_batches_are_rounded_and_written_as_large_ones_are() -> None:
-    positive = np.random.default_rng(1).random(20_000).astype(np.float32)
-    as_numpy = orjson.dumps(np.round(positive.astype(np.float64), 6), option=orjson.OPT_SERIALIZE_NUMPY)
-    written = [orjson.dumps(round_probabilities(positive[i:i + 2]))[1:-1] for i in range(0, len(positive), 2)]
-    assert b"[" + b",".join(written) + b"]" == as_numpy
+def test_a_probability_is_the_models_float32_in_the_shortest_decimal_that_reads_back_as_it() -> None:
+    positive = np.random.default_rng(0).random(100_000).astype(np.float32)
+    written = answered(positive)
+    assert np.array(written, dtype=np.float32).tobytes() == positive.tobytes()
+    assert written == [shortest(p) for p in positive]
+
+
+def test_an_answer_says_0_or_1_only_when_the_model_does() -> None:
+    one, zero = np.float32(1), np.float32(0)
+    near = np.array([np.nextafter(zero, one), 3e-7, 1e-6, 4.9e-7, 0.9999995, 0.9999999, np.nextafter(one, zero)], dtype=np.float32)
+    written = answered(np.r_[near, [zero, one]].astype(np.float32))
+    assert written[-2:] == [0.0, 1.0]
+    assert all(0 < p < 1 for p in written[:-2]) and np.array(written[:-2], dtype=np.float32).tobytes() == near.tobytes()
+
+
+def test_small_batches_are_written_as_large_ones_are() -> None:
+    positive = np.random.default_rng(1).random((20_000, 2)).astype(np.float32)[:, 1]  # a column, as the session gives it
+    written = [b",".join(probability_texts(positive[i:i + 2])) for i in range(0, len(positive), 2)]
+    assert b",".join(written) == b",".join(probability_texts(positive))

@@ -1,6 +1,6 @@
 """Spec: ``POST /predict`` takes rows (``features`` + ``data``) or ``instances`` and answers one
-prediction per row, in request order, with P(condition=1) and warnings for values outside the
-training range."""
+prediction per row, in request order, with P(condition=1) (the model's float32, read back
+exactly) and warnings for values outside the training range."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_rows_and_instances_give_the_same_predictions_in_order(client: TestClien
     expected = bundled_session().predict(np.array(rows, dtype=np.float32))
     predictions = by_rows.json()["predictions"]
     assert [p["condition"] for p in predictions] == expected.labels.tolist()
-    assert np.allclose([p["probability"] for p in predictions], expected.positive, atol=1e-6)
+    assert np.array([p["probability"] for p in predictions], dtype=np.float32).tobytes() == expected.positive.tobytes()
 
 
 def test_response_names_the_model(client: TestClient, card: ModelCard) -> None:

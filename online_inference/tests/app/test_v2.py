@@ -1,6 +1,6 @@
 """Spec: the Open Inference Protocol (V2) works with the real Triton HTTP client, with its
 defaults (binary tensor data in and out), in JSON, and mixed, each answering exactly what the
-JSON form answers; on the versioned paths too; with the same validation and 400s as
+JSON form answers, the model's float32 probabilities bit for bit; on the versioned paths too; with the same validation and 400s as
 ``/predict``; and every error under ``/v2`` in the protocol's ``{"error": ...}`` shape."""
 
 from __future__ import annotations
@@ -103,12 +103,21 @@ def test_the_server_declares_the_binary_extension(triton_client) -> None:  # typ
     assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
 
 
-def test_infer_matches_the_model(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
+@pytest.mark.parametrize("binary_out", [False, True], ids=["JSON out", "binary out"])
+def test_infer_answers_the_models_labels_and_float32_bits(triton_client: triton.InferenceServerClient, card: ModelCard,
+                                                          binary_out: bool) -> None:
     X = np.array([valid_row(card), [f.training.max for f in card.features]], dtype=np.float32)
-    result = infer(triton_client, card, X)
+    result = infer(triton_client, card, X, binary_out=binary_out)
     expected = bundled_session().predict(X)
     assert result.as_numpy(card.label_output).tolist() == expected.labels.tolist()
-    np.testing.assert_allclose(result.as_numpy(card.probability_output), expected.probabilities, atol=1e-6)
+    assert result.as_numpy(card.probability_output).tobytes() == expected.probabilities.tobytes()
+
+
+def test_json_probabilities_are_the_float32_values_exactly_even_to_a_float64_reader(client: TestClient, card: ModelCard) -> None:
+    X = np.array([valid_row(card), [f.training.min for f in card.features]], dtype=np.float32)
+    body = {"inputs": [{"name": card.input_name, "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+    outputs = {o["name"]: o["data"] for o in client.post(INFER_PATH, json=body).json()["outputs"]}
+    assert outputs[card.probability_output] == bundled_session().predict(X).probabilities.ravel().astype(np.float64).tolist()
 
 
 @pytest.mark.parametrize(

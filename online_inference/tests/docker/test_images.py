@@ -42,7 +42,7 @@ def assert_predicts_like_the_model(url: str, kaggle_csv: Path, tmp_path: Path) -
     predictions = json.loads(output.read_text())
     expected = bundled_session().predict(load_kaggle_csv(kaggle_csv).X.astype(np.float32))
     assert [p["condition"] for p in predictions] == expected.labels.tolist()
-    assert [p["probability"] for p in predictions] == np.round(expected.positive.astype(np.float64), 6).tolist()
+    assert np.array([p["probability"] for p in predictions], dtype=np.float32).tobytes() == expected.positive.tobytes()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
