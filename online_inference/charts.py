@@ -104,7 +104,7 @@ SHED, FAILED, LIMIT = "#e09f3e", "#7b2d26", "#555555"
 
 
 def draw_timeline(series: list[dict[str, Any]] | dict[str, Any], title: str, rss_limit_mb: float | None = None) -> bytes:
-    """A load run over time (``series``: the ``series`` of :meth:`online_inference.bench.openloop.Result.to_dict`,
+    """A load run over time (``series``: the ``series`` of :meth:`online_inference.bench.loadresult.Result.to_dict`,
     or that whole dict), two panels: the server's RSS in MB, with a dashed line at
     ``rss_limit_mb`` if given; and the p50 and p99 latency of the requests answered 200 in each
     bucket (log scale, left) with the 503s and the failures a second (right). Given the whole

@@ -154,7 +154,7 @@ def sample_rss(pid: int, start: float, samples: list[tuple[float, float]], finis
 
 
 def series(uploads: list[Upload], samples: list[tuple[float, float]]) -> list[dict[str, Any]]:
-    """Per :data:`BUCKET_S`, in the shape of ``openloop.Result.series`` (``charts.draw_timeline``):
+    """Per :data:`BUCKET_S`, in the shape of ``loadresult.Result.series`` (``charts.draw_timeline``):
     answers by kind and the upload's time to its answer, and the server's RSS."""
     end = max([s for s, _ in samples] + [u.done_s for u in uploads if not math.isnan(u.done_s)] + [0.0])
     buckets: list[dict[str, Any]] = [{"t_s": round(b * BUCKET_S, 3), "ok": 0, "shed": 0, "failures": 0, "rss_mb": None,

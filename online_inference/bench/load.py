@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from online_inference.bench import crowd, openloop
+from online_inference.bench.wire import http_request
 from online_inference.bench.server import serve
 from online_inference.card import ModelCard
 
@@ -51,7 +52,7 @@ def measure_crowd() -> dict[str, Any]:
 def measure_overload(seconds: float) -> dict[str, Any]:
     with serve("onnx", cpus="0", env={"MAX_QUEUE_SECONDS": str(QUEUE_SECONDS)}) as server:
         url = server.url + "/predict"
-        request = openloop.http_request(url, openloop.card_example_body(100))
+        request = http_request(url, openloop.card_example_body(100))
         capacity = openloop.capacity(url, request, connections=32, seconds=3)
         over = openloop.run(url, [request], rate_per_s=2 * capacity, duration_s=seconds, timeout_s=30,
                             max_connections=CONNECTIONS, warm_connections=CONNECTIONS, rss_pid=server.process.pid)

@@ -9,7 +9,7 @@ the arrival is counted in ``generator_overflow`` and waits, in order, for the ne
 frees up; it is never dropped. Latency and the timeout are measured from the *scheduled* time, not
 from the send, so time spent waiting for a connection (or on a generator that fell behind) counts.
 
-Every outcome a client can see is classified, one per arrival (:data:`OUTCOMES`): the status
+Every outcome a client can see is classified, one per arrival (:data:`wire.OUTCOMES`): the status
 (``200``, ``503_retry_after``, ``503_no_retry_after``, any other code by its number), ``reset``
 (ECONNRESET, EPIPE, or the connection closed before a whole answer), ``timeout`` (no whole answer
 within ``timeout_s`` of the scheduled time, waiting for a connection included: those are also
@@ -60,106 +60,16 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import uvloop
 
+from online_inference.bench.loadresult import BUCKET_S, Records, Result
+from online_inference.bench.wire import (MAX_HEAD_BYTES, Head, chunked_end, failure_of, host_port, http_request, outcome_of,
+                                         parse_head)
 from online_inference.procfs import children, status_kb
 
-BUCKET_S = 0.1  # the time series' resolution, and the RSS sampling period
-FAILURES = ("reset", "timeout", "refused", "other")
-OUTCOMES = ("200", "503_retry_after", "503_no_retry_after", "<status>", *FAILURES, "lost")  # lost: see give_up
-MAX_HEAD_BYTES = 65536
 SPIN_S = 0.002  # the generator yields to its loop, rather than sleep, this close to the next arrival
-
-
-# --- requests ---------------------------------------------------------------------------------
-
-
-def http_request(url: str, body: bytes | None = None, method: str | None = None, content_type: str = "application/json",
-                 headers: Sequence[tuple[str, str]] = ()) -> bytes:
-    """The bytes of one HTTP/1.1 request to ``url`` (a POST when there is a body), keep-alive."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    method = method or ("POST" if body is not None else "GET")
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
-    if body is not None:
-        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-
-
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"an http:// URL is needed, got {url!r}")
-    return parts.hostname, parts.port or 80
-
-
-# --- reading one answer -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Head:
-    status: int
-    length: int | None  # Content-Length; None: chunked or to the close
-    chunked: bool
-    close: bool  # the connection closes after this answer
-    retry_after: bool
-
-
-def parse_head(head: bytes) -> Head:
-    """The status line and the headers the generator needs (``head`` without its blank line)."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    status = int(rest[:3])
-    fields: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        fields[name.strip().lower()] = value.strip().lower()
-    connection = fields.get(b"connection", b"")
-    close = b"close" in connection or (version == b"HTTP/1.0" and b"keep-alive" not in connection)
-    chunked = b"chunked" in fields.get(b"transfer-encoding", b"")
-    length = None if chunked or b"content-length" not in fields else int(fields[b"content-length"])
-    if length is None and not chunked and (status in (204, 304) or 100 <= status < 200):
-        length = 0
-    return Head(status, length, chunked, close or (length is None and not chunked), b"retry-after" in fields)
-
-
-def chunked_end(buffer: bytearray, start: int) -> int:
-    """Where a chunked body that begins at ``start`` ends (after its trailers), or -1 if incomplete."""
-    position = start
-    while True:
-        line_end = buffer.find(b"\r\n", position)
-        if line_end < 0:
-            return -1
-        size = int(bytes(buffer[position:line_end]).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            trailers_end = buffer.find(b"\r\n\r\n", line_end)
-            if buffer[line_end:line_end + 4] == b"\r\n\r\n":
-                return line_end + 4
-            return -1 if trailers_end < 0 else trailers_end + 4
-        position = line_end + 2 + size + 2
-        if position > len(buffer):
-            return -1
-
-
-def outcome_of(head: Head) -> str:
-    if head.status == 503:
-        return "503_retry_after" if head.retry_after else "503_no_retry_after"
-    return str(head.status)
-
-
-def failure_of(error: BaseException | None) -> str:
-    """The outcome of a connection lost before a whole answer."""
-    if error is None or isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
-    if isinstance(error, ConnectionRefusedError):
-        return "refused"
-    return "other"
 
 
 class Connection(asyncio.Protocol):
@@ -218,18 +128,6 @@ class Connection(asyncio.Protocol):
 
 
 # --- the generator ----------------------------------------------------------------------------
-
-
-@dataclass
-class Records:
-    """Per arrival (index = arrival order): times in seconds since the start of the run."""
-
-    scheduled: list[float] = field(default_factory=list)
-    sent: list[float] = field(default_factory=list)  # nan: never sent
-    done: list[float] = field(default_factory=list)  # nan: not finished
-    outcome: list[str] = field(default_factory=list)  # "": not finished
-    overflow: bytearray = field(default_factory=bytearray)  # 1: found no free connection
-    request: list[int] = field(default_factory=list)  # which request of the mix
 
 
 class Generator:
@@ -444,116 +342,6 @@ async def sample_rss(generator: Generator, pid: int, samples: list[tuple[float, 
             return  # the process is gone
         tick += 1
         await asyncio.sleep(max(0.0, tick * BUCKET_S - generator.now()))  # the next sample's time
-
-
-# --- the result -------------------------------------------------------------------------------
-
-
-def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:
-    if not latencies_s:
-        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
-    ordered = sorted(latencies_s)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] * 1000, 3)
-
-    return {"p50_ms": at(0.50), "p90_ms": at(0.90), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 3)}
-
-
-def rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-@dataclass
-class Result:
-    """What one run saw. :meth:`to_dict` is its JSON form (the records only if asked)."""
-
-    url: str
-    rate_per_s: float
-    duration_s: float
-    timeout_s: float
-    max_connections: int
-    records: Records
-    rss_samples: list[tuple[float, float]]
-    peak_connections: int
-    elapsed_s: float
-    lost_where: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def offered(self) -> int:
-        return len(self.records.scheduled)
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for outcome in self.records.outcome:
-            counts[outcome] = counts.get(outcome, 0) + 1
-        return dict(sorted(counts.items()))
-
-    def latencies(self, predicate: Any) -> list[float]:
-        r = self.records
-        return [d - s for d, s, o in zip(r.done, r.scheduled, r.outcome) if predicate(o)]
-
-    def summary(self) -> dict[str, Any]:
-        r, counts = self.records, self.counts()
-        shed = counts.get("503_retry_after", 0) + counts.get("503_no_retry_after", 0)
-        served_in_window = sum(1 for d, o in zip(r.done, r.outcome) if o == "200" and d <= self.duration_s)
-        lags = [t - s for t, s, o in zip(r.sent, r.scheduled, r.overflow) if not o and not math.isnan(t)]
-        return {
-            "url": self.url, "duration_s": self.duration_s, "timeout_s": self.timeout_s, "max_connections": self.max_connections,
-            "offered": self.offered, "offered_rate_per_s": self.offered / self.duration_s,
-            "served_rate_per_s": served_in_window / self.duration_s,
-            "ok": counts.get("200", 0), "shed": shed, "shed_fraction": shed / max(self.offered, 1),
-            "outcomes": counts,
-            "failures": {kind: counts.get(kind, 0) for kind in FAILURES},
-            "other_statuses": {k: v for k, v in counts.items() if k.isdigit() and k != "200"},
-            "generator_overflow": sum(r.overflow), "unsent": sum(1 for t in r.sent if math.isnan(t)),
-            "peak_connections": self.peak_connections, "lost_where": self.lost_where,
-            "latency_200": percentiles_ms(self.latencies(lambda o: o == "200")),
-            "latency_503": percentiles_ms(self.latencies(lambda o: o.startswith("503"))),
-            "dispatch_lag_ms": {k.replace("_ms", ""): v for k, v in percentiles_ms(lags).items()},
-            "peak_rss_mb": max((mb for _, mb in self.rss_samples), default=None),
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
-    def series(self) -> list[dict[str, Any]]:
-        """Per :data:`BUCKET_S` of completion time: 200s, 503s, failures (anything else), p50/p99
-        of that bucket's 200s, and the largest RSS sampled in it (None if none)."""
-        r = self.records
-        buckets = int(max([self.duration_s, *[d for d in r.done if not math.isnan(d)]]) / BUCKET_S) + 1
-        ok, shed, failed = [0] * buckets, [0] * buckets, [0] * buckets
-        latencies: list[list[float]] = [[] for _ in range(buckets)]
-        for scheduled, done, outcome in zip(r.scheduled, r.done, r.outcome):
-            if math.isnan(done):
-                continue
-            b = int(done / BUCKET_S)
-            if outcome == "200":
-                ok[b] += 1
-                latencies[b].append(done - scheduled)
-            elif outcome.startswith("503"):
-                shed[b] += 1
-            else:
-                failed[b] += 1
-        rss: list[float | None] = [None] * buckets
-        for t, mb in self.rss_samples:
-            b = min(int(t / BUCKET_S), buckets - 1)
-            rss[b] = max(mb, rss[b] or 0.0)
-        for b in range(1, min(buckets, int(self.rss_samples[-1][0] / BUCKET_S) + 1) if self.rss_samples else 0):
-            rss[b] = rss[b - 1] if rss[b] is None else rss[b]  # a sample that landed in the next bucket: the last one holds
-        series = []
-        for b in range(buckets):
-            levels = percentiles_ms(latencies[b])
-            series.append({"t_s": round(b * BUCKET_S, 3), "ok": ok[b], "shed": shed[b], "failures": failed[b],
-                           "p50_ms": levels["p50_ms"], "p99_ms": levels["p99_ms"],
-                           "rss_mb": rounded(rss[b])})
-        return series
-
-    def to_dict(self, records: bool = False) -> dict[str, Any]:
-        result = {**self.summary(), "bucket_s": BUCKET_S, "series": self.series()}
-        if records:
-            r = self.records
-            result["records"] = {"scheduled_s": r.scheduled, "done_s": r.done, "outcome": r.outcome,
-                                 "overflow": list(r.overflow), "request": r.request}
-        return result
 
 
 # --- running ----------------------------------------------------------------------------------

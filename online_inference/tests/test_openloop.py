@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from online_inference.bench.openloop import capacity, http_request, parse_head, run
+from online_inference.bench.openloop import capacity, run
+from online_inference.bench.wire import http_request, parse_head
 
 BODY = b'{"ok": true}'
 

@@ -24,6 +24,8 @@ import pytest
 
 from online_inference.app.config import Settings
 from online_inference.bench import openloop
+from online_inference.bench.loadresult import Result
+from online_inference.bench.wire import http_request
 from online_inference.bench.server import serve
 from online_inference.tests.helpers import metric_value
 
@@ -37,7 +39,7 @@ CASES = {  # rows of a request: MAX_QUEUE_SECONDS (None: every setting at its de
 SERVICE_SLACK_SECONDS = 0.1  # a request's work (a few ms), its turn of the loop, and this machine's noise
 
 
-def answered_round_trips(result: openloop.Result) -> list[float]:
+def answered_round_trips(result: Result) -> list[float]:
     records = result.records
     return sorted(done - sent for done, sent, outcome in zip(records.done, records.sent, records.outcome)
                   if outcome == "200" and not math.isnan(sent))
@@ -54,7 +56,7 @@ def test_twice_the_capacity_is_shed_not_queued(rows: int) -> None:
     max_queue_seconds = CASES[rows] or DEFAULT_MAX_QUEUE_SECONDS
     with serve("onnx", cpus="0", env={"MAX_QUEUE_SECONDS": str(CASES[rows])} if CASES[rows] else {}) as server:
         url = server.url + "/predict"
-        request = openloop.http_request(url, openloop.card_example_body(rows))
+        request = http_request(url, openloop.card_example_body(rows))
         capacity = openloop.capacity(url, request, connections=32, seconds=3)
         health: list[str] = []
         prober = threading.Thread(target=probe_health, args=(server.url, time.monotonic() + 8, health), daemon=True)
