@@ -45,9 +45,9 @@ class ProgressBar(Progress):
     fold when ``stream`` is a terminal; a line that stays, with the candidate's scores and time, as
     each candidate finishes (the only lines when ``stream`` is a file or a pipe)."""
 
-    def __init__(self, folds: int, stream: TextIO = sys.stderr):
-        self.folds, self.done, self.stream = folds, 0, stream
-        self.live = stream.isatty()
+    def __init__(self, folds: int, stream: TextIO | None = None):
+        self.folds, self.done, self.stream = folds, 0, stream or sys.stderr  # by default, the stderr of the moment
+        self.live = self.stream.isatty()
         self.start = self.candidate_start = time.monotonic()
         self.current = ""
 
