@@ -12,10 +12,10 @@ column a gather, a cast and an encoder; the scaler; the concatenations...). The 
 8: select each categorical column once per code, compare with the codes, cast, join to the raw
 columns; then score each class with one ``Gemm`` (class 0 scores ``-z``, class 1 ``z``), turn the
 scores into probabilities with ``Sigmoid`` and the label with ``ArgMax`` and a ``Gather`` of the
-class labels. That is what skl2onnx's ``LinearClassifier`` with the ``LOGISTIC`` post-transform
-computes for a binary logistic regression, but ONNX Runtime's ``LinearClassifier`` computes a
-lone row differently from the same row in a batch (the last bit of 1,254 of 3,000 rows'
-probabilities), whereas ``Gemm``, ``Sigmoid`` and ``ArgMax`` give every row the same bits alone
+class labels. Without categorical features it has the last 4 alone (no code to select). That is
+what skl2onnx's ``LinearClassifier`` with the ``LOGISTIC`` post-transform computes for a binary
+logistic regression, but ONNX Runtime's ``LinearClassifier`` computes a lone row differently
+from the same row in a batch (the last bit of 1,254 of 3,000 rows' probabilities), whereas ``Gemm``, ``Sigmoid`` and ``ArgMax`` give every row the same bits alone
 and at any place in any batch. So a row's answer does not depend on what else the server put in
 its model call (docs/ARCHITECTURE.md: batch invariance). ONNX Runtime dispatches every node on
 every call, and between a server's requests each one's code is no longer in the CPU's caches: a
