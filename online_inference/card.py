@@ -110,6 +110,7 @@ class ModelCard:
     created: str
     graph: Literal["folded", "converted"] = "converted"  # one linear classifier, or skl2onnx's conversion
     compared: list[Candidate] = field(default_factory=list)  # every candidate of the choice, the chosen one too
+    class_labels: dict[int, str] | None = None  # what each class means (the spec's "classes"); answers keep the integer
     sha256: str | None = field(default=None, compare=False)  # of the ONNX file as served; set on load
 
     def __post_init__(self) -> None:
@@ -122,10 +123,16 @@ class ModelCard:
             raise ValueError("the positive class must be one of the classes")
         if self.target in ANSWER_KEYS or self.target in names:
             raise ValueError(f"the target {self.target!r} must differ from the features and from {list(ANSWER_KEYS)}")
+        if self.class_labels is not None and sorted(self.class_labels) != sorted(self.classes):
+            raise ValueError(f"class_labels must label each class, {sorted(self.classes)}, and no other; got {sorted(self.class_labels)}")
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def class_name(self, label: int) -> str:
+        """A class as people read it: ``1 (benign)`` with a label, ``1`` without."""
+        return f"{label} ({self.class_labels[label]})" if self.class_labels else str(label)
 
     def to_dict(self) -> dict[str, Any]:
         """The card as JSON-ready data (codes keyed by their string, as JSON objects are)."""
@@ -145,6 +152,11 @@ class ModelCard:
             raise ValueError(f"the ONNX file carries no {CARD_METADATA_KEY!r} metadata")
         card = read_json(cls, json.loads(raw))
         return dataclasses.replace(card, sha256=sha256)
+
+
+def legend(labels: dict[int, str]) -> str:
+    """Integer codes (a feature's, the classes) with what each means: ``0 no, 1 yes``."""
+    return ", ".join(f"{code} {label}" for code, label in labels.items())
 
 
 def read_json(kind: Any, value: Any, where: str = "card") -> Any:

@@ -4,8 +4,9 @@ The columns sent are the served model's features, read from its card (``GET /mod
 readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr, retries
 connection errors and 503 with backoff, exits non-zero with the server's reason on 4xx, and when
 the CSV has the model's target column reports the served model's accuracy, ROC AUC and confusion
-matrix. Each probability is written with the digits the server answered (never rounded).
-Needs only httpx (no numpy, no pandas).
+matrix (its classes with their labels, when the card has them). Each probability is written with
+the digits the server answered (never rounded).
+Needs only httpx (no numpy, no pandas); the card is read with the package's own card.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from online_inference.card import ModelCard, read_json
 
 RETRY_STATUSES = {502, 503, 504}
 
@@ -136,8 +139,11 @@ class InferenceClient:
                 raise ClientError(f"service not ready after {seconds:g}s ({problem})")
             time.sleep(0.2)
 
-    def card(self) -> dict[str, Any]:
-        return self.request("GET", "/model").json()  # type: ignore[no-any-return]
+    def card(self) -> ModelCard:
+        try:
+            return read_json(ModelCard, self.request("GET", "/model").json())  # type: ignore[no-any-return]
+        except ValueError as error:
+            raise ClientError(f"GET /model: not a model card: {error}") from None
 
     def predict(self, features: list[str], rows: list[list[float]]) -> list[dict[str, Any]]:
         response = self.request("POST", "/predict", json={"features": features, "data": rows})
@@ -182,20 +188,22 @@ def write_predictions(path: Path, predictions: list[dict[str, Any]], target: str
             writer.writerow([i, p[target], p["probability"], "; ".join(p["warnings"])])
 
 
-def summarize(labels: list[int], predictions: list[dict[str, Any]], card: dict[str, Any]) -> str:
-    """Accuracy, ROC AUC and the confusion matrix of the answers against the table's labels."""
-    target, classes, positive = card["target"], card["classes"], card["positive_class"]
+def summarize(labels: list[int], predictions: list[dict[str, Any]], card: ModelCard) -> str:
+    """Accuracy, ROC AUC and the confusion matrix of the answers against the table's labels (each
+    class named with its label, when the card has them)."""
+    target, classes = card.target, card.classes
     predicted = [p[target] for p in predictions]
     accuracy = sum(int(a == b) for a, b in zip(labels, predicted)) / len(labels)
-    auc = roc_auc([int(label == positive) for label in labels], [p["probability"] for p in predictions])
+    auc = roc_auc([int(label == card.positive_class) for label in labels], [p["probability"] for p in predictions])
     counts = {(actual, guess): 0 for actual in classes for guess in classes}
     for actual, guess in zip(labels, predicted):
         counts[actual, guess] = counts.get((actual, guess), 0) + 1
-    width = max(len(f"{target} {c}") for c in classes) + 2
+    names = {c: card.class_name(c) for c in classes}
+    width = max(len(f"{target} {name}") for name in names.values()) + 2
     return "\n".join([
         f"accuracy {accuracy:.4f}, ROC AUC {auc:.4f} on {len(labels)} labelled rows",
-        " " * width + "".join(f"  predicted {c}" for c in classes),
-        *(f"  {f'{target} {a}':<{width - 2}}" + "".join(f"  {counts[a, g]:>{len(f'predicted {g}')}}" for g in classes)
+        " " * width + "".join(f"  predicted {names[c]}" for c in classes),
+        *(f"  {f'{target} {names[a]}':<{width - 2}}" + "".join(f"  {counts[a, g]:>{len(f'predicted {names[g]}')}}" for g in classes)
           for a in classes),
     ])
 
@@ -219,17 +227,17 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         client.wait_ready(args.wait)
     card = client.card()
-    table = read_table(args.csv, [f["name"] for f in card["features"]], card["target"])
+    table = read_table(args.csv, card.feature_names, card.target)
     if not table.rows:
         raise ClientError(f"{args.csv}: no rows")
     progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
     predictions = client.predict_all(table, args.batch_size, progress)
     if args.output:
-        write_predictions(args.output, predictions, card["target"])
+        write_predictions(args.output, predictions, card.target)
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     else:
-        write_predictions(Path("/dev/stdout"), predictions, card["target"])
-    print(f"{card['name']} {card['version']}: {len(predictions)} rows sent", file=sys.stderr)
+        write_predictions(Path("/dev/stdout"), predictions, card.target)
+    print(f"{card.name} {card.version}: {len(predictions)} rows sent", file=sys.stderr)
     if table.labels is not None:
         print(summarize(table.labels, predictions, card), file=sys.stderr)
     return 0

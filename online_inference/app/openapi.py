@@ -12,7 +12,7 @@ from typing_extensions import TypedDict
 
 from online_inference.app.dataplane import DataPlane
 from online_inference.app.responses import PROBABILITY, WARNINGS, ModelRef
-from online_inference.card import ModelCard
+from online_inference.card import ModelCard, legend
 
 
 def predict_body(plane: DataPlane) -> dict[str, Any] | None:
@@ -39,12 +39,14 @@ def predict_body(plane: DataPlane) -> dict[str, Any] | None:
 
 def answer_schemas(card: ModelCard) -> dict[str, Any]:
     """The components ``PredictResponse`` and ``RowPrediction`` as the card answers: the class of its
-    target under the target's name, the probability of its positive class."""
+    target under the target's name (what each class means, when the card labels them), the
+    probability of its positive class."""
     classes = Literal[tuple(card.classes)]  # type: ignore[valid-type]
+    meanings = f": {legend(card.class_labels)}" if card.class_labels else ""
     row = TypedDict("RowPrediction", {  # type: ignore[misc]
-        card.target: Annotated[classes, Field(description=f"The predicted class of {card.target!r}.")],
+        card.target: Annotated[classes, Field(description=f"The predicted class of {card.target!r}{meanings}.")],
         "probability": Annotated[float, Field(ge=0, le=1, description=(
-            f"P({card.target} = {card.positive_class}): {PROBABILITY}"))],
+            f"P({card.target} = {card.class_name(card.positive_class)}): {PROBABILITY}"))],
         "warnings": Annotated[list[str], Field(description=WARNINGS)],
     })
     answer = TypedDict("PredictResponse", {  # type: ignore[misc]

@@ -30,7 +30,7 @@ from typing_extensions import TypedDict
 
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
 from online_inference.app.fastpath import FastPath
-from online_inference.card import Feature, ModelCard
+from online_inference.card import Feature, ModelCard, legend
 
 JSON_TYPE_NAMES = {bool: "boolean", str: "string", type(None): "null", list: "array", dict: "object"}
 BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "multiple_of"}
@@ -55,7 +55,7 @@ def value_type(feature: Feature) -> Any:
 def meaning(feature: Feature) -> str:
     """The feature as the card describes it: meaning, unit, codes."""
     unit = f" ({feature.unit})" if feature.unit else ""
-    codes = "; codes: " + ", ".join(f"{code} {label}" for code, label in feature.codes.items()) if feature.codes else ""
+    codes = "; codes: " + legend(feature.codes) if feature.codes else ""
     return f"{feature.description}{unit}{codes}"
 
 

@@ -1,11 +1,14 @@
 """The feature spec: the one model-specific input of an export (a JSON file beside its table).
 
-It names the model and its target, and lists the features in the order the model takes them, each
-with its kind, meaning and either plausible bounds (numeric) or integer codes (binary,
-categorical). Training ranges and examples are measured from the table; everything ends up in the
-model card, from which the service builds its validation, documentation and answers.
+It names the model and its target (and, optionally, what each of the target's two classes means:
+``classes``, as codes have labels; answers keep the integer class), and lists the features in the
+order the model takes them, each with its kind, meaning and either plausible bounds (numeric) or
+integer codes (binary, categorical). Training ranges and examples are measured from the table;
+everything ends up in the model card, from which the service builds its validation,
+documentation and answers.
 
     {"name": "toy-risk-classifier", "version": "0.1.0", "description": "...", "target": "outcome",
+     "classes": {"0": "low risk", "1": "high risk"},
      "features": [
        {"name": "age", "kind": "numeric", "meaning": "Age", "unit": "years", "bounds": [18, 110]},
        {"name": "smoker", "kind": "binary", "meaning": "Smokes", "codes": {"0": "no", "1": "yes"}}]}
@@ -72,6 +75,7 @@ class ModelSpec:
     description: str
     target: str
     features: list[FeatureSpec]
+    classes: dict[int, str] | None = None  # the target's two classes, each with what it means
 
     def __post_init__(self) -> None:
         names = self.feature_names
@@ -84,6 +88,17 @@ class ModelSpec:
             raise ValueError(f"the target {self.target!r} is also a feature")
         if self.target in ANSWER_KEYS:
             raise ValueError(f"the target cannot be named {self.target!r}: an answer has that key beside the target's")
+        if self.classes is not None:
+            self.check_classes(self.classes)
+
+    @staticmethod
+    def check_classes(classes: dict[int, str]) -> None:
+        """The target's labels: two integer classes >= 0, each with its own, non-empty label."""
+        labels = [label.strip() for label in classes.values()]
+        if len(classes) != 2 or min(classes) < 0:
+            raise ValueError(f"classes: the target has two integer classes >= 0, got {sorted(classes)}")
+        if not all(labels) or len(set(labels)) != len(labels):
+            raise ValueError(f"classes: each class needs its own label, got {list(classes.values())}")
 
     @property
     def feature_names(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.dataplane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
 from online_inference.app.session import ModelSession
-from online_inference.card import ModelCard
+from online_inference.card import CARD_METADATA_KEY, ModelCard
 from online_inference.procfs import descendants, listening_port
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
@@ -36,6 +37,16 @@ def bundled_session() -> ModelSession:
 
 def bundled_card() -> ModelCard:
     return bundled_session().card
+
+
+def bundled_session_with(**change: Any) -> ModelSession:
+    """The bundled model with its card changed as an export could have written it (class labels,
+    say): the same graph, another card."""
+    import onnx  # the export's library, which the service never loads: imported only here
+
+    model = onnx.load_from_string(BUNDLED_MODEL.read_bytes())
+    onnx.helper.set_model_props(model, {CARD_METADATA_KEY: dataclasses.replace(bundled_card(), **change).to_json()})
+    return ModelSession(model.SerializeToString())
 
 
 def model_calls(plane: DataPlane) -> float:

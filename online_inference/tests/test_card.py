@@ -1,6 +1,6 @@
 """Spec: the model card read from an ONNX file's metadata is checked — types, required fields, and
 the rules between them — and a broken card is refused with the place of the problem; what export
-writes reads back equal."""
+writes reads back equal. Class labels are optional, and label exactly the model's classes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def test_codes_are_integers_as_json_objects_carry_them_as_strings() -> None:
     assert sex.codes == {0: "female", 1: "male"} and sex.is_integral
 
 
+def test_class_labels_are_optional_and_read_as_integers_as_codes_are() -> None:
+    assert bundled_card().class_labels is None and bundled_card().class_name(1) == "1"
+    labelled = read(card_json(class_labels={"0": "no disease", "1": "disease"}))
+    assert labelled.class_labels == {0: "no disease", 1: "disease"} and labelled.class_name(1) == "1 (disease)"
+    assert ModelCard.from_metadata({CARD_METADATA_KEY: labelled.to_json()}) == labelled
+
+
 def with_feature(index: int, **change: Any) -> dict[str, Any]:
     body = card_json()
     body["features"][index].update(change)
@@ -52,6 +59,8 @@ BROKEN = [
     ("a negative class", card_json(classes=[-1, 1], positive_class=1), "classes must be distinct non-negative integers"),
     ("a repeated class", card_json(classes=[1, 1], positive_class=1), "classes must be distinct non-negative integers"),
     ("an unknown positive class", card_json(positive_class=2), "the positive class must be one of the classes"),
+    ("labels for a class the model lacks", card_json(class_labels={"0": "no", "2": "yes"}), "class_labels must label each class, [0, 1], and no other"),
+    ("labels for one class of two", card_json(class_labels={"1": "yes"}), "class_labels must label each class"),
     ("repeated feature names", card_json(features=[*card_json()["features"], card_json()["features"][0]]), "feature names must be unique"),
 ]
 

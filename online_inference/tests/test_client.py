@@ -1,7 +1,8 @@
 """Spec: the client sends a Kaggle-format CSV in batches, writes predictions equal to the model's,
 reports accuracy and ROC AUC when ``condition`` is present, waits for readiness, retries 503 and
 connection errors, and exits non-zero with the server's reason on 4xx. Its CSV keeps each
-probability's digits as the server answered them."""
+probability's digits as the server answered them; its confusion matrix names each class with its
+label when the card has them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from online_inference.client import main as client_main
 from online_inference.client import roc_auc, write_predictions
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.helpers import bundled_session, live_server
+from online_inference.tests.helpers import bundled_session, bundled_session_with, live_server
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,22 @@ def test_client_predicts_the_kaggle_csv_like_the_model(
     actual = data.y.tolist()
     assert counts == [[sum(1 for a, p in zip(actual, expected.labels) if (a, p) == (row, column)) for column in (0, 1)]
                       for row in (0, 1)]
+
+
+def test_the_confusion_matrix_names_the_classes_with_the_cards_labels(
+    kaggle_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with live_server(loader=lambda: bundled_session_with(class_labels={0: "no disease", 1: "disease"})) as url:
+        assert client_main([str(kaggle_csv), "--url", url, "--batch-size", "1000", "--output", str(tmp_path / "p.csv")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    (header,) = [line for line in lines if "predicted" in line]
+    assert header.split() == ["predicted", "0", "(no", "disease)", "predicted", "1", "(disease)"]
+    rows = [line for line in lines if line.startswith("  condition ")]
+    assert [row.split(")")[0] for row in rows] == ["  condition 0 (no disease", "  condition 1 (disease"]
+    data = load_kaggle_csv(kaggle_csv)
+    expected = bundled_session().predict(data.X.astype(np.float32)).labels.tolist()
+    assert [[int(n) for n in row.split()[-2:]] for row in rows] == [
+        [sum(1 for a, p in zip(data.y.tolist(), expected) if (a, p) == (actual, guess)) for guess in (0, 1)] for actual in (0, 1)]
 
 
 def test_json_output(server_url: str, kaggle_csv: Path, tmp_path: Path) -> None:

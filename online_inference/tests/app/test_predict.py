@@ -1,17 +1,25 @@
 """Spec: ``POST /predict`` takes rows (``features`` + ``data``) or ``instances`` and answers one
 prediction per row, in request order, with P(condition=1) (the model's float32, read back
-exactly) and warnings for values outside the training range."""
+exactly) and warnings for values outside the training range. A card's class labels are shown in
+``/model`` and in OpenAPI's description of the answer; the answer keeps the integer class."""
 
 from __future__ import annotations
 
 import json
 import re
 
+from collections.abc import Iterator
+
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
+from online_inference.app.config import Settings
+from online_inference.app.main import create_app
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, valid_row
+from online_inference.tests.helpers import bundled_session, bundled_session_with, valid_row
+
+LABELS = {0: "no disease", 1: "disease"}
 
 
 def test_rows_and_instances_give_the_same_predictions_in_order(client: TestClient, card: ModelCard) -> None:
@@ -52,6 +60,26 @@ def test_model_card_is_served(client: TestClient, card: ModelCard) -> None:
     assert [f["name"] for f in body["features"]] == card.feature_names
     assert body["sha256"] == card.sha256
     assert body["metrics"]["cv_folds"] == 5
+
+
+@pytest.fixture
+def labelled(settings: Settings) -> Iterator[TestClient]:
+    """The service on the bundled model whose card labels its classes."""
+    app = create_app(settings, loader=lambda: bundled_session_with(class_labels=LABELS))
+    with TestClient(app) as test_client:
+        assert app.plane.settled.wait(10)
+        yield test_client
+
+
+def test_class_labels_are_in_the_card_and_in_openapi_and_the_answer_keeps_the_integer_class(
+        labelled: TestClient, client: TestClient, card: ModelCard) -> None:
+    assert labelled.get("/model").json()["class_labels"] == {"0": "no disease", "1": "disease"}
+    assert client.get("/model").json()["class_labels"] is None  # a card without labels
+    row = labelled.get("/openapi.json").json()["components"]["schemas"]["RowPrediction"]["properties"]
+    assert row["condition"]["description"] == "The predicted class of 'condition': 0 no disease, 1 disease."
+    assert row["condition"]["enum"] == [0, 1] and row["probability"]["description"].startswith("P(condition = 1 (disease)): ")
+    body = {"features": card.feature_names, "data": [valid_row(card)]}
+    assert labelled.post("/predict", json=body).json() == client.post("/predict", json=body).json()
 
 
 def test_every_reference_in_the_openapi_document_resolves(client: TestClient) -> None:

@@ -1,6 +1,7 @@
-"""Spec: a feature spec is read from JSON and checked (kinds, bounds, codes, names, target); a
-table that does not fit its spec is refused before training, with every problem listed; and the
-service's code names no feature and no target: everything model-specific comes from the card."""
+"""Spec: a feature spec is read from JSON and checked (kinds, bounds, codes, names, target, the
+target's optional class labels); a table that does not fit its spec is refused before training,
+with every problem listed; and the service's code names no feature and no target: everything
+model-specific comes from the card."""
 
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def test_the_heart_spec_is_a_spec_like_any_other() -> None:
     assert heart.features[1].codes == {0: "female", 1: "male"}
 
 
+def test_the_targets_classes_may_have_labels_as_codes_do(tmp_path: Path) -> None:
+    labelled = load_spec(write_spec(tmp_path / "spec.json", classes={"0": "low risk", "1": "high risk"}))
+    assert labelled.classes == {0: "low risk", 1: "high risk"}
+    assert load_spec(write_spec(tmp_path / "plain.json")).classes is None  # optional
+
+
 BROKEN = [
     ("a numeric feature without bounds", {"features": feature(0, bounds=None)}, "age: a numeric feature has bounds"),
     ("reversed bounds", {"features": feature(0, bounds=[110, 18])}, r"age: bounds must be \[low, high\]"),
@@ -63,6 +70,12 @@ BROKEN = [
     ("a target that is a feature", {"target": "age"}, "the target 'age' is also a feature"),
     ("a target named like an answer's key", {"target": "probability"}, "the target cannot be named 'probability'"),
     ("a missing field", {"target": None}, "spec.target: expected str"),
+    ("three classes", {"classes": {"0": "low", "1": "mid", "2": "high"}}, r"classes: the target has two integer classes >= 0, got \[0, 1, 2\]"),
+    ("a negative class", {"classes": {"-1": "low", "1": "high"}}, "classes: the target has two integer classes >= 0"),
+    ("a class that is not an integer", {"classes": {"low": "low", "1": "high"}}, "spec.classes: expected an integer key"),
+    ("a label shared by both classes", {"classes": {"0": "risk", "1": "risk"}}, "classes: each class needs its own label"),
+    ("an empty label", {"classes": {"0": " ", "1": "high"}}, "classes: each class needs its own label"),
+    ("a label that is not a string", {"classes": {"0": 0, "1": "high"}}, "spec.classes.0: expected str"),
 ]
 
 
