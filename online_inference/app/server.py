@@ -29,7 +29,6 @@ from online_inference.app.admission import Admission
 from online_inference.app.config import Settings, SettingsError, get_settings
 from online_inference.app.dataplane import Loader
 from online_inference.app.edge import EdgeLimits, EdgeProtocol
-from online_inference.app.front import Front
 from online_inference.app.main import create_app
 
 log = logging.getLogger(__name__)
@@ -58,11 +57,6 @@ class Server(uvicorn.Server):
         while listeners and select.select(listeners, [], [], 0)[0] and loop.time() < deadline:
             await asyncio.sleep(0.001)
 
-    @property
-    def port(self) -> int:
-        """The port it listens on (PORT=0: the one the system chose)."""
-        return int(self.servers[0].sockets[0].getsockname()[1])
-
 
 def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicorn.Config:
     return uvicorn.Config(
@@ -83,9 +77,9 @@ def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicor
     )
 
 
-def build_server(settings: Settings, loader: Loader | None = None, app: Front | None = None) -> Server:
+def build_server(settings: Settings, loader: Loader | None = None) -> Server:
     """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread)."""
-    app = app or create_app(settings, loader)
+    app = create_app(settings, loader)
     return Server(uvicorn_config(settings, app, app.plane.admission), on_drain=app.drain)
 
 

@@ -58,6 +58,11 @@ def valid_row(card: ModelCard) -> list[float]:
     return [f.example for f in card.features]
 
 
+def server_port(server: Server) -> int:
+    """The port ``server`` listens on (PORT=0: the one the system chose)."""
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
 @contextmanager
 def live_server(app: Any = None, ready_path: str | None = "/health", timeout: float = 20, settings: Settings | None = None,
                 loader: Loader | None = bundled_session) -> Iterator[str]:
@@ -70,7 +75,7 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
     thread.start()
     try:
         wait_until(lambda: server.started, timeout)
-        url = f"http://127.0.0.1:{server.port}"
+        url = f"http://127.0.0.1:{server_port(server)}"
         if ready_path:
             wait_until(lambda: httpx.get(url + ready_path).status_code == 200, timeout)
         yield url
