@@ -12,12 +12,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from online_inference.app.session import ModelSession
 from online_inference.client import main as client_main
-from online_inference.client import roc_auc, write_predictions
+from online_inference.client import ClientError, InferenceClient, roc_auc, write_predictions
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.helpers import bundled_session, bundled_session_with, live_server
@@ -63,6 +64,14 @@ def test_the_confusion_matrix_names_the_classes_with_the_cards_labels(
     expected = bundled_session().predict(data.X.astype(np.float32)).labels.tolist()
     assert [[int(n) for n in row.split()[-2:]] for row in rows] == [
         [sum(1 for a, p in zip(data.y.tolist(), expected) if (a, p) == (actual, guess)) for guess in (0, 1)] for actual in (0, 1)]
+
+
+def test_a_model_answer_that_is_not_a_card_is_a_client_error_with_the_reason() -> None:
+    client = InferenceClient("http://model.test")
+    client.http = httpx.Client(base_url="http://model.test", transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"name": "m", "features": "none"})))
+    with pytest.raises(ClientError, match="GET /model: not a model card: card: missing 'version'"):
+        client.card()
 
 
 def test_json_output(server_url: str, kaggle_csv: Path, tmp_path: Path) -> None:
