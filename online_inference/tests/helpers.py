@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -102,11 +103,15 @@ def serving(command: str, cwd: Path) -> Iterator[str]:
     without the caller's PYTHONPATH and venv; yields its URL once /health answers 200, and stops
     it (SIGTERM to its process group) at the end."""
     env = {**user_environment(), "PORT": "0"}
-    log = (cwd.parent / f"serve-{abs(hash(command))}.log").open("wb")
+    log = tempfile.TemporaryFile()  # the command's output: shown if it never listens
     shell = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{wait_listening(shell, timeout=600)}"
+        try:
+            url = f"http://127.0.0.1:{wait_listening(shell, timeout=600)}"
+        except AssertionError as error:
+            log.seek(0)
+            raise AssertionError(f"{error}; its output ends:\n{log.read()[-3000:].decode(errors='replace')}") from None
         deadline = time.monotonic() + 60
         while httpx.get(url + "/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.1)  # polling the model's loading, until the deadline
