@@ -73,6 +73,7 @@ def build_card(spec: ModelSpec, model: TrainedModel, data: Dataset, created: str
         description=spec.description,
         target=spec.target,
         classes=classes,
+        class_labels=spec.classes,
         positive_class=classes[-1],  # scikit-learn's: the larger label
         input_name=INPUT_NAME,
         label_output=LABEL_OUTPUT,

@@ -215,7 +215,7 @@ def breast_cancer() -> tuple[dict[str, Any], str]:
     features = [{"name": name, "kind": "numeric", "meaning": name, "bounds": [0, 2 * float(table.data[:, i].max())]}
                 for i, name in enumerate(names)]
     spec = {"name": "wdbc", "version": "1.0.0", "description": "Benign tumour from 30 measurements.",
-            "target": "benign", "features": features}
+            "target": "benign", "classes": {"0": "malignant", "1": "benign"}, "features": features}
     rows = [dict(zip([*names, "benign"], [*values.tolist(), int(label)])) for values, label in zip(table.data, table.target)]
     return spec, table_text(load_spec_text(spec), rows)
 
@@ -277,6 +277,7 @@ def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> Non
             sent = send_table(folder, url)
         assert [(f["name"], f["kind"]) for f in card["features"]] == [(f["name"], f["kind"]) for f in spec["features"]]
         assert card["target"] == spec["target"] and f"served {card['graph']}" in export_output
+        assert card.get("class_labels") == spec.get("classes")  # the spec's labels, if it gives any
         nodes = [node.op_type for node in onnx.load(folder / "toy.onnx").graph.node]
         if card["graph"] == "folded":
             one_hot = ["MatMul", "Equal", "Cast", "Concat"] if any(f["kind"] == "categorical" for f in spec["features"]) else []
