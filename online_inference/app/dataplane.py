@@ -76,25 +76,22 @@ class DataPlane:
         self.reason: str | None = None
         self.served: Served | None = None
         self.batcher = Batcher(lambda X: self.infer(self.ready(), X))  # small requests' shared calls
-        self.settled = threading.Event()
 
     def load(self) -> None:
         """Load the model once; record ready or failed (with the reason). Never raises."""
         started = time.perf_counter()
         try:
             session = self.loader()
-            self.served = Served(session, FastPath(session.card, self.max_rows))
-            self.admission.serve(self.served.fast.values_limit)
+            served = Served(session, FastPath(session.card, self.max_rows))
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)
-        else:
-            self.state = "ready"
-            self.metrics.set_model(session.card)
-            card = session.card
-            log.info("model %s %s ready (sha256 %s) in %.3fs", card.name, card.version, card.sha256, time.perf_counter() - started)
-        finally:
-            self.settled.set()
+            return
+        self.admission.serve(served.fast.values_limit)
+        self.metrics.set_model(session.card)
+        self.served, self.state = served, "ready"  # published last: whoever sees it sees all of it
+        card = session.card
+        log.info("model %s %s ready (sha256 %s) in %.3fs", card.name, card.version, card.sha256, time.perf_counter() - started)
 
     def start_loading(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="model-loader", daemon=True)

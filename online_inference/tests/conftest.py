@@ -13,7 +13,7 @@ from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
 from online_inference.export.data import SHIPPED_TABLE
-from online_inference.tests.helpers import SHARED_KAGGLE_CSV, bundled_card, bundled_session
+from online_inference.tests.helpers import SHARED_KAGGLE_CSV, bundled_card, bundled_session, loaded
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A TestClient on a fresh app (own metrics registry) whose model is loaded."""
     app = create_app(settings, loader=bundled_session)
     with TestClient(app) as test_client:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         yield test_client
 
 

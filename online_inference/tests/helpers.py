@@ -135,6 +135,12 @@ def wait_listening(process: subprocess.Popen[bytes], timeout: float) -> int:
     raise AssertionError(f"the service did not listen (exit {process.poll()})")
 
 
+def loaded(plane: DataPlane, timeout: float) -> bool:
+    """Whether ``plane``'s model loading ended (ready or failed) within ``timeout``."""
+    wait_until(lambda: plane.state != "loading", timeout)
+    return True
+
+
 def wait_until(condition, timeout: float, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:

@@ -11,7 +11,7 @@ from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.app.session import ModelLoadError, ModelSession
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, valid_row
+from online_inference.tests.helpers import bundled_session, loaded, valid_row
 
 
 def test_ready_reports_the_model(client: TestClient, card: ModelCard) -> None:
@@ -37,7 +37,7 @@ def test_loading_answers_503_until_the_model_is_loaded(card: ModelCard) -> None:
         predict = client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]})
         assert predict.status_code == 503 and "loading" in predict.json()["error"]
         release.set()
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         assert client.get("/health").status_code == 200
 
 
@@ -47,7 +47,7 @@ def test_failed_load_answers_503_with_the_reason(card: ModelCard) -> None:
 
     app = create_app(Settings(environment={}), loader=broken_loader)
     with TestClient(app) as client:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         response = client.get("/health")
         assert response.status_code == 503
         assert response.json() == {"status": "failed", "reason": "sha256 mismatch: expected aaa, got bbb"}
@@ -60,7 +60,7 @@ def test_a_file_that_is_not_onnx_fails_with_the_reason(tmp_path) -> None:  # typ
     path.write_bytes(b"not a model")
     app = create_app(Settings(MODEL_URI=str(path)))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "not a loadable ONNX model" in body["reason"]
 
@@ -68,6 +68,6 @@ def test_a_file_that_is_not_onnx_fails_with_the_reason(tmp_path) -> None:  # typ
 def test_a_missing_file_fails_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
     app = create_app(Settings(MODEL_URI=str(tmp_path / "absent.onnx")))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "absent.onnx" in body["reason"]

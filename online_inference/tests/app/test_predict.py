@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from online_inference.app.config import Settings
 from online_inference.app.main import create_app
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_session, bundled_session_with, valid_row
+from online_inference.tests.helpers import bundled_session, bundled_session_with, loaded, valid_row
 
 LABELS = {0: "no disease", 1: "disease"}
 
@@ -67,7 +67,7 @@ def labelled(settings: Settings) -> Iterator[TestClient]:
     """The service on the bundled model whose card labels its classes."""
     app = create_app(settings, loader=lambda: bundled_session_with(class_labels=LABELS))
     with TestClient(app) as test_client:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         yield test_client
 
 

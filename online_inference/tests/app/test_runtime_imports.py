@@ -19,10 +19,10 @@ PROBE = """
 import sys
 from fastapi.testclient import TestClient
 from online_inference.app.main import create_app
-from online_inference.tests.helpers import valid_row
+from online_inference.tests.helpers import loaded, valid_row
 app = create_app()
 with TestClient(app) as client:
-    assert app.plane.settled.wait(10)
+    assert loaded(app.plane, 10)
     card = app.plane.served.card
     assert client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]}).status_code == 200
     client.get("/openapi.json"); client.get("/metrics")

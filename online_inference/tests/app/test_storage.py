@@ -22,7 +22,7 @@ from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.main import create_app
 from online_inference.app.storage import FetchPolicy, StorageError, fetch_model, redact
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.helpers import bundled_card, valid_row, wait_until
+from online_inference.tests.helpers import bundled_card, loaded, valid_row, wait_until
 
 BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/v1/heart.onnx"  # moto's state is per process
 SECRET = "s3cr3t-never-logged"
@@ -67,11 +67,11 @@ def predictions(client: TestClient) -> list[dict]:
 def test_model_from_s3_serves_like_the_bundled_one(aws_env: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     with TestClient(create_app(Settings(environment={}))) as bundled:
-        assert bundled.app.plane.settled.wait(10)
+        assert loaded(bundled.app.plane, 10)
         expected = predictions(bundled)
     app = create_app(settings_for(f"s3://{BUCKET}/{KEY}", tmp_path, MODEL_SHA256=MODEL_SHA256))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(30)
+        assert loaded(app.plane, 30)
         health = client.get("/health")
         assert health.status_code == 200 and health.json()["model"]["sha256"] == MODEL_SHA256
         assert predictions(client) == expected
@@ -97,14 +97,14 @@ def test_health_is_503_loading_while_the_download_runs(aws_env: str, tmp_path: P
             assert client.get("/health").json() == {"status": "loading"}
             assert client.get("/health").status_code == 503
             gate.set()
-            assert app.plane.settled.wait(30)
+            assert loaded(app.plane, 30)
             assert client.get("/health").status_code == 200
 
 
 def test_wrong_sha256_fails_and_never_serves(aws_env: str, tmp_path: Path) -> None:
     app = create_app(settings_for(f"s3://{BUCKET}/{KEY}", tmp_path, MODEL_SHA256="0" * 64))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(30)
+        assert loaded(app.plane, 30)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "sha256 mismatch" in body["reason"]
         card = bundled_card()
@@ -115,7 +115,7 @@ def test_missing_key_fails_at_once_with_the_reason(aws_env: str, tmp_path: Path)
     app = create_app(settings_for(f"s3://{BUCKET}/absent.onnx", tmp_path, MODEL_LOAD_ATTEMPTS=5))
     started = time.monotonic()
     with TestClient(app) as client:
-        assert app.plane.settled.wait(30)
+        assert loaded(app.plane, 30)
         body = client.get("/health").json()
     assert body["status"] == "failed" and "HTTP 404" in body["reason"] and "attempt 1 of 5" in body["reason"]
     assert time.monotonic() - started < 5, "a 404 is not retried"
@@ -145,7 +145,7 @@ def test_store_down_at_start_recovers_within_the_retry_window(tmp_path: Path, mo
                               aws_access_key_id="test", aws_secret_access_key=SECRET)
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key=KEY, Body=MODEL_BYTES)
-            assert app.plane.settled.wait(30)
+            assert loaded(app.plane, 30)
             assert client.get("/health").status_code == 200
         finally:
             server.stop()
@@ -182,11 +182,11 @@ def http_url() -> Iterator[str]:
 def test_http_200_serves_and_404_fails(http_url: str, tmp_path: Path) -> None:
     app = create_app(settings_for(f"{http_url}/models/heart.onnx?token=abc", tmp_path))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(30)
+        assert loaded(app.plane, 30)
         assert client.get("/health").status_code == 200
     app = create_app(settings_for(f"{http_url}/models/absent.onnx", tmp_path))
     with TestClient(app) as client:
-        assert app.plane.settled.wait(30)
+        assert loaded(app.plane, 30)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "HTTP 404" in body["reason"]
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from online_inference.app.fastpath import BUFFER_FROM_BYTES
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import bundled_card, valid_row
+from online_inference.tests.helpers import bundled_card, loaded, valid_row
 
 CARD = bundled_card()
 NAMES = CARD.feature_names
@@ -156,7 +156,7 @@ def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) ->
 
     app = create_app(settings.replace(MAX_BATCH_ROWS=3), loader=bundled_session)
     with TestClient(app) as small:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         assert small.post("/predict", json=rows_body(ROW, ROW, ROW)).status_code == 200
         response = small.post("/predict", json=rows_body(ROW, ROW, ROW, ROW))
         assert response.status_code == 413 and "at most 3 rows" in response.json()["error"]
@@ -169,7 +169,7 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
 
     app = create_app(settings.replace(MAX_BODY_BYTES=2048), loader=bundled_session)
     with TestClient(app) as small:
-        assert app.plane.settled.wait(10)
+        assert loaded(app.plane, 10)
         big = json.dumps(rows_body(*[ROW] * 40))
         assert len(big) > 2048
         response = small.post("/predict", content=big, headers={"content-type": "application/json"})
