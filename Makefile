@@ -69,7 +69,7 @@ data: $(VENV)/.dev
 # Regenerate the README's tables (settings, model card, size study, benchmark) from their sources,
 # and the charts of the benchmark and the size study (matplotlib: the dev set).
 docs: $(VENV)/.dev
-	$(PY) -m online_inference.docs
+	$(PY) -m online_inference.devtools.docs
 
 # The benchmark against the scikit-learn baseline (needs wrk and taskset), and the in-process
 # costs docs/ARCHITECTURE.md quotes; refreshes both documents. Method: online_inference/bench/README.md.
@@ -79,13 +79,13 @@ bench: $(VENV)/.dev numpy-wheel
 	$(PY) -m online_inference.bench.run_bench --numpy-wheel $(NUMPY_WHEEL_DIR) $(BENCH_ARGS)
 	$(PY) -m online_inference.bench.costs
 	$(PY) -m online_inference.bench.load
-	$(PY) -m online_inference.docs
+	$(PY) -m online_inference.devtools.docs
 
 # 1, 2 and 3 replicas behind haproxy (online_inference/deploy/haproxy/haproxy.cfg) against one,
 # single rows through wrk (needs wrk and haproxy); writes bench/results/replicas.json, then the tables.
 replicas: $(VENV)/.dev
 	$(PY) -m online_inference.bench.replicas $(REPLICAS_ARGS)
-	$(PY) -m online_inference.docs
+	$(PY) -m online_inference.devtools.docs
 
 # What one request costs in memory, per route, body form and parser (bench/results/memory.json):
 # the figures the memory budget's charges are held to (tests/app/test_admission.py).

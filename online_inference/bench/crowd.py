@@ -24,7 +24,7 @@ import numpy as np
 
 from online_inference.bench.bodies import data_body, instances_body, padded, random_rows
 from online_inference.card import ModelCard
-from online_inference.procfs import children, status_kb
+from online_inference.devtools.procfs import children, status_kb
 
 DEPLOYMENT = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "deployment.yaml"
 ROWS = 10_000

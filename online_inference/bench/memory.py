@@ -66,7 +66,7 @@ from online_inference.bench.bodies import (PADDED_BYTES, data_body, instances_bo
 from online_inference.card import ModelCard
 from online_inference.bench.memory_cases import (CHUNK_BYTES, PREDICT, V2_BINARY_MEDIA, WARMUPS, Bodies, Case, card, parser_cases,
                                                 request_cases, v2_path)
-from online_inference.procfs import socket_inodes, status_kb
+from online_inference.devtools.procfs import socket_inodes, status_kb
 from online_inference.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"

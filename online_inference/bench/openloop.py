@@ -20,7 +20,7 @@ read properly: status line, headers, a ``Content-Length`` or chunked body, or a 
 ``run`` returns a :class:`Result`: offered and served rates, the shed fraction, every failure by
 kind, latency percentiles of the 200s and of the 503s, the server's peak RSS (VmRSS of ``rss_pid``
 and its children, sampled every 100 ms) and a time series of 100 ms buckets by completion time
-(:meth:`Result.to_dict`, JSON-serialisable; ``online_inference.charts.draw_timeline`` draws it).
+(:meth:`Result.to_dict`, JSON-serialisable; ``online_inference.devtools.charts.draw_timeline`` draws it).
 ``capacity`` measures the closed-loop capacity (wrk, N connections) so that a caller can offer a
 multiple of it.
 
@@ -67,7 +67,7 @@ import uvloop
 from online_inference.bench.loadresult import BUCKET_S, Records, Result
 from online_inference.bench.wire import (MAX_HEAD_BYTES, Head, chunked_end, failure_of, host_port, http_request, outcome_of,
                                          parse_head)
-from online_inference.procfs import children, status_kb
+from online_inference.devtools.procfs import children, status_kb
 
 SPIN_S = 0.002  # the generator yields to its loop, rather than sleep, this close to the next arrival
 

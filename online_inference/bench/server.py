@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from online_inference.procfs import children, listening_port, status_kb
+from online_inference.devtools.procfs import children, listening_port, status_kb
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"onnx": "online_inference.app", "onnx_noblas": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",

@@ -40,7 +40,7 @@ FILE_distroless := online_inference/Dockerfile.distroless
 # The image-size study: builds every step, measures it, writes online_inference/SIZE_REPORT.md.
 size-report: $(VENV)/.dev bases
 	$(PY) -m online_inference.docker.size_study
-	$(PY) -m online_inference.docs
+	$(PY) -m online_inference.devtools.docs
 
 bases:
 ifeq ($(OFFLINE),1)

@@ -16,7 +16,7 @@ import socket
 
 import httpx
 
-from online_inference.procfs import listening_port
+from online_inference.devtools.procfs import listening_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")

@@ -24,7 +24,7 @@ from online_inference.app.dataplane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
 from online_inference.app.session import ModelSession
 from online_inference.card import CARD_METADATA_KEY, ModelCard
-from online_inference.procfs import descendants, listening_port
+from online_inference.devtools.procfs import descendants, listening_port
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
 

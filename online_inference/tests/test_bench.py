@@ -20,7 +20,7 @@ from online_inference.bench.run_bench import core_kept_awake
 from online_inference.bench.run_bench import main as bench_main
 from online_inference.bench.run_bench import others_paused
 from online_inference.bench.server import Service
-from online_inference.procfs import children
+from online_inference.devtools.procfs import children
 from online_inference.tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from online_inference.charts import draw_timeline
+from online_inference.devtools.charts import draw_timeline
 
 
 def series(buckets: int = 50, rss: bool = True) -> list[dict[str, object]]:

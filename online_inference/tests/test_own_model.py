@@ -37,7 +37,7 @@ from sklearn.datasets import load_breast_cancer
 
 from online_inference.app.session import ModelSession
 from online_inference.card import read_json
-from online_inference.docs import README
+from online_inference.devtools.docs import README
 from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text
 from online_inference.export.spec import HEART_SPEC, ModelSpec
 from online_inference.tests.helpers import serving, user_environment

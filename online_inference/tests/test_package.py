@@ -68,7 +68,7 @@ def test_the_wheel_carries_the_model_and_the_runtime_dependencies(installed: tup
         declared = [line.removeprefix("Requires-Dist: ") for line in archive.read(metadata).decode().splitlines()
                     if line.startswith("Requires-Dist: ") and "extra ==" not in line]
     assert "online_inference/model/heart.onnx" in names
-    assert not any(name.startswith(("online_inference/tests/", "online_inference/bench/", "online_inference/docker/")) for name in names)
+    assert not any(name.startswith(("online_inference/tests/", "online_inference/bench/", "online_inference/docker/", "online_inference/devtools/")) for name in names)
     assert requirements(declared) == requirements((ROOT / "requirements" / "runtime.in").read_text().splitlines())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from online_inference.procfs import listening_port
+from online_inference.devtools.procfs import listening_port
 
 LISTENER = """
 import socket, sys

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.docs import README
-from online_inference.docs import main as docs_main
+from online_inference.devtools.docs import README
+from online_inference.devtools.docs import main as docs_main
 from online_inference.tests.helpers import live_server
 
 ROOT = README.parent
@@ -43,7 +43,7 @@ def test_generated_sections_are_current() -> None:
 
 
 def test_the_charts_are_shown() -> None:
-    from online_inference.charts import BENCH_CHART, SIZE_CHART
+    from online_inference.devtools.charts import BENCH_CHART, SIZE_CHART
 
     text = README.read_text()
     for chart in (BENCH_CHART, SIZE_CHART):

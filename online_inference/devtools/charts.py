@@ -1,7 +1,7 @@
 """The charts of the recorded results, as SVG: the benchmark (``bench/results/bench.json``), the
 image-size study (``docker/results/size.json``), and a load run's time series (:func:`draw_timeline`,
 from ``bench/openloop.py``'s result). Drawn by ``make bench``, ``make size-report`` and
-``make docs`` (through :mod:`online_inference.docs`, which also checks them), with matplotlib from
+``make docs`` (through :mod:`online_inference.devtools.docs`, which also checks them), with matplotlib from
 the dev set: never in an image. The same results and the same matplotlib give the same bytes
 (no date, a fixed id salt), so a stale chart is found like a stale table."""
 
@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")  # not 10³, 2×10⁻¹
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # the package
 BENCH_CHART = HERE / "bench" / "results" / "bench.svg"
 SIZE_CHART = HERE / "docker" / "results" / "size.svg"
 CROWD_CHART = HERE / "bench" / "results" / "crowd.svg"

@@ -1,11 +1,11 @@
-"""``python -m online_inference.docs [--check]``: regenerate the generated sections of the README
+"""``python -m online_inference.devtools.docs [--check]``: regenerate the generated sections of the README
 and of ``docs/ARCHITECTURE.md``.
 
 Sections sit between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``; each
 is rendered from its source (the settings class, the bundled model card, the size study, the
 benchmark's results and its in-process costs, the replicas behind haproxy), so no table is typed
 by hand; ``online_inference/deploy/haproxy/README.md`` has one too. The charts of the
-benchmark and of the size study are drawn from the same results (:mod:`online_inference.charts`).
+benchmark and of the size study are drawn from the same results (:mod:`online_inference.devtools.charts`).
 ``--check`` fails when a document or a chart is stale.
 """
 
@@ -22,16 +22,17 @@ from typing import Any
 from online_inference.app.config import BUNDLED_MODEL, Settings
 from online_inference.app.session import ModelSession
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parents[1]
+ROOT = PACKAGE.parent
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 HAPROXY_README = ROOT / "online_inference" / "deploy" / "haproxy" / "README.md"
 DOCUMENTS = (README, ARCHITECTURE, HAPROXY_README)
-SIZE_RESULTS = Path(__file__).resolve().parent / "docker" / "results" / "size.json"
-BENCH_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "bench.json"
-COSTS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "costs.json"
-REPLICAS_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "replicas.json"
-LOAD_RESULTS = Path(__file__).resolve().parent / "bench" / "results" / "load.json"
+SIZE_RESULTS = PACKAGE / "docker" / "results" / "size.json"
+BENCH_RESULTS = PACKAGE / "bench" / "results" / "bench.json"
+COSTS_RESULTS = PACKAGE / "bench" / "results" / "costs.json"
+REPLICAS_RESULTS = PACKAGE / "bench" / "results" / "replicas.json"
+LOAD_RESULTS = PACKAGE / "bench" / "results" / "load.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -147,7 +148,7 @@ def regenerate(text: str) -> str:
 
 def charts() -> list[tuple[Path, bytes]]:
     """Each chart's path and its bytes as drawn from the recorded results now."""
-    from online_inference.charts import (BENCH_CHART, CROWD_CHART, OVERLOAD_CHART, SIZE_CHART, draw_bench, draw_size,
+    from online_inference.devtools.charts import (BENCH_CHART, CROWD_CHART, OVERLOAD_CHART, SIZE_CHART, draw_bench, draw_size,
                                          draw_timeline)
 
     from online_inference.bench.crowd import pod_memory_limit_mb
