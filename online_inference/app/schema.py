@@ -185,10 +185,15 @@ class InputSchema:
             return np.array(request.data, dtype=np.float32)
         return np.array([[row[n] for n in self.names] for row in request.instances], dtype=np.float32)
 
-    def parse_rows(self, rows: list[Any]) -> np.ndarray:
-        """Rows already split from another wire format (V2) → float32 ``[N, features]``."""
+    def parse_rows(self, rows: list[Any], numbers_only: bool) -> np.ndarray:
+        """Rows already split from another wire format (V2) → float32 ``[N, features]``. When the
+        rows can hold no boolean (``numbers_only``: a tensor's bytes, or JSON without ``true`` or
+        ``false``), the fast path checks them first, as whole arrays; pydantic explains the rest."""
         if len(rows) > self.max_rows:
             raise PayloadTooLarge(f"at most {self.max_rows} rows per request, got {len(rows)}")
+        X = self.fast.check(rows) if numbers_only else None  # (it would take a boolean for a number)
+        if X is not None:
+            return X
         try:
             return np.array(self.rows_adapter.validate_python(rows), dtype=np.float32)
         except ValidationError as error:

@@ -248,8 +248,10 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
         if len(v2_request.inputs) != 1:
             raise InvalidInput(f"expected exactly one input {card.input_name!r}, got {len(v2_request.inputs)}")
         wanted = requested_outputs(v2_request, list(names.values()))
-        rows = input_rows(v2_request.inputs[0], binary, card.input_name, len(card.features), served.schema.max_rows)
-        return served.schema.parse_rows(rows), v2_request.id, wanted  # nothing parsed outlives the parse
+        tensor = v2_request.inputs[0]
+        rows = input_rows(tensor, binary, card.input_name, len(card.features), served.schema.max_rows)
+        numbers_only = v2_binary.binary_size(tensor.parameters) is not None or not (b"true" in header or b"false" in header)
+        return served.schema.parse_rows(rows, numbers_only), v2_request.id, wanted  # nothing parsed outlives the parse
 
     X, request_id, wanted = plane.validate("v2", parse)
     outputs, blob = build_outputs(await plane.predict(served, X), names, wanted)

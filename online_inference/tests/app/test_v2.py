@@ -166,3 +166,14 @@ def test_v2_errors_over_plain_http(client: TestClient, card: ModelCard) -> None:
     assert client.post(url, content=b"{").status_code == 400
     stringy = client.post(url, json=cases[3]).json()
     assert stringy["problems"][0] == {"row": 0, "feature": "age", "reason": "must be a number, got string"}
+
+
+@pytest.mark.parametrize("rows", [1, 40])  # checked value by value, and as a whole array
+def test_a_boolean_is_not_a_number_in_v2_data_at_any_batch_size(client: TestClient, card: ModelCard, rows: int) -> None:
+    row = valid_row(card)
+    coded = next(i for i, f in enumerate(card.features) if f.is_integral and f.bounds.min <= 1 <= f.bounds.max)
+    data = [row] * (rows - 1) + [[*row[:coded], True, *row[coded + 1:]]]
+    body = {"inputs": [{"name": card.input_name, "shape": [rows, 13], "datatype": "FP32", "data": data}]}
+    response = client.post(f"/v2/models/{card.name}/infer", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["problems"][0]["row"] == rows - 1, response.text
