@@ -1,0 +1,78 @@
+"""``python -m online_inference.bench.ab OLD NEW``: single-row throughput of two commits of the
+service, A/B, on this machine.
+
+Each commit is written out of git (``git archive``) into a temporary folder and started from
+there as ``python -m online_inference.app`` (or, with ``--floor``, the constant-answer floor of
+:mod:`floor_app`, which shows the protocol layer's cost alone), pinned to core 0; wrk, on core 1,
+runs 32 keep-alive connections posting one row for ``--seconds``. The commits alternate round by
+round (a shared machine's speed drifts), and the result is each one's median and NEW's ratio to
+OLD. docs/ARCHITECTURE.md ("Under load") quotes its runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from online_inference.bench.openloop import capacity, card_example_body
+from online_inference.bench.wire import http_request
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT = 8790
+STARTUP_SECONDS = 2.5
+
+
+def checkout(commit: str, folder: Path) -> Path:
+    """``commit``'s package, written into ``folder``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "online_inference"], check=True,
+                             capture_output=True).stdout
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def measure(root: Path, floor: bool, seconds: float) -> float:
+    """Requests/s of the service (or the floor) started from ``root``."""
+    module = "online_inference.bench.floor_app" if floor else "online_inference.app"
+    env = {**os.environ, "PYTHONPATH": str(root), "PORT": str(PORT), "LOG_LEVEL": "warning"}
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", module], cwd=root, env=env,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(STARTUP_SECONDS)  # the model loads before wrk starts
+        url = f"http://127.0.0.1:{PORT}/predict"
+        return capacity(url, http_request(url, card_example_body(1)), connections=32, seconds=seconds, cpus="1")
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--floor", action="store_true", help="the constant-answer floor instead of the service")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = {commit: checkout(commit, Path(tmp) / str(i)) for i, commit in enumerate((args.old, args.new))}
+        runs: dict[str, list[float]] = {commit: [] for commit in roots}
+        for round_ in range(args.rounds):
+            for commit, root in roots.items():
+                runs[commit].append(measure(root, args.floor, args.seconds))
+            print(f"round {round_ + 1}: " + ", ".join(f"{c} {runs[c][-1]:,.0f} req/s" for c in runs), file=sys.stderr, flush=True)
+    medians = {commit: statistics.median(values) for commit, values in runs.items()}
+    print(json.dumps({"old": args.old, "new": args.new, "floor": args.floor, "rounds": args.rounds,
+                      "median_rps": {c: round(m) for c, m in medians.items()},
+                      "ratio": round(medians[args.new] / medians[args.old], 3), "runs": runs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
