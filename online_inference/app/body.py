@@ -11,7 +11,7 @@ from typing import Any
 
 from online_inference.app.errors import PayloadTooLarge
 
-Message = dict[str, Any]
+Message = dict[str, Any]  # an ASGI message (the one definition: the front and the hot path use it too)
 Receive = Callable[[], Awaitable[Message]]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from online_inference.app.admission import TICKET, Admission, Ticket
-from online_inference.app.body import BodyLimit
+from online_inference.app.body import BodyLimit, Message
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
 from online_inference.app.config import Settings
 from online_inference.app.dataplane import DataPlane
@@ -26,7 +26,6 @@ from online_inference.app.workqueue import WorkQueue
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-Message = dict[str, Any]
 
 
 class Front:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -23,7 +22,6 @@ MAX_ROWS = 10_000  # the settings' defaults: MAX_BATCH_ROWS
 PREDICT = "/predict"
 V2_BINARY_MEDIA = "application/octet-stream"
 
-Message = dict[str, Any]
 
 
 # --- bodies ---------------------------------------------------------------------------------------

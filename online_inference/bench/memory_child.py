@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from online_inference.bench.memory_cases import CHUNK_BYTES, PARSERS, PREDICT, WARMUPS, Case, Message, v2_path
+from online_inference.app.body import Message
+from online_inference.bench.memory_cases import CHUNK_BYTES, PARSERS, PREDICT, WARMUPS, Case, v2_path
 
 
 def status_bytes(name: str) -> int:
