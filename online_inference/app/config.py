@@ -21,7 +21,7 @@ BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model" / "heart.onnx"
 
 
 @dataclass(frozen=True)
-class Field:
+class Setting:
     """One setting's default, meaning and bounds (what the README's table shows)."""
 
     default: Any
@@ -84,81 +84,81 @@ class Settings:
     ``Settings(NAME=value)`` overrides the environment; ``Settings(environment={})`` ignores it
     (tests: what the caller's shell exports must not change them)."""
 
-    MODEL_URI: str = Field(
+    MODEL_URI: str = Setting(
         default=str(BUNDLED_MODEL),
         description="Where to load the model: s3://bucket/key, https://..., http://..., file://... "
         "or a plain path. Unset: the model bundled with the package.",
     )
-    MODEL_SHA256: str | None = Field(
+    MODEL_SHA256: str | None = Setting(
         default=None,
         pattern=r"^[0-9a-fA-F]{64}$",
         description="If set, the artifact must have this sha256 or the service refuses to serve it.",
     )
-    MODEL_CACHE_DIR: Path = Field(
+    MODEL_CACHE_DIR: Path = Setting(
         default=Path("/tmp/heart-inference-models"),
         description="Where downloaded models are written (atomically); must be writable.",
     )
-    MODEL_LOAD_ATTEMPTS: int = Field(
+    MODEL_LOAD_ATTEMPTS: int = Setting(
         default=5, ge=1, description="How many times a transient download failure is tried."
     )
-    MODEL_LOAD_BACKOFF_SECONDS: float = Field(
+    MODEL_LOAD_BACKOFF_SECONDS: float = Setting(
         default=0.5, ge=0, description="First retry delay; doubles after each failed attempt."
     )
-    MODEL_LOAD_TIMEOUT_SECONDS: float = Field(
+    MODEL_LOAD_TIMEOUT_SECONDS: float = Setting(
         default=30.0, gt=0, description="Connect/read timeout of one download attempt."
     )
-    HOST: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in images).")
-    PORT: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
-    LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = Field(
+    HOST: str = Setting(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in images).")
+    PORT: int = Setting(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = Setting(
         default="info", description="Log level of the service and of uvicorn."
     )
-    ACCESS_LOG: bool = Field(
+    ACCESS_LOG: bool = Setting(
         default=False, description="Log every request (uvicorn's access log; metrics count every request either way)."
     )
-    MAX_BATCH_ROWS: int = Field(
+    MAX_BATCH_ROWS: int = Setting(
         default=10_000, ge=1, description="More rows than this in one request answer 413."
     )
-    MAX_BODY_BYTES: int = Field(
+    MAX_BODY_BYTES: int = Setting(
         default=8 * 1024 * 1024, ge=1024, description="A larger request body answers 413 unread."
     )
-    MEMORY_BUDGET_BYTES: int = Field(
+    MEMORY_BUDGET_BYTES: int = Setting(
         default=128 * 1024 * 1024, ge=64 * 1024 * 1024, description="What all requests in flight may hold together (their "
         "bodies, what parsing makes of them, their answers: each charged its measured worst case, its body's when its head "
         "arrives). One that does not fit answers 503 with Retry-After, its body unread. Size it with the pod's memory "
         "limit: README, Under load."
     )
-    MAX_QUEUE_SECONDS: float = Field(
+    MAX_QUEUE_SECONDS: float = Setting(
         default=0.5, gt=0, description="A request (POST) that would wait, or has waited, this long for its work to start "
         "(from its last byte read) answers 503 with Retry-After (load shedding): answered requests stay within this plus "
         "their service time."
     )
-    MAX_REQUEST_TARGET_BYTES: int = Field(
+    MAX_REQUEST_TARGET_BYTES: int = Setting(
         default=8 * 1024, ge=256, description="A longer request target (path and query) answers 414, read no further."
     )
-    MAX_HEADER_BYTES: int = Field(
+    MAX_HEADER_BYTES: int = Setting(
         default=16 * 1024, ge=1024, description="A larger header block answers 431, read no further."
     )
-    TIMEOUT_KEEP_ALIVE: int = Field(
+    TIMEOUT_KEEP_ALIVE: int = Setting(
         default=5, ge=1, description="Seconds a connection stays open without a request (since it opened, or since its "
         "last answer), whatever it trickles."
     )
-    TIMEOUT_HEADERS: float = Field(
+    TIMEOUT_HEADERS: float = Setting(
         default=10.0, gt=0, description="Seconds from a request's first byte (bare CRLFs included) to the end of its "
         "headers; later answers 408 and closes (slowloris)."
     )
-    TIMEOUT_BODY: float = Field(
+    TIMEOUT_BODY: float = Setting(
         default=30.0, gt=0, description="Seconds from a request's headers to the end of its body; later answers 408 and closes."
     )
-    TIMEOUT_GRACEFUL_SHUTDOWN: int = Field(
+    TIMEOUT_GRACEFUL_SHUTDOWN: int = Setting(
         default=45, ge=1, description="Seconds the connections open at SIGTERM get to be answered and closed; then the "
         "rest are cut."
     )
-    OTEL_TELEMETRY: bool = Field(
+    OTEL_TELEMETRY: bool = Setting(
         default=False,
         description="FastAPI's native OpenTelemetry (traces, metrics, logs to the process's global "
         "providers). Off: the service exports Prometheus metrics, and the check costs every request.",
     )
-    LIMIT_CONCURRENCY: int | None = Field(
+    LIMIT_CONCURRENCY: int | None = Setting(
         default=None, ge=1, description="Connections beyond this answer 503 (protects memory)."
     )
 
@@ -183,10 +183,10 @@ class Settings:
             raise SettingsError("invalid settings: " + "; ".join(problems))
 
     @classmethod
-    def fields(cls) -> dict[str, tuple[Any, Field]]:
-        """Every setting in declaration order: its type and its :class:`Field`."""
+    def fields(cls) -> dict[str, tuple[Any, Setting]]:
+        """Every setting in declaration order: its type and its :class:`Setting`."""
         hints = typing.get_type_hints(cls)
-        return {name: (hints[name], value) for name, value in vars(cls).items() if isinstance(value, Field)}
+        return {name: (hints[name], value) for name, value in vars(cls).items() if isinstance(value, Setting)}
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (checked like the rest)."""
