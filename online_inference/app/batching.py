@@ -28,14 +28,11 @@ R = TypeVar("R", bound=Sliceable)
 class Batcher(Generic[R]):
     def __init__(self, run: Callable[[np.ndarray], R]):
         self.run = run
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.pending: list[tuple[np.ndarray, asyncio.Future[R]]] = []
 
     def submit(self, X: np.ndarray) -> asyncio.Future[R]:
         """The answer for ``X``'s rows, from the call that this turn's requests share (or its error)."""
         loop = asyncio.get_running_loop()
-        if loop is not self.loop:  # first use, or another loop (a test's): nothing carries over
-            self.loop, self.pending = loop, []
         if not self.pending:
             loop.call_soon(self.flush)
         future: asyncio.Future[R] = loop.create_future()
