@@ -50,7 +50,7 @@ def measure_crowd() -> dict[str, Any]:
 
 
 def measure_overload(seconds: float) -> dict[str, Any]:
-    with serve("onnx", cpus="0", env={"MAX_QUEUE_SECONDS": str(QUEUE_SECONDS)}) as server:
+    with serve("onnx", cpus="0", env={**openloop.SERVER_KEEP_ALIVE, "MAX_QUEUE_SECONDS": str(QUEUE_SECONDS)}) as server:
         url = server.url + "/predict"
         request = http_request(url, openloop.card_example_body(100))
         capacity = openloop.capacity(url, request, connections=32, seconds=3)

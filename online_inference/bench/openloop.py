@@ -69,6 +69,12 @@ from online_inference.bench.wire import (MAX_HEAD_BYTES, Head, chunked_end, fail
                                          parse_head)
 from online_inference.devtools.procfs import children, status_kb
 
+# What a server under this generator needs: its pool, like a balancer's, must not keep a
+# connection idle for longer than the server does, and it has no idle timeout of its own; a
+# connection it left idle for the server's TIMEOUT_KEEP_ALIVE (5 s) while the others served would
+# race the server's close of it (the keep-alive race every HTTP client meets, which a balancer
+# retries: haproxy.cfg's retry-on conn-failure), seen as a few resets in one run of several.
+SERVER_KEEP_ALIVE = {"TIMEOUT_KEEP_ALIVE": "60"}
 SPIN_S = 0.002  # the generator yields to its loop, rather than sleep, this close to the next arrival
 
 

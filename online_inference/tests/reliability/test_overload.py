@@ -7,8 +7,9 @@ plus its service time; the service keeps serving most of its capacity; ``/health
 meanwhile; and a normal load afterwards is served in full at once. Twice: 100-row requests with
 ``MAX_QUEUE_SECONDS`` at 0.1 s, shed for their wait (at the default 0.5 s, 1,024 connections
 would queue in the generator, not the server: twice the capacity times 0.5 s is more
-connections than this machine's generator can hold); and 1,000-row requests with every setting
-at its default, refused for memory first (the budget holds fewer of them than 0.5 s of work).
+connections than this machine's generator can hold); and 1,000-row requests with every other
+setting at its default (``TIMEOUT_KEEP_ALIVE`` aside: ``openloop.SERVER_KEEP_ALIVE``), refused for
+memory first (the budget holds fewer of them than 0.5 s of work).
 
 Latency is counted from each arrival's time on the clock, so time waiting for a free connection
 counts too. docs/ARCHITECTURE.md ("Under overload") has the figures."""
@@ -32,7 +33,7 @@ from online_inference.tests.helpers import metric_value
 pytestmark = pytest.mark.slow
 CONNECTIONS = 1024
 DEFAULT_MAX_QUEUE_SECONDS = Settings({}).MAX_QUEUE_SECONDS
-CASES = {  # rows of a request: MAX_QUEUE_SECONDS (None: every setting at its default)
+CASES = {  # rows of a request: MAX_QUEUE_SECONDS (None: every other setting at its default)
     100: 0.1,
     1000: None,
 }
@@ -54,7 +55,8 @@ def probe_health(url: str, until: float, statuses: list[str]) -> None:
 @pytest.mark.parametrize("rows", CASES)
 def test_twice_the_capacity_is_shed_not_queued(rows: int) -> None:
     max_queue_seconds = CASES[rows] or DEFAULT_MAX_QUEUE_SECONDS
-    with serve("onnx", cpus="0", env={"MAX_QUEUE_SECONDS": str(CASES[rows])} if CASES[rows] else {}) as server:
+    queue = {"MAX_QUEUE_SECONDS": str(CASES[rows])} if CASES[rows] else {}
+    with serve("onnx", cpus="0", env={**openloop.SERVER_KEEP_ALIVE, **queue}) as server:
         url = server.url + "/predict"
         request = http_request(url, openloop.card_example_body(rows))
         capacity = openloop.capacity(url, request, connections=32, seconds=3)
