@@ -62,6 +62,13 @@ def max_values(max_rows: int, features: int) -> int:
     return max_rows * (features + 1) + features + 64
 
 
+def may_hold_booleans(body: bytes) -> bool:
+    """Whether a JSON ``body`` may hold ``true`` or ``false`` (or a string that spells one): the
+    checks of whole arrays would take a boolean for a number (it is an int), so such a body is
+    left to the full path."""
+    return b"true" in body or b"false" in body
+
+
 def value_count_bound(body: bytes) -> int:
     """At least the number of JSON values in ``body`` (a container's n >= 1 items need n - 1
     commas): counted at memchr speed, before any parser makes an object of them."""
@@ -142,7 +149,7 @@ class FastPath:
 
     def parse_to_objects(self, body: bytes) -> np.ndarray | None:
         """Either form by orjson, as Python objects."""
-        if b"true" in body or b"false" in body:
+        if may_hold_booleans(body):
             return None
         try:
             request = orjson.loads(body)

@@ -191,7 +191,7 @@ class InputSchema:
         ``false``), the fast path checks them first, as whole arrays; pydantic explains the rest."""
         if len(rows) > self.max_rows:
             raise PayloadTooLarge(f"at most {self.max_rows} rows per request, got {len(rows)}")
-        X = self.fast.check(rows) if numbers_only else None  # (it would take a boolean for a number)
+        X = self.fast.check(rows) if numbers_only else None  # (see fastpath.may_hold_booleans)
         if X is not None:
             return X
         try:

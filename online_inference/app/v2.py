@@ -16,6 +16,7 @@ from online_inference.app import v2_binary
 from online_inference.app.dataplane import DataPlane, Served
 from online_inference.app.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
+from online_inference.app.fastpath import may_hold_booleans
 from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.session import Prediction
 
@@ -250,7 +251,7 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
         wanted = requested_outputs(v2_request, list(names.values()))
         tensor = v2_request.inputs[0]
         rows = input_rows(tensor, binary, card.input_name, len(card.features), served.schema.max_rows)
-        numbers_only = v2_binary.binary_size(tensor.parameters) is not None or not (b"true" in header or b"false" in header)
+        numbers_only = v2_binary.binary_size(tensor.parameters) is not None or not may_hold_booleans(header)
         return served.schema.parse_rows(rows, numbers_only), v2_request.id, wanted  # nothing parsed outlives the parse
 
     X, request_id, wanted = plane.validate("v2", parse)
