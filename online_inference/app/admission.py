@@ -115,6 +115,11 @@ class Ticket:
         self.complete = False  # its body has all arrived
         self.counted = counted  # what its values become is charged (a small body's: at its head)
 
+    @property
+    def charged_in_full(self) -> bool:
+        """Its body has all come and what it holds is all charged: its work needs no more reading."""
+        return self.complete and self.counted
+
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
         self.add(BODY_COPIES * more_body)

@@ -49,7 +49,7 @@ class Front:
     def starts_at_once(self, ticket: Ticket) -> bool:
         """Whether a request for work starts it now: most do (a small body, charged in full at its
         head, that has all come, and room in this turn of the loop)."""
-        return ticket.complete and ticket.counted and self.queue.starts_now(ticket)
+        return ticket.charged_in_full and self.queue.starts_now(ticket)
 
     async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve a request for work: once its body has come, its values are charged and it waits
@@ -58,7 +58,7 @@ class Front:
         if self.admission.too_late(ticket):
             return await send_error(send, self.admission.shed())
         try:
-            if ticket.complete and ticket.counted:  # a small body, all here: no need to read it first
+            if ticket.charged_in_full:  # a small body, all here: no need to read it first
                 await self.queue.enter(ticket)
             else:
                 receive = await self.wait_for_turn(ticket, receive)

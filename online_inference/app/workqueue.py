@@ -51,10 +51,10 @@ class WorkQueue:
 
     async def enter(self, ticket: Ticket) -> None:
         """Return when ``ticket``'s work may start; Overloaded if it would wait, or waited, too long."""
-        if self.admission.too_late(ticket):
-            raise self.admission.shed()
         if self.starts_now(ticket):
             return
+        if self.admission.too_late(ticket):
+            raise self.admission.shed()
         if self.rate.seconds_for(self.waiting_weight) > self.admission.max_queue_seconds:
             raise self.admission.shed()
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
