@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from online_inference.bench.openloop import capacity, card_example_body
+from online_inference.bench.server import serve
 from online_inference.bench.wire import http_request
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 8790
-STARTUP_SECONDS = 2.5
 
 
 def checkout(commit: str, folder: Path) -> Path:
@@ -39,17 +36,9 @@ def checkout(commit: str, folder: Path) -> Path:
 
 def measure(root: Path, floor: bool, seconds: float) -> float:
     """Requests/s of the service (or the floor) started from ``root``."""
-    module = "online_inference.bench.floor_app" if floor else "online_inference.app"
-    env = {**os.environ, "PYTHONPATH": str(root), "PORT": str(PORT), "LOG_LEVEL": "warning"}
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", module], cwd=root, env=env,
-                              stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(STARTUP_SECONDS)  # the model loads before wrk starts
-        url = f"http://127.0.0.1:{PORT}/predict"
+    with serve("floor" if floor else "onnx", cpus="0", root=root) as server:
+        url = server.url + "/predict"
         return capacity(url, http_request(url, card_example_body(1)), connections=32, seconds=seconds, cpus="1")
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,17 +69,19 @@ def wait_healthy(process: subprocess.Popen[bytes], deadline: float) -> int | Non
 
 
 @contextmanager
-def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, tracebacks: bool = False) -> Iterator[Service]:
+def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, tracebacks: bool = False,
+          root: Path = ROOT) -> Iterator[Service]:
     """The service ``kind`` as a process, stopped (SIGTERM) at the end. A traceback in its log then
-    fails the caller (a test, the benchmark), unless ``tracebacks`` says one is expected."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": "0", "LOG_LEVEL": "warning", **(env or {})}
+    fails the caller (a test, the benchmark), unless ``tracebacks`` says one is expected. ``root``:
+    the checkout it runs from (another commit's, for an A/B)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "PORT": "0", "LOG_LEVEL": "warning", **(env or {})}
     # Python's default, which an environment may turn off: a start reads the bytecode of what it
     # imports, written by an earlier start, as a deployed service does (the images precompile it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     logfile = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
     started = time.perf_counter()
-    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", *SERVICES[kind].split()], env=env,
-                               stdout=logfile, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", *SERVICES[kind].split()], env=env, cwd=root,
+                               stdout=logfile, stderr=subprocess.STDOUT)  # (-m puts the working directory first on the path)
     try:
         port = wait_healthy(process, started + 120)
         if port is None:
