@@ -34,8 +34,8 @@ def import_start_path() -> dict[str, object]:
     """Import (and run once) everything a start of the service imports; returns the OpenAPI
     document served."""
     from online_inference.app import __main__ as entry
-    from online_inference.app import storage
-    from online_inference.app.config import Settings
+    from online_inference.app.model import storage
+    from online_inference.app.settings import Settings
     from online_inference.app.server import build_server
 
     server = build_server(Settings())

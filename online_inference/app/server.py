@@ -25,11 +25,11 @@ from typing import Any
 
 import uvicorn
 
-from online_inference.app.admission import Admission
-from online_inference.app.config import Settings, SettingsError, get_settings
-from online_inference.app.dataplane import Loader
-from online_inference.app.edge import EdgeLimits, EdgeProtocol
-from online_inference.app.main import create_app
+from online_inference.app.dataplane.admission import Admission
+from online_inference.app.settings import Settings, SettingsError, get_settings
+from online_inference.app.dataplane.plane import Loader
+from online_inference.app.http.edge import EdgeLimits, EdgeProtocol
+from online_inference.app.compose import create_app
 
 log = logging.getLogger(__name__)
 BACKLOG_WAIT_SECONDS = 1.0  # at most this long accepting what the kernel accepted before the stop

@@ -23,9 +23,9 @@ import numpy as np
 import orjson
 import uvloop
 
-from online_inference.app.config import BUNDLED_MODEL, Settings
-from online_inference.app.main import create_app
-from online_inference.app.session import ModelSession
+from online_inference.app.settings import BUNDLED_MODEL, Settings
+from online_inference.app.compose import create_app
+from online_inference.app.model.session import ModelSession
 from online_inference.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"

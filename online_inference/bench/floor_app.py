@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from online_inference.app.admission import Admission
-from online_inference.app.config import get_settings
+from online_inference.app.dataplane.admission import Admission
+from online_inference.app.settings import get_settings
 from online_inference.app.server import Server, ignore, uvicorn_config
 
 ANSWER = b'{"predictions":[{"condition":0,"probability":0.5,"warnings":[]}],"model":{"name":"floor","version":"0"}}'

@@ -32,8 +32,8 @@ CONNECTIONS = 1024
 
 
 def bundled_card() -> ModelCard:
-    from online_inference.app.config import BUNDLED_MODEL
-    from online_inference.app.session import ModelSession
+    from online_inference.app.settings import BUNDLED_MODEL
+    from online_inference.app.model.session import ModelSession
 
     return ModelSession(BUNDLED_MODEL.read_bytes()).card
 

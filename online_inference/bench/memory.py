@@ -8,7 +8,7 @@ Method.
 - **Per request** (``requests``): each measurement runs in a fresh subprocess, so that no
   allocator state carries over. The child reads the body (from a file the parent wrote: the
   parent's copy is not the server's cost) and builds the real ASGI application
-  (:func:`~online_inference.app.main.create_app`, the bundled model), runs its lifespan until the
+  (:func:`~online_inference.app.compose.create_app`, the bundled model), runs its lifespan until the
   data plane serves, and drives it with ASGI messages in memory: ``receive`` hands the body over
   in 64 KiB chunks, each a fresh ``bytes`` as uvicorn delivers them; ``send`` keeps only the
   answer's length. It sends the same request ``WARMUPS`` times (imports, caches, code pages),

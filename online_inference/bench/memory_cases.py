@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from online_inference.app.config import BUNDLED_MODEL
+from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.bench.bodies import (PADDED_BYTES, data_body, instances_body, padded, random_rows, spoil_last_row, v2_binary_body,
                                            v2_json_body)
-from online_inference.app.session import ModelSession
+from online_inference.app.model.session import ModelSession
 from online_inference.card import ModelCard
 
 CHUNK_BYTES = 64 * 1024  # what uvicorn hands over per receive() of a large body (its high-water mark)

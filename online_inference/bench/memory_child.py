@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from online_inference.app.body import Message
+from online_inference.app.http.body import Message
 from online_inference.bench.memory_cases import CHUNK_BYTES, PARSERS, PREDICT, WARMUPS, Case, v2_path
 
 
@@ -100,7 +100,7 @@ async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int
 def measure_request(case: Case) -> dict[str, Any]:
     import uvloop
 
-    from online_inference.app.main import create_app
+    from online_inference.app.compose import create_app
 
     body = Path(case.body_file).read_bytes()
     app = create_app()
@@ -124,8 +124,8 @@ def parser_call(name: str, app: Any) -> Callable[[bytes], Any]:
     """The parser ``name`` of PARSERS (or V2's request model), as the service built it."""
     import simdjson
 
-    from online_inference.app import v2
-    from online_inference.app.schema import find_duplicate_keys
+    from online_inference.app.protocols.v2 import rest as v2
+    from online_inference.app.dataplane.explain import find_duplicate_keys
 
     served = app.plane.served
     calls: dict[str, Callable[[bytes], Any]] = {
@@ -139,7 +139,7 @@ def parser_call(name: str, app: Any) -> Callable[[bytes], Any]:
 
 
 def measure_parser(case: Case) -> dict[str, Any]:
-    from online_inference.app.main import create_app
+    from online_inference.app.compose import create_app
 
     body = Path(case.body_file).read_bytes()
     app = create_app()

@@ -461,8 +461,8 @@ def capacity(url: str, request: bytes, connections: int = 32, seconds: float = 3
 
 def card_example_body(rows: int = 1) -> bytes:
     """``rows`` copies of the bundled model card's example row, in the ``instances`` form."""
-    from online_inference.app.config import BUNDLED_MODEL
-    from online_inference.app.session import ModelSession
+    from online_inference.app.settings import BUNDLED_MODEL
+    from online_inference.app.model.session import ModelSession
 
     card = ModelSession(BUNDLED_MODEL.read_bytes()).card
     return json.dumps({"instances": [{f.name: f.example for f in card.features}] * rows}).encode()

@@ -15,8 +15,8 @@ import time
 import httpx
 import numpy as np
 
-from online_inference.app.config import BUNDLED_MODEL
-from online_inference.app.session import ModelSession
+from online_inference.app.settings import BUNDLED_MODEL
+from online_inference.app.model.session import ModelSession
 from online_inference.bench.bodies import data_body, random_rows, v2_binary_body, v2_json_body
 from online_inference.bench.server import serve
 

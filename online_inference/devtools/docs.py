@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from online_inference.app.config import BUNDLED_MODEL, Settings
-from online_inference.app.session import ModelSession
+from online_inference.app.settings import BUNDLED_MODEL, Settings
+from online_inference.app.model.session import ModelSession
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent

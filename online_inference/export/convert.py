@@ -22,7 +22,7 @@ from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
-from online_inference.app.session import session_options
+from online_inference.app.model.session import session_options
 from online_inference.card import CARD_METADATA_KEY, Feature, ModelCard, Range
 from online_inference.export.data import Dataset
 from online_inference.export.fold import CannotFold, fold_pipeline

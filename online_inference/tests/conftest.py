@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from online_inference.app.front import Front
+from online_inference.app.http.front import Front
 from fastapi.testclient import TestClient
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.compose import create_app
 from online_inference.card import ModelCard
 from online_inference.export.data import SHIPPED_TABLE
 from online_inference.tests.helpers import SHARED_KAGGLE_CSV, bundled_card, bundled_session, loaded

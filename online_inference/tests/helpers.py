@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 
-from online_inference.app.admission import Admission
-from online_inference.app.config import BUNDLED_MODEL, Settings
-from online_inference.app.dataplane import DataPlane, Loader
+from online_inference.app.dataplane.admission import Admission
+from online_inference.app.settings import BUNDLED_MODEL, Settings
+from online_inference.app.dataplane.plane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
-from online_inference.app.session import ModelSession
+from online_inference.app.model.session import ModelSession
 from online_inference.card import CARD_METADATA_KEY, ModelCard
 from online_inference.devtools.procfs import descendants, listening_port
 

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from online_inference.app.session import ModelSession
+from online_inference.app.model.session import ModelSession
 from online_inference.client import main as client_main
 from online_inference.client import ClientError, InferenceClient, roc_auc, write_predictions
 from online_inference.export.data import load_kaggle_csv

@@ -18,8 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.compose import create_app
 from online_inference.bench.run_bench import RESULTS as BENCH_RESULTS
 
 ROOT = Path(__file__).resolve().parents[2]

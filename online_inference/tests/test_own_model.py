@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 
-from online_inference.app.session import ModelSession
+from online_inference.app.model.session import ModelSession
 from online_inference.card import read_json
 from online_inference.devtools.docs import README
 from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text

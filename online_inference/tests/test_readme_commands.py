@@ -55,7 +55,7 @@ def test_the_model_checksum_command_prints_the_bundled_models_sha256() -> None:
     import hashlib
     import subprocess
 
-    from online_inference.app.config import BUNDLED_MODEL
+    from online_inference.app.settings import BUNDLED_MODEL
 
     (command,) = [c for c in commands() if c.startswith("sha256sum ")]
     result = subprocess.run(command.split("#")[0], shell=True, cwd=README.parent, capture_output=True, text=True, check=True)

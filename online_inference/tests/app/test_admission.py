@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.app import admission as budget
-from online_inference.app.admission import Admission, request_cost
+from online_inference.app.dataplane import admission as budget
+from online_inference.app.dataplane.admission import Admission, request_cost
 from online_inference.app.errors import Overloaded, PayloadTooLarge
-from online_inference.app.fastpath import max_values
-from online_inference.app.workqueue import REQUEST_WEIGHT, WORK_BYTES, WorkQueue
+from online_inference.app.dataplane.rules import max_values
+from online_inference.app.dataplane.workqueue import REQUEST_WEIGHT, WORK_BYTES, WorkQueue
 
 MIB = 1024 * 1024
 MEASURED = Path(__file__).resolve().parents[2] / "bench" / "results" / "memory.json"

@@ -12,8 +12,8 @@ import numpy as np
 import orjson
 from fastapi import FastAPI
 
-from online_inference.app.batching import Batcher
-from online_inference.app.dataplane import SHARED_CALL_ROWS
+from online_inference.app.dataplane.batching import Batcher
+from online_inference.app.dataplane.plane import SHARED_CALL_ROWS
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import model_calls, valid_row
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.app.config import Settings, SettingsError
+from online_inference.app.settings import Settings, SettingsError
 
 
 def set_environment(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:

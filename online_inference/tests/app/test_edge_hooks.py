@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from online_inference.app.charging import ChargingProtocol
-from online_inference.app.edge import EdgeProtocol
+from online_inference.app.http.charging import ChargingProtocol
+from online_inference.app.http.edge import EdgeProtocol
 from online_inference.app.server import Server
 
 CHECKED_ON = "0.54.0"

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from online_inference.app.config import Settings
-from online_inference.app.front import Front
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.http.front import Front
+from online_inference.app.compose import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, exchange, valid_row
 

@@ -7,9 +7,9 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
-from online_inference.app.session import ModelLoadError, ModelSession
+from online_inference.app.settings import Settings
+from online_inference.app.compose import create_app
+from online_inference.app.model.session import ModelLoadError, ModelSession
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, loaded, valid_row
 

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from online_inference.app.config import Settings
-from online_inference.app.hotpath import predict_body, probability_texts
-from online_inference.app.session import Prediction
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.protocols.native.hotpath import predict_body, probability_texts
+from online_inference.app.model.session import Prediction
+from online_inference.app.compose import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, call, valid_row
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from online_inference.app.admission import Counts
-from online_inference.app.metrics import LATENCY_BUCKETS, Latencies, Metrics
+from online_inference.app.dataplane.admission import Counts
+from online_inference.app.dataplane.metrics import LATENCY_BUCKETS, Latencies, Metrics
 
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import valid_row
@@ -84,7 +84,7 @@ def test_prometheus_client_is_imported_on_the_first_scrape_not_at_start() -> Non
     probe = (
         "import sys\n"
         "from online_inference.app.__main__ import main\n"
-        "from online_inference.app.main import create_app\n"
+        "from online_inference.app.compose import create_app\n"
         "from online_inference.tests.helpers import bundled_session\n"
         "front = create_app(loader=bundled_session)\n"
         "front.plane.load()\n"

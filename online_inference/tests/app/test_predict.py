@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.compose import create_app
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_session, bundled_session_with, loaded, valid_row
 

@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVICE_CODE = [*sorted((ROOT / "online_inference" / "app").glob("*.py")), ROOT / "online_inference" / "card.py"]
+SERVICE_CODE = [*sorted((ROOT / "online_inference" / "app").rglob("*.py")), ROOT / "online_inference" / "card.py"]
 # numpy's entry points into BLAS and LAPACK: matrix products, and the linear algebra package.
 USES_BLAS = re.compile(r"\b(np|numpy)\.(dot|vdot|inner|outer|matmul|tensordot|einsum|kron|linalg)\b|\.dot\(|[\w\])] @ [\w(]")
 
 PROBE = """
 import sys
 from fastapi.testclient import TestClient
-from online_inference.app.main import create_app
+from online_inference.app.compose import create_app
 from online_inference.tests.helpers import loaded, valid_row
 app = create_app()
 with TestClient(app) as client:
@@ -48,5 +48,5 @@ def test_onnxruntime_telemetry_is_off(tmp_path: Path) -> None:
     """ONNX Runtime's telemetry would write a device id under $HOME and upload: the service opts out."""
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path))
-    subprocess.run([sys.executable, "-c", "import online_inference.app.session"], check=True, env=env)
+    subprocess.run([sys.executable, "-c", "import online_inference.app.model.session"], check=True, env=env)
     assert list(tmp_path.iterdir()) == []

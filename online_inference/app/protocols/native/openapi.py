@@ -10,8 +10,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from online_inference.app.dataplane import DataPlane
-from online_inference.app.responses import PROBABILITY, WARNINGS, ModelRef
+from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.protocols.rest.responses import PROBABILITY, WARNINGS, ModelRef
 from online_inference.card import ModelCard, legend
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from online_inference.app.body import Message
-from online_inference.app.dataplane import DataPlane, Served
+from online_inference.app.http.body import Message
+from online_inference.app.dataplane.plane import DataPlane, Served
 from online_inference.app.errors import ServiceError
-from online_inference.app.session import Prediction
+from online_inference.app.model.session import Prediction
 
 ROW_END = b',"warnings":[]},'  # a row without warnings, and the comma before the next
 ANSWER_HEAD = b'{"predictions":['

@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
-from online_inference.app.fastpath import FastPath
+from online_inference.app.dataplane.rules import FastPath
 from online_inference.card import Feature, ModelCard, legend
 
 JSON_TYPE_NAMES = {bool: "boolean", str: "string", type(None): "null", list: "array", dict: "object"}

@@ -25,8 +25,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from online_inference.app.admission import TICKET, Admission, Ticket
-from online_inference.app.body import declared_length
+from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
+from online_inference.app.http.body import declared_length
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
 
 

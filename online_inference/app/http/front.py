@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from online_inference.app.admission import TICKET, Admission, Ticket
-from online_inference.app.body import BodyLimit, Message
+from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
+from online_inference.app.http.body import BodyLimit, Message
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
-from online_inference.app.config import Settings
-from online_inference.app.dataplane import DataPlane
-from online_inference.app.fastpath import value_count_bound
-from online_inference.app.hotpath import HotPath, raising, replay
-from online_inference.app.workqueue import WorkQueue
+from online_inference.app.settings import Settings
+from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.dataplane.rules import value_count_bound
+from online_inference.app.protocols.native.hotpath import HotPath, raising, replay
+from online_inference.app.dataplane.workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from online_inference.app.admission import Counts
-from online_inference.app.fastpath import SMALL_BATCH  # up to this many rows, Python beats numpy's per-call cost
+from online_inference.app.dataplane.admission import Counts
+from online_inference.app.dataplane.rules import SMALL_BATCH  # up to this many rows, Python beats numpy's per-call cost
 from online_inference.card import ModelCard
 
 if TYPE_CHECKING:

@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from online_inference import __version__
-from online_inference.app import routes, v2
-from online_inference.app.config import Settings, get_settings
-from online_inference.app.dataplane import DataPlane, Loader, create_plane
-from online_inference.app.docs_ui import install_docs
-from online_inference.app.front import Front
-from online_inference.app.middleware import RequestMetrics
-from online_inference.app.openapi import install_openapi
-from online_inference.app.responses import register_error_handlers
+from online_inference.app.protocols.native import routes
+from online_inference.app.protocols.v2 import rest as v2
+from online_inference.app.settings import Settings, get_settings
+from online_inference.app.dataplane.plane import DataPlane, Loader, create_plane
+from online_inference.app.protocols.rest.docs_ui import install_docs
+from online_inference.app.http.front import Front
+from online_inference.app.protocols.rest.middleware import RequestMetrics
+from online_inference.app.protocols.native.openapi import install_openapi
+from online_inference.app.protocols.rest.responses import register_error_handlers
 
 DESCRIPTION = (
     "A binary classifier served from ONNX. Validation, bounds, examples and the answer's target come "

@@ -7,7 +7,7 @@ import time
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from online_inference.app.metrics import Metrics
+from online_inference.app.dataplane.metrics import Metrics
 
 UNMATCHED = "<unmatched>"
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from online_inference.app.dataplane import DataPlane
+from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.errors import UnsupportedMediaType
-from online_inference.app.hotpath import is_json, media_type
-from online_inference.app.metrics import Metrics
+from online_inference.app.protocols.native.hotpath import is_json, media_type
+from online_inference.app.dataplane.metrics import Metrics
 
 
 async def get_dataplane(request: Request) -> DataPlane:

@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections import deque
 
-from online_inference.app.admission import Admission, Ticket
+from online_inference.app.dataplane.admission import Admission, Ticket
 
 # The bodies whose work starts in one turn of the loop (a request's weight: its body's bytes,
 # and a share for what every request costs whatever its size): tens of single rows (one shared

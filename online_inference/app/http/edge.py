@@ -40,8 +40,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from online_inference.app.charging import ChargingProtocol, refusal
-from online_inference.app.config import Settings
+from online_inference.app.http.charging import ChargingProtocol, refusal
+from online_inference.app.settings import Settings
 from online_inference.app.errors import HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong
 
 UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*", re.IGNORECASE)

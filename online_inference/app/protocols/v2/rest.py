@@ -12,13 +12,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from online_inference import __version__
-from online_inference.app import v2_binary
-from online_inference.app.dataplane import DataPlane, Served
-from online_inference.app.deps import DataPlaneDep, read_json_body
+from online_inference.app.protocols.v2 import binary as v2_binary
+from online_inference.app.dataplane.plane import DataPlane, Served
+from online_inference.app.protocols.rest.deps import DataPlaneDep, read_json_body
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
-from online_inference.app.fastpath import may_hold_booleans
-from online_inference.app.responses import ERROR_RESPONSES, ErrorResponse, json_response
-from online_inference.app.session import Prediction
+from online_inference.app.dataplane.rules import may_hold_booleans
+from online_inference.app.protocols.rest.responses import ERROR_RESPONSES, ErrorResponse, json_response
+from online_inference.app.model.session import Prediction
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"])
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from online_inference.app.config import Settings
+from online_inference.app.settings import Settings
 from online_inference.app.errors import Overloaded, PayloadTooLarge
 
 log = logging.getLogger(__name__)

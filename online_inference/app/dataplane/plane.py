@@ -15,15 +15,15 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from online_inference.app.admission import Admission
-from online_inference.app.batching import Batcher
-from online_inference.app.config import Settings
+from online_inference.app.dataplane.admission import Admission
+from online_inference.app.dataplane.batching import Batcher
+from online_inference.app.settings import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
-from online_inference.app.fastpath import FastPath
-from online_inference.app.metrics import Metrics
-from online_inference.app.schema import InputSchema
-from online_inference.app.session import ModelSession, Prediction
-from online_inference.app.storage import FetchPolicy, fetch_model
+from online_inference.app.dataplane.rules import FastPath
+from online_inference.app.dataplane.metrics import Metrics
+from online_inference.app.dataplane.explain import InputSchema
+from online_inference.app.model.session import ModelSession, Prediction
+from online_inference.app.model.storage import FetchPolicy, fetch_model
 from online_inference.card import ModelCard
 
 log = logging.getLogger(__name__)

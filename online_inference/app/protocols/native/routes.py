@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from online_inference.app.dataplane import DataPlane
-from online_inference.app.deps import DataPlaneDep, MetricsDep, read_json_body
-from online_inference.app.hotpath import predict_body
-from online_inference.app.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
+from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.protocols.rest.deps import DataPlaneDep, MetricsDep, read_json_body
+from online_inference.app.protocols.native.hotpath import predict_body
+from online_inference.app.protocols.rest.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
 
 router = APIRouter()
 
