@@ -88,8 +88,8 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
     X32 = np.repeat(X1, 32, axis=0)
     feed = {card.input_name: X1}
     model = {
-        "run_1_row": per_call(lambda: session.session.run(session.outputs, feed), calls, repeats),
-        "run_32_rows": per_call(lambda: session.session.run(session.outputs, {card.input_name: X32}), calls, repeats),
+        "run_1_row": per_call(lambda: session.session.run(session.output_names, feed), calls, repeats),
+        "run_32_rows": per_call(lambda: session.session.run(session.output_names, {card.input_name: X32}), calls, repeats),
     }
     app = create_app(Settings(), loader=lambda: session)
     app.plane.load()
@@ -97,7 +97,9 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
     shared = per_request(app, body, calls, repeats)
     app.plane.may_share = lambda served, X: False  # type: ignore[method-assign]
     request = {"predict_1_row_shared_call": shared, "predict_1_row_own_call": per_request(app, body, calls, repeats)}
-    fast = app.plane.served.fast
+    from online_inference.app.protocols.native.request import predict_request
+
+    fast = predict_request(app.plane.served).decoder
     parsing = {}
     for rows in (1, 24, 1000):
         text = rows_body(session, rows)

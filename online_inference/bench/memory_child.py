@@ -124,16 +124,16 @@ def parser_call(name: str, app: Any) -> Callable[[bytes], Any]:
     """The parser ``name`` of PARSERS (or V2's request model), as the service built it."""
     import simdjson
 
-    from online_inference.app.protocols.v2 import rest as v2
-    from online_inference.app.dataplane.explain import find_duplicate_keys
+    from online_inference.app.protocols.native.request import find_duplicate_keys, predict_request
+    from online_inference.app.protocols.v2.types import parse_request
 
-    served = app.plane.served
+    reader = predict_request(app.plane.served)
     calls: dict[str, Callable[[bytes], Any]] = {
-        "objects": served.fast.parse_to_objects,
-        "buffer": lambda body: served.fast.read_buffer(simdjson.Parser(), body),
+        "objects": reader.decoder.parse_to_objects,
+        "buffer": lambda body: reader.decoder.read_buffer(simdjson.Parser(), body),
         "duplicates": find_duplicate_keys,
-        "pydantic": served.schema.request_adapter.validate_json,
-        "v2": v2.parse_request,
+        "pydantic": reader.request_adapter.validate_json,
+        "v2": parse_request,
     }
     return calls[name]
 

@@ -1,6 +1,7 @@
-"""The data plane: owns the model's life cycle (loading → ready | failed) and inference.
+"""The data plane: owns the model's life cycle (loading → ready | failed), the card's rules on the
+rows every protocol decodes (:class:`Rows`), and inference.
 
-Protocols (``routes``, ``v2``) convert their wire formats and call in here; nothing in this module
+Protocols (:mod:`...protocols`) convert their wire formats and call in here; nothing in this module
 knows about HTTP beyond raising :mod:`errors` that carry their status.
 """
 
@@ -17,11 +18,11 @@ import numpy as np
 
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.batching import Batcher
+from online_inference.app.dataplane.explain import Explainer
 from online_inference.app.settings import Settings
-from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
-from online_inference.app.dataplane.rules import FastPath
+from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from online_inference.app.dataplane.rules import CardRules
 from online_inference.app.dataplane.metrics import Metrics
-from online_inference.app.dataplane.explain import InputSchema
 from online_inference.app.model.session import ModelSession, Prediction
 from online_inference.app.model.storage import FetchPolicy, fetch_model
 from online_inference.card import ModelCard
@@ -52,17 +53,38 @@ def create_plane(settings: Settings, loader: Loader | None = None) -> DataPlane:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """What every protocol decodes a request's input into, before any of the card's rules:
+    ``[N, features]`` values, as a float array (a tensor's bytes) or as Python rows (JSON)."""
+
+    values: np.ndarray | list[Any]
+    numbers_only: bool  # no value can be a boolean (a tensor's bytes; JSON without true or false)
+
+
+@dataclass(frozen=True, eq=False)  # one per load: compared (and hashed) by identity
 class Served:
-    """What a ready data plane serves: the session and the validation built from its card."""
+    """What a ready data plane serves: the session, and the card's rules and their explanations."""
 
     session: ModelSession
-    fast: FastPath
+    rules: CardRules
     card: ModelCard = field(init=False)  # the session's, read on every request
-    schema: InputSchema = field(init=False)  # pydantic's validation of the card, which explains bad input
+    explainer: Explainer = field(init=False)  # pydantic's reading of the card, which explains bad input
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "card", self.session.card)
-        object.__setattr__(self, "schema", InputSchema(self.card, self.fast))
+        object.__setattr__(self, "explainer", Explainer(self.card))
+
+    def matrix(self, rows: Rows) -> np.ndarray:
+        """float32 ``[N, features]`` of rows that hold to the card's rules; PayloadTooLarge or
+        InvalidInput (every problem, by row and feature) otherwise. Rows that cannot hold a boolean
+        are checked as whole arrays first (:mod:`.rules`); pydantic explains the rest."""
+        values = rows.values
+        if len(values) > self.rules.max_rows:
+            raise PayloadTooLarge(f"at most {self.rules.max_rows} rows per request, got {len(values)}")
+        X = self.rules.check(values) if rows.numbers_only else None
+        if X is not None:
+            return X
+        return self.explainer.matrix(values.tolist() if isinstance(values, np.ndarray) else values)
 
 
 class DataPlane:
@@ -75,19 +97,19 @@ class DataPlane:
         self.draining = False  # the server is stopping: still answering, no longer ready
         self.reason: str | None = None
         self.served: Served | None = None
-        self.batcher = Batcher(lambda X: self.infer(self.ready(), X))  # small requests' shared calls
+        self.batcher = Batcher(lambda X: self.run_model(self.ready(), X))  # small requests' shared calls
 
     def load(self) -> None:
         """Load the model once; record ready or failed (with the reason). Never raises."""
         started = time.perf_counter()
         try:
             session = self.loader()
-            served = Served(session, FastPath(session.card, self.max_rows))
+            served = Served(session, CardRules(session.card, self.max_rows))
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)
             return
-        self.admission.serve(served.fast.values_limit)
+        self.admission.serve(served.rules.values_limit)
         self.metrics.set_model(session.card)
         self.served, self.state = served, "ready"  # published last: whoever sees it sees all of it
         card = session.card
@@ -130,8 +152,8 @@ class DataPlane:
             raise ModelNotFound(f"model {name!r} has no version {version!r}; this server serves version {card.version!r}")
         return served
 
-    def validate(self, protocol: str, parse: Callable[[], T]) -> T:
-        """Run a protocol's parser, counting its rejections."""
+    def decode(self, protocol: str, parse: Callable[[], T]) -> T:
+        """Run a protocol's decoding of a request (to the card's rules), counting its rejections."""
         try:
             return parse()
         except InvalidInput:
@@ -142,14 +164,14 @@ class DataPlane:
         """The model's answer for ``X``; small requests that arrive together share one model call
         (see :mod:`batching`)."""
         if not self.may_share(served, X):
-            return self.infer(served, X)
+            return self.run_model(served, X)
         return await self.batcher.submit(X)
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
         """Whether ``X`` may join a shared call: small enough to gain, and for the model served now."""
         return len(X) <= SHARED_CALL_ROWS and served is self.served
 
-    def infer(self, served: Served, X: np.ndarray) -> Prediction:
+    def run_model(self, served: Served, X: np.ndarray) -> Prediction:
         """One call of the model, timed and counted."""
         started = time.perf_counter()
         prediction = served.session.predict(X)

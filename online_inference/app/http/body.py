@@ -6,13 +6,10 @@ deadline, ``TIMEOUT_BODY``, is the edge's.)"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from online_inference.app.asgi import Message, Receive
 from online_inference.app.errors import PayloadTooLarge
-
-Message = dict[str, Any]  # an ASGI message (the one definition: the front and the hot path use it too)
-Receive = Callable[[], Awaitable[Message]]
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:

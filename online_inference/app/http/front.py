@@ -6,34 +6,35 @@
   and is shed if it waited past ``MAX_QUEUE_SECONDS``: 503 with ``Retry-After`` (before its body
   is read, if it waited that long already). Probes and metadata never wait.
 - While the server drains, every answer says ``connection: close``.
-- ``POST /predict`` goes to the hot path, which answers valid bodies itself; everything else, and
-  every body the hot path does not accept, goes to the FastAPI application.
+- A request a protocol answers without the framework (``POST /predict``: its hot path, which
+  answers valid bodies itself) goes there; everything else goes to the FastAPI application. Which
+  requests is the composition's to say (:mod:`..compose`): the front knows no protocol.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+from online_inference.app.asgi import Message, raising, replay
 from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
-from online_inference.app.http.body import BodyLimit, Message
-from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
-from online_inference.app.settings import Settings
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.dataplane.rules import value_count_bound
-from online_inference.app.protocols.native.hotpath import HotPath, raising, replay
 from online_inference.app.dataplane.workqueue import WorkQueue
+from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
+from online_inference.app.http.body import BodyLimit
+from online_inference.app.settings import Settings
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-
+ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 class Front:
-    def __init__(self, app: FastAPI, plane: DataPlane, settings: Settings):
+    def __init__(self, app: ASGI, plane: DataPlane, settings: Settings, direct: Mapping[tuple[str, str], ASGI]):
+        """``app`` answers every request but those ``direct`` routes by (method, path) to their own
+        handler (each hands what it does not answer to ``app``)."""
         self.app = app
         self.plane = plane
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
-        self.hot = HotPath(app, plane)
+        self.direct = direct
         self.admission: Admission = plane.admission
         self.queue = WorkQueue(plane.admission)
 
@@ -97,9 +98,8 @@ class Front:
             send = closing(send)
         if scope["method"] == "HEAD":
             scope, send = {**scope, "method": "GET"}, without_body(send)
-        elif scope["method"] == "POST" and scope["path"] == "/predict":
-            return await self.hot.predict(scope, receive, send)
-        await self.app(scope, receive, send)
+        handler = self.direct.get((scope["method"], scope["path"]), self.app)
+        await handler(scope, receive, send)
 
     def drain(self) -> None:
         """The server is stopping: see :mod:`server`."""

@@ -16,6 +16,27 @@ import onnxruntime as ort  # noqa: E402
 from online_inference.card import ModelCard
 
 
+# Each tensor type the graph takes or gives, as numpy and as ONNX Runtime name it.
+ORT_TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.int64): "tensor(int64)"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the graph's signature: its name, element type and shape (-1: any rows)."""
+
+    name: str
+    dtype: np.dtype  # type: ignore[type-arg]
+    shape: tuple[int, ...]
+
+
+def signature(card: ModelCard) -> tuple[TensorSpec, list[TensorSpec]]:
+    """The graph's input and outputs (in order), as the card says they must be: float32 rows of the
+    features in; the labels (int64) and a probability per class (float32) out."""
+    rows = TensorSpec(card.input_name, np.dtype(np.float32), (-1, len(card.features)))
+    return rows, [TensorSpec(card.label_output, np.dtype(np.int64), (-1,)),
+                  TensorSpec(card.probability_output, np.dtype(np.float32), (-1, len(card.classes)))]
+
+
 class ModelLoadError(Exception):
     """The artifact cannot be served (corrupt, unexpected signature, wrong checksum...)."""
 
@@ -25,6 +46,10 @@ class Prediction:
     labels: np.ndarray  # int64 [N]
     probabilities: np.ndarray  # float32 [N, n_classes]
     positive: np.ndarray  # float32 [N]: P(positive class)
+
+    def tensors(self) -> list[np.ndarray]:
+        """The outputs in the order of the graph's signature (:func:`signature`)."""
+        return [self.labels, self.probabilities]
 
     def rows(self, start: int, stop: int) -> Prediction:
         return Prediction(self.labels[start:stop], self.probabilities[start:stop], self.positive[start:stop])
@@ -57,27 +82,29 @@ class ModelSession:
             raise ModelLoadError(f"invalid model card: {error}") from error
         self.check_signature()
         self.positive_column = self.card.classes.index(self.card.positive_class)
-        self.outputs = [self.card.label_output, self.card.probability_output]
+        self.input, self.outputs = signature(self.card)
+        self.output_names = [spec.name for spec in self.outputs]
 
     def check_signature(self) -> None:
-        """The graph must take and give what the card says."""
-        card = self.card
+        """The graph must take and give what the card says (:func:`signature`)."""
+        expected_input, expected_outputs = signature(self.card)
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
         problems = []
-        spec = inputs.get(card.input_name)
+        spec = inputs.get(expected_input.name)
+        width = expected_input.shape[1]
         if len(inputs) != 1 or spec is None:
-            problems.append(f"expected one input {card.input_name!r}, found {sorted(inputs)}")
-        elif spec.type != "tensor(float)" or len(spec.shape) != 2 or spec.shape[1] != len(card.features):
-            problems.append(f"input {spec.name!r} is {spec.type}{spec.shape}, expected float [N, {len(card.features)}]")
-        expected_outputs = {card.label_output: "tensor(int64)", card.probability_output: "tensor(float)"}
-        for name, kind in expected_outputs.items():
-            if name not in outputs or outputs[name].type != kind:
-                problems.append(f"expected output {name!r} of {kind}")
+            problems.append(f"expected one input {expected_input.name!r}, found {sorted(inputs)}")
+        elif spec.type != ORT_TYPES[expected_input.dtype] or len(spec.shape) != 2 or spec.shape[1] != width:
+            problems.append(f"input {spec.name!r} is {spec.type}{spec.shape}, expected float [N, {width}]")
+        for expected in expected_outputs:
+            kind = ORT_TYPES[expected.dtype]
+            if expected.name not in outputs or outputs[expected.name].type != kind:
+                problems.append(f"expected output {expected.name!r} of {kind}")
         if problems:
             raise ModelLoadError("model signature does not match its card: " + "; ".join(problems))
 
     def predict(self, X: np.ndarray) -> Prediction:
         """Labels and probabilities of the float32 ``[N, features]`` rows ``X``."""
-        labels, probabilities = self.session.run(self.outputs, {self.card.input_name: X})
+        labels, probabilities = self.session.run(self.output_names, {self.input.name: X})
         return Prediction(labels=labels, probabilities=probabilities, positive=probabilities[:, self.positive_column])

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from online_inference.app.settings import Settings
-from online_inference.app.protocols.native.hotpath import predict_body, probability_texts
+from online_inference.app.protocols.native.answer import answer_bytes, probability_texts
 from online_inference.app.model.session import Prediction
 from online_inference.app.compose import create_app
 from online_inference.card import ModelCard
@@ -49,7 +49,7 @@ def test_the_answer_holds_each_row_in_order_with_its_probability_and_warnings(re
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
     expected = bundled_session().predict(X)
-    warnings = ready_app.plane.served.fast.warnings_by_row(X)
+    warnings = ready_app.plane.served.rules.warnings_by_row(X)
     assert status == 200 and list(warnings) == [0, 2, count - 1]
     assert orjson.loads(answer) == {
         "predictions": [
@@ -102,8 +102,8 @@ def answered(positive: np.ndarray) -> list[float]:
     column of the model's output, as the session gives it)."""
     probabilities = np.c_[1 - positive, positive]
     prediction = Prediction(labels=np.zeros(len(positive), dtype=np.int64), probabilities=probabilities, positive=probabilities[:, 1])
-    served = SimpleNamespace(card=SimpleNamespace(name="m", version="1", target="y", classes=[0, 1]), fast=SimpleNamespace(warnings_by_row=lambda X: {}))
-    answer = orjson.loads(predict_body(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
+    served = SimpleNamespace(card=SimpleNamespace(name="m", version="1", target="y", classes=[0, 1]), rules=SimpleNamespace(warnings_by_row=lambda X: {}))
+    answer = orjson.loads(answer_bytes(served, np.zeros((len(positive), 13), np.float32), prediction))  # type: ignore[arg-type]
     return [row["probability"] for row in answer["predictions"]]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from online_inference.app.dataplane.rules import BUFFER_FROM_BYTES
+from online_inference.app.protocols.native.decode import BUFFER_FROM_BYTES
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_card, loaded, valid_row
 
@@ -183,24 +183,40 @@ def test_body_over_max_body_bytes_answers_413(settings) -> None:  # type: ignore
         assert streamed.status_code == 413
 
 
+def rules(card: ModelCard) -> Any:
+    from online_inference.app.dataplane.rules import CardRules
+
+    return CardRules(card, max_rows=10_000)
+
+
+def decoder(card: ModelCard) -> Any:
+    """/predict's decoder of whole arrays (the fast path)."""
+    from online_inference.app.protocols.native.decode import PredictDecoder
+
+    return PredictDecoder(rules(card))
+
+
+def full_reader(card: ModelCard) -> Any:
+    """/predict's reader: the decoder, then pydantic (the full path)."""
+    from online_inference.app.dataplane.explain import Explainer
+    from online_inference.app.protocols.native.request import PredictRequest
+
+    return PredictRequest(card, rules(card), Explainer(card))
+
+
 @pytest.mark.parametrize(("case", "raw", "expected"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
 def test_fast_path_never_accepts_what_the_full_path_refuses(case: str, raw: str | bytes, expected: tuple) -> None:
-    from online_inference.app.dataplane.rules import FastPath
-
     body = raw.encode() if isinstance(raw, str) else raw
-    assert FastPath(CARD, max_rows=10_000).parse(body) is None
+    assert decoder(CARD).parse(body) is None
 
 
 def test_fast_path_and_full_path_agree_on_valid_bodies(card: ModelCard) -> None:
-    from online_inference.app.dataplane.rules import FastPath
-    from online_inference.app.dataplane.explain import InputSchema
-
-    schema = InputSchema(card, FastPath(card, max_rows=10_000))
+    schema = full_reader(card)
     low = [f.training.min for f in card.features]
     high = [f.bounds.max for f in card.features]
     for body in (rows_body(ROW, low, high, with_value("cp", 2.0)), {"instances": [instance(), instance(age=18)]}):
         raw = json.dumps(body).encode()
-        fast = schema.fast.parse(raw)
+        fast = schema.decoder.parse(raw)
         assert fast is not None
         np.testing.assert_array_equal(fast, schema.parse_fully(raw))
 
@@ -237,14 +253,11 @@ def full_path(schema: Any, raw: bytes) -> np.ndarray | None:
 
 def test_fast_path_accepts_exactly_what_the_full_path_accepts(card: ModelCard) -> None:
     """On random bodies, with the same values: the fast path's speed never costs a rule."""
-    from online_inference.app.dataplane.rules import FastPath
-    from online_inference.app.dataplane.explain import InputSchema
-
-    schema, rng = InputSchema(card, FastPath(card, max_rows=10_000)), random.Random(6)
+    schema, rng = full_reader(card), random.Random(6)
     outcomes = {(accepted, large): 0 for accepted in (True, False) for large in (True, False)}
     for _ in range(2000):
         raw = random_body(card, rng)
-        fast, full = schema.fast.parse(raw), full_path(schema, raw)
+        fast, full = schema.decoder.parse(raw), full_path(schema, raw)
         assert (fast is None) == (full is None), raw
         if fast is not None:
             np.testing.assert_array_equal(fast, full)
@@ -266,9 +279,9 @@ class CountingParser:
 
 
 def test_one_parser_is_kept_for_large_bodies_up_to_its_size_when_it_is_free(card: ModelCard) -> None:
-    from online_inference.app.dataplane.rules import KEPT_PARSER_BYTES, FastPath
+    from online_inference.app.protocols.native.decode import KEPT_PARSER_BYTES
 
-    fast = FastPath(card, max_rows=10_000)
+    fast = decoder(card)
     fast.kept_parser = kept = CountingParser()  # type: ignore[assignment]
     batch, huge = rows_body(*BATCH), rows_body(*[ROW] * (KEPT_PARSER_BYTES // len(json.dumps(ROW)) + 1))
     for body, read_by_kept in ((batch, 1), (huge, 1)):  # the huge body by a parser of its own
@@ -285,9 +298,7 @@ LARGE_BAD_BODIES = [(case, raw) for case, raw, _ in BAD_BODIES if len(raw) >= BU
 @pytest.mark.parametrize(("case", "raw"), LARGE_BAD_BODIES, ids=[c[0] for c in LARGE_BAD_BODIES])
 def test_the_kept_parser_reads_the_next_body_after_refusing_one(case: str, raw: str | bytes, card: ModelCard) -> None:
     """No part of a refused document outlives its reading (the parser would refuse to read again)."""
-    from online_inference.app.dataplane.rules import FastPath
-
-    fast, valid = FastPath(card, max_rows=10_000), json.dumps(rows_body(*BATCH)).encode()
+    fast, valid = decoder(card), json.dumps(rows_body(*BATCH)).encode()
     assert fast.parse(raw.encode() if isinstance(raw, str) else raw) is None
     np.testing.assert_array_equal(fast.parse(valid), np.array(BATCH, dtype=np.float32))
 
@@ -295,9 +306,7 @@ def test_the_kept_parser_reads_the_next_body_after_refusing_one(case: str, raw: 
 def test_large_bodies_read_at_once_in_threads_each_get_their_own_rows(card: ModelCard) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from online_inference.app.dataplane.rules import FastPath
-
-    fast, rng = FastPath(card, max_rows=10_000), random.Random(7)
+    fast, rng = decoder(card), random.Random(7)
     batches = [[valid_row(card) for _ in range(rng.choice([len(BATCH), 100, 400]))] for _ in range(40)]
     bodies = [json.dumps(rows_body(*rows)).encode() for rows in batches]
     with ThreadPoolExecutor(4) as pool:
@@ -336,9 +345,7 @@ def mutated_rows(card: ModelCard, rng: random.Random, count: int) -> list[list[A
 
 def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCard) -> None:
     """Small batches are checked value by value, larger ones as arrays: the same rules."""
-    from online_inference.app.dataplane.rules import FastPath
-
-    fast, rng = FastPath(card, max_rows=10_000), random.Random(4)
+    fast, rng = rules(card), random.Random(4)
     accepted = 0
     for _ in range(3000):
         rows = mutated_rows(card, rng, rng.choice([1, 1, 2, 3]))
@@ -351,9 +358,7 @@ def test_the_value_check_and_the_array_check_give_the_same_answers(card: ModelCa
 
 
 def test_training_range_warnings_are_the_same_found_by_value_or_by_array(card: ModelCard) -> None:
-    from online_inference.app.dataplane.rules import FastPath
-
-    fast, rng = FastPath(card, max_rows=10_000), random.Random(5)
+    fast, rng = rules(card), random.Random(5)
     warned = 0
     for _ in range(2000):
         X = fast.check_array(mutated_rows(card, rng, rng.choice([1, 2, 3])))

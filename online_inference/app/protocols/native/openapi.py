@@ -11,15 +11,17 @@ from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.protocols.native.hotpath import PATH
+from online_inference.app.protocols.native.request import predict_request
 from online_inference.app.protocols.rest.responses import PROBABILITY, WARNINGS, ModelRef
 from online_inference.card import ModelCard, legend
 
 
-def predict_body(plane: DataPlane) -> dict[str, Any] | None:
+def request_body(plane: DataPlane) -> dict[str, Any] | None:
     """The request body of ``/predict`` as the loaded card describes it (None until loaded)."""
     if plane.served is None:
         return None
-    schema = dict(plane.served.schema.request_json_schema)
+    schema = dict(predict_request(plane.served).json_schema)
     examples = schema.get("examples", [])
     return {
         "required": True,
@@ -75,11 +77,11 @@ def install_openapi(app: FastAPI, plane: DataPlane) -> None:
         key = plane.served.card.sha256 if plane.served else None
         if key not in cache:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            body = predict_body(plane)
+            body = request_body(plane)
             if body is not None and plane.served is not None:
                 card = plane.served.card
                 document["info"]["description"] = f"{card.description}\n\n{app.description}"
-                document["paths"]["/predict"]["post"]["requestBody"] = body
+                document["paths"][PATH]["post"]["requestBody"] = body
                 document["components"]["schemas"].update(answer_schemas(card))
             hoist_definitions(document)
             cache.clear()

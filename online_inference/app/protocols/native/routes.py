@@ -11,15 +11,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.protocols.native.answer import answer_bytes
+from online_inference.app.protocols.native.hotpath import PATH
+from online_inference.app.protocols.native.request import predict_request
 from online_inference.app.protocols.rest.deps import DataPlaneDep, MetricsDep, read_json_body
-from online_inference.app.protocols.native.hotpath import predict_body
 from online_inference.app.protocols.rest.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
 
 router = APIRouter()
 
 
 @router.post(
-    "/predict",
+    PATH,
     summary="Predict the target's class and probability for a batch of rows",
     response_model=PredictResponse,
     responses=ERROR_RESPONSES,  # the body schema comes from the loaded card: see openapi.py
@@ -31,8 +33,8 @@ async def predict(request: Request) -> Response:
     plane: DataPlane = request.app.state.dataplane
     served = plane.ready()
     body = await read_json_body(request)
-    X = plane.validate("predict", lambda: served.schema.parse_predict_body(body))
-    return Response(predict_body(served, X, await plane.predict(served, X)), media_type="application/json")
+    X = plane.decode("predict", lambda: predict_request(served).parse(body))
+    return Response(answer_bytes(served, X, await plane.predict(served, X)), media_type="application/json")
 
 
 @router.get(

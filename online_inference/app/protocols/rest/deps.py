@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.errors import UnsupportedMediaType
-from online_inference.app.protocols.native.hotpath import is_json, media_type
+from online_inference.app.protocols.rest.media import is_json, media_type
 from online_inference.app.dataplane.metrics import Metrics
 
 

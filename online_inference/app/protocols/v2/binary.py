@@ -11,21 +11,15 @@ inconsistency is the client's: InvalidInput (400), with the reason.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from online_inference.app.errors import InvalidInput
+from online_inference.app.protocols.v2.tensors import NUMPY_TYPES, OutputTensor
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
-# Each V2 datatype this service reads or writes, as little-endian numpy types.
-NUMPY_TYPES = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8")}
-DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-             "FP16", "FP32", "FP64", "BF16", "BYTES"}  # the protocol's
-
-
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     """The JSON part of a request and the binary part after it."""
     if header_length is None:
@@ -46,15 +40,6 @@ def binary_size(parameters: Any) -> int | None:
     if type(size) is not int or size < 0:
         raise InvalidInput(f"binary_data_size must be a number of bytes, got {size!r}")
     return size
-
-
-def read_tensor(name: str, datatype: str, shape: list[int], data: memoryview) -> np.ndarray:
-    """The tensor an input's bytes hold (its datatype one of NUMPY_TYPES, its shape checked)."""
-    dtype = NUMPY_TYPES[datatype]
-    expected = math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs {expected} bytes, binary_data_size is {len(data)}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def take(binary: memoryview, offset: int, size: int, name: str) -> memoryview:
@@ -81,14 +66,15 @@ def wants_binary(output_parameters: Any, request_parameters: Any) -> bool:
     return default
 
 
-def encode_outputs(outputs: list[tuple[dict[str, Any], np.ndarray, bool]]) -> tuple[list[dict[str, Any]], bytes]:
-    """Output objects (metadata, tensor, binary?) → the JSON outputs and the bytes after the JSON."""
+def encode_outputs(outputs: list[OutputTensor], as_bytes: list[bool]) -> tuple[list[dict[str, Any]], bytes]:
+    """The answer's outputs in JSON, and the bytes after the JSON of those wanted as bytes."""
     described, blobs = [], []
-    for metadata, tensor, binary in outputs:
+    for output, binary in zip(outputs, as_bytes):
+        metadata = {"name": output.name, "datatype": output.datatype, "shape": output.shape}
         if binary:
-            blob = np.ascontiguousarray(tensor, dtype=NUMPY_TYPES[metadata["datatype"]]).tobytes()
+            blob = np.ascontiguousarray(output.values, dtype=NUMPY_TYPES[output.datatype]).tobytes()
             described.append({**metadata, "parameters": {"binary_data_size": len(blob)}})
             blobs.append(blob)
         else:
-            described.append({**metadata, "data": tensor.ravel().tolist()})
+            described.append({**metadata, "data": output.values.ravel().tolist()})
     return described, b"".join(blobs)
