@@ -69,7 +69,7 @@ class Feature:
 
 
 @dataclass(frozen=True)
-class Metrics:
+class CrossValidation:
     """Cross-validated quality of the chosen classifier."""
 
     cv_folds: int
@@ -85,7 +85,7 @@ class Candidate:
 
     classifier: str
     params: dict[str, int | float | str | bool | None]
-    metrics: Metrics
+    metrics: CrossValidation
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class ModelCard:
     features: list[Feature]
     classifier: str
     classifier_params: dict[str, int | float | str | bool | None]
-    metrics: Metrics
+    metrics: CrossValidation
     training_data: dict[str, str | int]
     libraries: dict[str, str]
     created: str

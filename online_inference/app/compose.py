@@ -52,4 +52,4 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     settings = settings or get_settings()
     plane = create_plane(settings, loader)
     app = build_fastapi(settings, plane)
-    return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane).predict})
+    return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane)})

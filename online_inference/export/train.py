@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from online_inference.card import Candidate, Metrics
+from online_inference.card import Candidate, CrossValidation
 from online_inference.export.data import Dataset
 from online_inference.export.progress import SILENT, Progress
 from online_inference.export.spec import ModelSpec
@@ -57,7 +57,7 @@ CANDIDATES = LINEAR + TREES
 class TrainedModel:
     pipeline: Pipeline
     classifier_params: Params
-    metrics: Metrics
+    metrics: CrossValidation
     compared: list[Candidate]
 
 
@@ -76,7 +76,7 @@ def build_pipeline(spec: ModelSpec, classifier: ClassifierMixin) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
-def score(pipeline: Pipeline, data: Dataset, fold_done: Callable[[], None] = lambda: None) -> Metrics:
+def score(pipeline: Pipeline, data: Dataset, fold_done: Callable[[], None] = lambda: None) -> CrossValidation:
     """Stratified k-fold CV ROC AUC and accuracy (what ``cross_validate`` computes), one fold at a
     time: ``fold_done`` is called after each."""
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
@@ -86,7 +86,7 @@ def score(pipeline: Pipeline, data: Dataset, fold_done: Callable[[], None] = lam
         for name in SCORES:
             scores[name].append(get_scorer(name)(fitted, data.X[test_rows], data.y[test_rows]))
         fold_done()
-    return Metrics(
+    return CrossValidation(
         cv_folds=CV_FOLDS,
         roc_auc_mean=round(float(np.mean(scores["roc_auc"])), 6),
         roc_auc_std=round(float(np.std(scores["roc_auc"])), 6),

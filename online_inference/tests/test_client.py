@@ -38,7 +38,7 @@ def test_client_predicts_the_kaggle_csv_like_the_model(
     with output.open() as handle:
         rows = list(csv.DictReader(handle))
     data = load_kaggle_csv(kaggle_csv)
-    expected = bundled_session().predict(data.X.astype(np.float32))
+    expected = bundled_session().run(data.X.astype(np.float32))
     assert [int(r["condition"]) for r in rows] == expected.labels.tolist()
     assert np.array([float(r["probability"]) for r in rows], dtype=np.float32).tobytes() == expected.positive.tobytes()
     err = capsys.readouterr().err
@@ -61,7 +61,7 @@ def test_the_confusion_matrix_names_the_classes_with_the_cards_labels(
     rows = [line for line in lines if line.startswith("  condition ")]
     assert [row.split(")")[0] for row in rows] == ["  condition 0 (no disease", "  condition 1 (disease"]
     data = load_kaggle_csv(kaggle_csv)
-    expected = bundled_session().predict(data.X.astype(np.float32)).labels.tolist()
+    expected = bundled_session().run(data.X.astype(np.float32)).labels.tolist()
     assert [[int(n) for n in row.split()[-2:]] for row in rows] == [
         [sum(1 for a, p in zip(data.y.tolist(), expected) if (a, p) == (actual, guess)) for guess in (0, 1)] for actual in (0, 1)]
 

@@ -145,7 +145,7 @@ def test_the_export_compares_linear_models_and_trees_and_serves_the_trees_as_con
 def test_answers_are_in_the_toys_own_terms_and_are_the_models(toy: Toy) -> None:
     X = [row[:3] for row in toy.rows]
     answer = predict(toy, {"features": NAMES, "data": X}).json()
-    expected = ModelSession(toy.model.read_bytes()).predict(np.array(X, dtype=np.float32))
+    expected = ModelSession(toy.model.read_bytes()).run(np.array(X, dtype=np.float32))
     assert [p["outcome"] for p in answer["predictions"]] == expected.labels.tolist()
     probabilities = np.array([p["probability"] for p in answer["predictions"]], dtype=np.float32)
     np.testing.assert_array_equal(probabilities, expected.positive)  # each the model's float32, read back
@@ -286,7 +286,7 @@ def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> Non
         model, records = ModelSession((folder / "toy.onnx").read_bytes()), list(csv.DictReader(io.StringIO(table)))
         X = np.array([[float(record[f["name"]]) for f in spec["features"]] for record in records], dtype=np.float32)
         written = list(csv.DictReader(io.StringIO(sent.stdout)))
-        assert [int(row[spec["target"]]) for row in written] == model.predict(X).labels.tolist()
+        assert [int(row[spec["target"]]) for row in written] == model.run(X).labels.tolist()
 
 
 @pytest.mark.parametrize("table", [breast_cancer, heart_coded_as_numeric], ids=lambda table: table.__name__)

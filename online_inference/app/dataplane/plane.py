@@ -174,6 +174,6 @@ class DataPlane:
     def run_model(self, served: Served, X: np.ndarray) -> Prediction:
         """One call of the model, timed and counted."""
         started = time.perf_counter()
-        prediction = served.session.predict(X)
+        prediction = served.session.run(X)
         self.metrics.observe_inference(prediction.labels, time.perf_counter() - started)
         return prediction

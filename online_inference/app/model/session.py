@@ -104,7 +104,7 @@ class ModelSession:
         if problems:
             raise ModelLoadError("model signature does not match its card: " + "; ".join(problems))
 
-    def predict(self, X: np.ndarray) -> Prediction:
+    def run(self, X: np.ndarray) -> Prediction:
         """Labels and probabilities of the float32 ``[N, features]`` rows ``X``."""
         labels, probabilities = self.session.run(self.output_names, {self.input.name: X})
         return Prediction(labels=labels, probabilities=probabilities, positive=probabilities[:, self.positive_column])

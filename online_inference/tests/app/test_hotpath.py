@@ -48,7 +48,7 @@ def test_the_answer_holds_each_row_in_order_with_its_probability_and_warnings(re
         rows[row][chol] = card.features[chol].training.max + 10  # inside the bounds: a warning
     status, answer = call(ready_app, "/predict", [orjson.dumps({"features": card.feature_names, "data": rows})])
     X = np.array(rows, dtype=np.float32)
-    expected = bundled_session().predict(X)
+    expected = bundled_session().run(X)
     warnings = ready_app.plane.served.rules.warnings_by_row(X)
     assert status == 200 and list(warnings) == [0, 2, count - 1]
     assert orjson.loads(answer) == {

@@ -31,7 +31,7 @@ def test_rows_and_instances_give_the_same_predictions_in_order(client: TestClien
     by_instances = client.post("/predict", json={"instances": [dict(zip(names, r)) for r in rows]})
     assert by_rows.status_code == by_instances.status_code == 200
     assert by_rows.json() == by_instances.json()
-    expected = bundled_session().predict(np.array(rows, dtype=np.float32))
+    expected = bundled_session().run(np.array(rows, dtype=np.float32))
     predictions = by_rows.json()["predictions"]
     assert [p["condition"] for p in predictions] == expected.labels.tolist()
     assert np.array([p["probability"] for p in predictions], dtype=np.float32).tobytes() == expected.positive.tobytes()

@@ -108,7 +108,7 @@ def test_infer_answers_the_models_labels_and_float32_bits(triton_client: triton.
                                                           binary_out: bool) -> None:
     X = np.array([valid_row(card), [f.training.max for f in card.features]], dtype=np.float32)
     result = infer(triton_client, card, X, binary_out=binary_out)
-    expected = bundled_session().predict(X)
+    expected = bundled_session().run(X)
     assert result.as_numpy(card.label_output).tolist() == expected.labels.tolist()
     assert result.as_numpy(card.probability_output).tobytes() == expected.probabilities.tobytes()
 
@@ -117,7 +117,7 @@ def test_json_probabilities_are_the_float32_values_exactly_even_to_a_float64_rea
     X = np.array([valid_row(card), [f.training.min for f in card.features]], dtype=np.float32)
     body = {"inputs": [{"name": card.input_name, "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
     outputs = {o["name"]: o["data"] for o in client.post(INFER_PATH, json=body).json()["outputs"]}
-    assert outputs[card.probability_output] == bundled_session().predict(X).probabilities.ravel().astype(np.float64).tolist()
+    assert outputs[card.probability_output] == bundled_session().run(X).probabilities.ravel().astype(np.float64).tolist()
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def assert_predicts_like_the_model(url: str, kaggle_csv: Path, tmp_path: Path) -
     output = tmp_path / "predictions.json"
     assert client_main([str(kaggle_csv), "--url", url, "--batch-size", "100", "--output", str(output)]) == 0
     predictions = json.loads(output.read_text())
-    expected = bundled_session().predict(load_kaggle_csv(kaggle_csv).X.astype(np.float32))
+    expected = bundled_session().run(load_kaggle_csv(kaggle_csv).X.astype(np.float32))
     assert [p["condition"] for p in predictions] == expected.labels.tolist()
     assert np.array([p["probability"] for p in predictions], dtype=np.float32).tobytes() == expected.positive.tobytes()
 

@@ -48,7 +48,7 @@ def test_onnx_has_one_float_input_and_plain_tensor_outputs(exported) -> None:  #
 def test_onnx_matches_sklearn_on_all_rows(exported) -> None:  # type: ignore[no-untyped-def]
     data, model, path, _ = exported
     session = ModelSession(path.read_bytes())
-    onnx_out = session.predict(data.X.astype(np.float32))
+    onnx_out = session.run(data.X.astype(np.float32))
     assert onnx_out.labels.tolist() == model.pipeline.predict(data.X).tolist()
     delta = np.abs(onnx_out.probabilities - model.pipeline.predict_proba(data.X)).max()
     assert delta <= 1e-5, delta
@@ -81,8 +81,8 @@ def test_fresh_export_predicts_like_the_bundled_model(exported) -> None:  # type
     data, _, path, card = exported
     fresh, bundled = ModelSession(path.read_bytes()), ModelSession(BUNDLED_MODEL.read_bytes())
     X = data.X.astype(np.float32)
-    assert fresh.predict(X).labels.tolist() == bundled.predict(X).labels.tolist()
-    np.testing.assert_array_equal(fresh.predict(X).probabilities, bundled.predict(X).probabilities)
+    assert fresh.run(X).labels.tolist() == bundled.run(X).labels.tolist()
+    np.testing.assert_array_equal(fresh.run(X).probabilities, bundled.run(X).probabilities)
     assert dataclasses.replace(fresh.card, created="", libraries={}) == dataclasses.replace(bundled.card, created="", libraries={})
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.card import Candidate, Metrics
+from online_inference.card import Candidate, CrossValidation
 from online_inference.export.__main__ import main as export_main
 from online_inference.export.progress import ProgressBar, clock
 from online_inference.export.spec import HEART_SPEC
 from online_inference.export.train import CANDIDATES, CV_FOLDS
 
-METRICS = Metrics(cv_folds=2, roc_auc_mean=0.9, roc_auc_std=0.01, accuracy_mean=0.8, accuracy_std=0.02)
+METRICS = CrossValidation(cv_folds=2, roc_auc_mean=0.9, roc_auc_std=0.01, accuracy_mean=0.8, accuracy_std=0.02)
 
 
 class Terminal(io.StringIO):

@@ -34,7 +34,7 @@ class HotPath:
         self.app = app
         self.plane = plane
 
-    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
         served = self.plane.served
         if served is None or not is_json_request(scope):

@@ -26,7 +26,7 @@ router = APIRouter()
     response_model=PredictResponse,
     responses=ERROR_RESPONSES,  # the body schema comes from the loaded card: see openapi.py
 )
-async def predict(request: Request) -> Response:
+async def predict_route(request: Request) -> Response:
     """Rows as ``{"features": [...the model's features...], "data": [[...a number each...]]}`` or
     as ``{"instances": [{"<feature>": <number>, ...}]}``; answers in request order, each with the
     class of the model's target (under the target's name), its probability and any warnings."""
