@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from online_inference import __version__
-from online_inference.app.protocols.native import hotpath, routes
+from online_inference.app.protocols.native import hotpath, request, routes
 from online_inference.app.protocols.v2 import rest as v2
 from online_inference.app.settings import Settings, get_settings
 from online_inference.app.dataplane.plane import DataPlane, Loader, create_plane
@@ -50,6 +50,6 @@ def build_fastapi(settings: Settings, plane: DataPlane) -> FastAPI:
 def create_app(settings: Settings | None = None, loader: Loader | None = None) -> Front:
     """The service as one ASGI application; ``loader`` replaces the ``MODEL_URI`` loader (tests)."""
     settings = settings or get_settings()
-    plane = create_plane(settings, loader)
+    plane = create_plane(settings, loader, prepare=[request.predict_request])
     app = build_fastapi(settings, plane)
     return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane)})

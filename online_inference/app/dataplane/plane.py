@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +30,7 @@ from online_inference.card import ModelCard
 log = logging.getLogger(__name__)
 
 Loader = Callable[[], ModelSession]
+Prepare = Callable[["Served"], object]
 State = Literal["loading", "ready", "failed"]
 T = TypeVar("T")
 SHARED_CALL_ROWS = 64  # requests of up to this many rows share model calls; a larger one gains nothing
@@ -46,10 +47,11 @@ def default_loader(settings: Settings) -> Loader:
     return lambda: ModelSession(fetch_model(settings.MODEL_URI, policy), settings.MODEL_SHA256)
 
 
-def create_plane(settings: Settings, loader: Loader | None = None) -> DataPlane:
-    """The data plane of one service: ``loader`` replaces the default ``MODEL_URI`` loader (tests)."""
+def create_plane(settings: Settings, loader: Loader | None = None, prepare: Sequence[Prepare] = ()) -> DataPlane:
+    """The data plane of one service: ``loader`` replaces the default ``MODEL_URI`` loader (tests);
+    ``prepare``: what the protocols build from each model before it is served."""
     admission = Admission.of(settings)
-    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission)
+    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission, prepare)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission):
+    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission, prepare: Sequence[Prepare] = ()):
         self.loader = loader
+        self.prepare = prepare  # run on each model before it is served: ready means every endpoint answers
         self.metrics = metrics
         self.admission = admission  # what requests in flight hold, and how long they may wait
         self.max_rows = max_rows
@@ -105,6 +108,8 @@ class DataPlane:
         try:
             session = self.loader()
             served = Served(session, CardRules(session.card, self.max_rows))
+            for build in self.prepare:
+                build(served)
         except Exception as error:  # any failure of the artifact is reported, not raised
             self.state, self.reason = "failed", str(error) or type(error).__name__
             log.error("model failed to load: %s", self.reason)

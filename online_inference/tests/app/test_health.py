@@ -71,3 +71,24 @@ def test_a_missing_file_fails_with_the_reason(tmp_path) -> None:  # type: ignore
         assert loaded(app.plane, 10)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "absent.onnx" in body["reason"]
+
+
+def test_ready_means_every_protocol_has_built_what_it_reads_the_model_with(card: ModelCard) -> None:
+    """/predict's body model (pydantic, from the card) is built before the model is served, not by
+    the first request; a model it cannot be built for fails to load, with the reason."""
+    from online_inference.app.dataplane.plane import create_plane
+    from online_inference.app.protocols.native.request import predict_request
+
+    app = create_app(Settings(environment={}), loader=bundled_session)
+    with TestClient(app):
+        assert loaded(app.plane, 10)
+        before = predict_request.cache_info()
+        predict_request(app.plane.served)
+        assert predict_request.cache_info().hits == before.hits + 1
+
+    def refuse(served: object) -> None:
+        raise ValueError("cannot describe this model")
+
+    plane = create_plane(Settings(environment={}), bundled_session, prepare=[refuse])
+    plane.load()
+    assert plane.health() == {"status": "failed", "reason": "cannot describe this model"}
