@@ -1,1 +1,1 @@
-"""The FastAPI service. Imports neither scikit-learn nor pandas."""
+"""The service: transports, protocols, the data plane and the model, one folder per layer (docs/ARCHITECTURE.md). Imports neither scikit-learn nor pandas."""

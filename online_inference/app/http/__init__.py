@@ -1,0 +1,1 @@
+"""The HTTP transport: uvicorn's protocol with the limits and deadlines it lacks, the memory budget charged at each head, and the front every request passes (body limit, HEAD, the queue, the drain)."""

@@ -1,4 +1,4 @@
-"""Responses of the native API: the body models of the OpenAPI document (routes build plain
+"""Responses of the REST protocols: the body models of the OpenAPI document (routes build plain
 dicts), and the one handler that renders every :class:`ServiceError`."""
 
 from __future__ import annotations
