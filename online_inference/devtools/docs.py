@@ -34,6 +34,7 @@ BENCH_RESULTS = PACKAGE / "bench" / "results" / "bench.json"
 COSTS_RESULTS = PACKAGE / "bench" / "results" / "costs.json"
 REPLICAS_RESULTS = PACKAGE / "bench" / "results" / "replicas.json"
 LOAD_RESULTS = PACKAGE / "bench" / "results" / "load.json"
+PROTOCOLS_RESULTS = PACKAGE / "bench" / "results" / "protocols.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -140,6 +141,26 @@ def load_summary(results: dict[str, Any]) -> str:
     return render(results)
 
 
+def protocols_summary(results: dict[str, Any]) -> str:
+    """The protocols' table: ms and rows/s per size, each against ``/predict`` in the same run."""
+    settings, by_rows = results["settings"], results["results"]
+    names = list(next(iter(by_rows.values())))
+    targets = settings["targets"]
+    lines = [f"Measured by `python -m online_inference.bench.protocol_speed` (`make bench`) on commit `{settings['commit'][:12]}` "
+             f"({settings['machine']}): the service on one core, one client on the other, the protocols taking turns "
+             f"request by request; median of {settings['requests']} round trips each.", "",
+             "| Rows per request | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for rows, measured in by_rows.items():
+        cells = [f"{m['ms']:g} ms, {m['rows_per_s']:,} rows/s" + ("" if name == names[0] else f" ({m['ratio']:.2f}×)")
+                 for name, m in measured.items()]
+        lines.append(f"| {int(rows):,} | " + " | ".join(cells) + " |")
+    met = ", ".join(f"{name} {'✅' if ok else '❌'}" for name, ok in results["met"].items())
+    lines += ["", f"Target (issue #30): rows/s ≥ {targets['rows_ratio_min']}× `{names[0]}`'s at "
+              f"{' and '.join(f'{r:,}' for r in targets['rows_ratio_at'])} rows, latency ≤ {targets['latency_ratio_max']}× at "
+              f"{targets['latency_ratio_at']} row: {met}."]
+    return "\n".join(lines)
+
+
 def size_summary(results: dict[str, Any]) -> str:
     from online_inference.docker.size_render import render_summary
 
@@ -155,6 +176,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "costs": render_results(COSTS_RESULTS, costs_summary, "make bench"),
     "replicas": render_results(REPLICAS_RESULTS, replicas_summary, "make replicas"),
     "load": render_results(LOAD_RESULTS, load_summary, "make bench"),
+    "protocols": render_results(PROTOCOLS_RESULTS, protocols_summary, "make bench"),
 }
 
 
