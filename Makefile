@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help serve test test-fast model export-time data client docs bench replicas soak fuzz lock clean
+.PHONY: help serve test test-fast model export-time data client docs bench replicas soak fuzz lock grpc-stubs clean
 
 help:
 	@echo "make serve   run the service (bundled model) on http://127.0.0.1:8000"
@@ -29,6 +29,7 @@ help:
 	@echo "make images [OFFLINE=1]  build the full, slim and distroless images"
 	@echo "make push REGISTRY=docker.io/<user>  publish them"
 	@echo "make lock    re-compile requirements/*.txt (pinned, hash-locked) from requirements/*.in"
+	@echo "make grpc-stubs  re-generate the gRPC stubs (app/protocols/v2/proto/) from the kserve wheel's descriptor"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +113,11 @@ lock: | $(VENV)/bin/python
 	cd requirements && for set in runtime export dev numpy-build; do \
 		../$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 $$set.in -o $$set.txt || exit 1; \
 	done
+
+# The Open Inference Protocol's gRPC stubs, from the descriptor the kserve wheel (PyPI) embeds,
+# trimmed to the RPCs the service answers: online_inference/devtools/grpc_stubs.py.
+grpc-stubs: $(VENV)/.dev
+	$(PY) -m online_inference.devtools.grpc_stubs
 
 clean:
 	rm -rf $(VENV) .pytest_cache

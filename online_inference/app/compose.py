@@ -1,5 +1,7 @@
-"""The one composition: settings → data plane → FastAPI (every route, built at start) → the front.
-Tests, ``python -m online_inference.app`` and the images all serve what :func:`create_app` returns."""
+"""The one composition: settings → data plane → FastAPI (every route, built at start) → the front;
+and the same data plane's gRPC services → the gRPC transport (:func:`create_grpc`). Tests,
+``python -m online_inference.app`` and the images all serve what :func:`create_app` returns, and
+:mod:`.server` runs both on one event loop."""
 
 from __future__ import annotations
 
@@ -7,10 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from grpclib.reflection.service import ServerReflection
 
 from online_inference import __version__
 from online_inference.app.protocols.native import hotpath, request, routes
+from online_inference.app.grpc.transport import GrpcLimits, GrpcServer
+from online_inference.app.protocols.v2 import grpc as v2_grpc
 from online_inference.app.protocols.v2 import rest as v2
+from online_inference.app.protocols.v2.proto.pool import POOL
 from online_inference.app.settings import Settings, get_settings
 from online_inference.app.dataplane.plane import DataPlane, Loader, create_plane
 from online_inference.app.protocols.rest.docs_ui import install_docs
@@ -53,3 +59,11 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     plane = create_plane(settings, loader, prepare=[request.predict_request])
     app = build_fastapi(settings, plane)
     return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane)})
+
+
+def create_grpc(settings: Settings, front: Front) -> GrpcServer:
+    """The Open Inference Protocol over gRPC, health and reflection, on ``front``'s data plane and
+    work queue (call it on the running loop: grpclib binds its server to the loop it is made on)."""
+    plane = front.plane
+    services = ServerReflection.extend([v2_grpc.Inference(plane), v2_grpc.Health(plane)], pool=POOL)
+    return GrpcServer(services, GrpcLimits.of(settings), plane.admission, front.queue, work=v2_grpc.WORK)

@@ -29,24 +29,45 @@ from online_inference.app.dataplane.admission import Admission
 from online_inference.app.settings import Settings, SettingsError, get_settings
 from online_inference.app.dataplane.plane import Loader
 from online_inference.app.http.edge import EdgeLimits, EdgeProtocol
-from online_inference.app.compose import create_app
+from online_inference.app.compose import create_app, create_grpc
+from online_inference.app.grpc.transport import GrpcServer
 
 log = logging.getLogger(__name__)
 BACKLOG_WAIT_SECONDS = 1.0  # at most this long accepting what the kernel accepted before the stop
 
 
 class Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_drain: Callable[[], None]):
+    def __init__(self, config: uvicorn.Config, on_drain: Callable[[], None],
+                 grpc: Callable[[], GrpcServer] | None = None):
+        """``grpc`` makes the gRPC server (on the running loop) that starts and stops with this one."""
         super().__init__(config)
         self.on_drain = on_drain
+        self.make_grpc = grpc
+        self.grpc: GrpcServer | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.make_grpc is None or not self.started or self.should_exit:
+            return
+        self.grpc = self.make_grpc()
+        try:
+            await self.grpc.start_listening()
+        except OSError as error:
+            log.error("gRPC cannot listen on port %d: %s", self.grpc.limits.port, error)
+            for server in self.servers:
+                server.close()
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self.on_drain()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        grpc_stopped = asyncio.ensure_future(self.grpc.stop()) if self.grpc is not None else None
         await self.accept_waiting_connections()
         await super().shutdown(sockets)
+        if grpc_stopped is not None:
+            await grpc_stopped
 
     async def accept_waiting_connections(self) -> None:
         """Let the loop accept the connections waiting in the listeners' queues: a listening socket
@@ -80,7 +101,8 @@ def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicor
 def build_server(settings: Settings, loader: Loader | None = None) -> Server:
     """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread)."""
     app = create_app(settings, loader)
-    return Server(uvicorn_config(settings, app, app.plane.admission), on_drain=app.drain)
+    return Server(uvicorn_config(settings, app, app.plane.admission), on_drain=app.drain,
+                  grpc=functools.partial(create_grpc, settings, app))
 
 
 def ignore(sig: int, frame: FrameType | None) -> None:

@@ -153,6 +153,23 @@ class Settings:
         default=45, ge=1, description="Seconds the connections open at SIGTERM get to be answered and closed; then the "
         "rest are cut."
     )
+    GRPC_PORT: int = Setting(
+        default=8081, ge=0, le=65535, description="TCP port of the Open Inference Protocol over gRPC "
+        "(inference.GRPCInferenceService, grpc.health.v1, server reflection), on HOST; 0: one the system chooses (logged)."
+    )
+    GRPC_MAX_CONCURRENT_STREAMS: int = Setting(
+        default=100, ge=1, description="RPCs one gRPC connection may have open at once (HTTP/2's MAX_CONCURRENT_STREAMS); "
+        "a client past it loses the connection. A message is at most MAX_BODY_BYTES (RESOURCE_EXHAUSTED, unread), and "
+        "must have come TIMEOUT_BODY after its RPC began."
+    )
+    GRPC_MIN_PING_INTERVAL_SECONDS: float = Setting(
+        default=300.0, gt=0, description="A client's keepalive PING sooner than this after its last one, with nothing "
+        "sent to it in between, is a strike (gRPC C-core's policy and default)."
+    )
+    GRPC_MAX_PING_STRIKES: int = Setting(
+        default=2, ge=0, description="Strikes past this close the gRPC connection with GOAWAY ENHANCE_YOUR_CALM "
+        "(\"too_many_pings\")."
+    )
     OTEL_TELEMETRY: bool = Setting(
         default=False,
         description="FastAPI's native OpenTelemetry (traces, metrics, logs to the process's global "

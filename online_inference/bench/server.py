@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from online_inference.devtools.procfs import children, listening_port, status_kb
+from online_inference.devtools.procfs import children, listening_ports, status_kb
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"onnx": "online_inference.app", "onnx_noblas": "online_inference.app", "baseline": "online_inference.bench.baseline_app", "floor": "online_inference.bench.floor_app",
@@ -59,11 +59,10 @@ def health_status(port: int) -> int | None:
 def wait_healthy(process: subprocess.Popen[bytes], deadline: float) -> int | None:
     """The port of a started service once its /health answers 200; None if it exits or the
     deadline passes first."""
-    port = None
     while process.poll() is None and time.perf_counter() < deadline:
-        port = port or listening_port(process.pid)
-        if port and health_status(port) == 200:
-            return port
+        for port in listening_ports(process.pid):  # HTTP's, and gRPC's (which answers no HTTP/1.1)
+            if health_status(port) == 200:
+                return port
         time.sleep(0.002)  # polling the starting process, until the deadline
     return None
 
@@ -74,7 +73,7 @@ def serve(kind: str, cpus: str = "0", env: dict[str, str] | None = None, traceba
     """The service ``kind`` as a process, stopped (SIGTERM) at the end. A traceback in its log then
     fails the caller (a test, the benchmark), unless ``tracebacks`` says one is expected. ``root``:
     the checkout it runs from (another commit's, for an A/B)."""
-    env = {**os.environ, "PYTHONPATH": str(root), "PORT": "0", "LOG_LEVEL": "warning", **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(root), "PORT": "0", "GRPC_PORT": "0", "LOG_LEVEL": "warning", **(env or {})}
     # Python's default, which an environment may turn off: a start reads the bytecode of what it
     # imports, written by an earlier start, as a deployed service does (the images precompile it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)

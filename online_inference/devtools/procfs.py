@@ -47,15 +47,23 @@ def socket_inodes(pid: int) -> set[str]:
 
 def listening_port(pid: int) -> int | None:
     """The TCP port the process ``pid`` listens on (in its network namespace), or None while it
-    listens on none. Reading another user's process needs root, as in a container run."""
+    listens on none. Reading another user's process needs root, as in a container run. (The
+    service listens on two, HTTP and gRPC: :func:`listening_ports`.)"""
+    ports = listening_ports(pid)
+    return ports[0] if ports else None
+
+
+def listening_ports(pid: int) -> list[int]:
+    """Every TCP port the process ``pid`` listens on, in the kernel's order (none: an empty list)."""
     try:
         inodes = socket_inodes(pid)
         tables = [Path(f"/proc/{pid}/net/{name}").read_text() for name in ("tcp", "tcp6")]
     except OSError:  # the process is gone, or not started yet
-        return None
+        return []
+    ports = []
     for table in tables:
         for line in table.splitlines()[1:]:
             fields = line.split()
             if fields[3] == TCP_LISTEN and fields[9] in inodes:
-                return int(fields[1].rsplit(":", 1)[1], 16)
-    return None
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

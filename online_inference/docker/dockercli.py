@@ -16,7 +16,7 @@ import socket
 
 import httpx
 
-from online_inference.devtools.procfs import listening_port
+from online_inference.devtools.procfs import listening_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = os.environ.get("DOCKER", "docker")
@@ -74,7 +74,7 @@ def running(image: str, *flags: str, env: dict[str, str] | None = None, wait: bo
             timeout: float = 60, port: int = 0) -> Iterator[Container]:
     """``docker run -d --network host``; waits for /health 200. ``port=0`` (the default) lets the
     kernel choose it, and reads it back; the image's HEALTHCHECK needs it chosen here."""
-    env_flags = [f"--env={k}={v}" for k, v in {"PORT": str(port), **(env or {})}.items()]
+    env_flags = [f"--env={k}={v}" for k, v in {"PORT": str(port), "GRPC_PORT": "0", **(env or {})}.items()]
     name = docker("run", "-d", "--network", "host", *env_flags, *flags, image).stdout.strip()[:12]
     container = Container(name, f"http://127.0.0.1:{port}")
     try:
@@ -95,9 +95,12 @@ def container_port(container: Container, timeout: float) -> int:
         pid = int(docker("inspect", "-f", "{{.State.Pid}}", container.name).stdout.strip() or 0)
         if pid == 0:  # exited
             break
-        port = listening_port(pid)
-        if port:
-            return port
+        for port in listening_ports(pid):  # HTTP's, and gRPC's (which answers no HTTP/1.1)
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                return port
+            except httpx.TransportError:  # gRPC's port, or not answering yet: the next, then poll again
+                continue
         time.sleep(0.01)  # polling the starting container, until the deadline
     raise AssertionError(f"{container.name} never listened; logs:\n{container.logs()[-3000:]}")
 

@@ -41,8 +41,6 @@ REMOVALS: list[tuple[str, str]] = [
     ("numpy/linalg/lapack_lite.*.so", "LAPACK for f2py-era callers: never imported (numpy.linalg uses _umath_linalg)"),
     ("numpy/_core/_simd.*.so", "SIMD test module"),
     ("numpy/_core/_*_tests.*.so", "test extension modules"),
-    ("google", "protobuf: needed by onnxruntime's tools (removed), never by inference"),
-    ("protobuf-*.dist-info", "protobuf's metadata"),
     ("pip", "the installer: the image never installs anything"),
     ("pip-*.dist-info", "pip's metadata"),
     ("setuptools", "build tooling"),
@@ -66,6 +64,7 @@ REMOVALS: list[tuple[str, str]] = [
 SELF_CHECK = """
 import asyncio, sys, numpy as np, onnxruntime as ort
 import fastapi, uvicorn, uvloop, httptools, pydantic, prometheus_client, orjson, simdjson, httpx, httpx_auth
+import grpclib.server, h2.connection, google.protobuf.message  # gRPC (app/grpc/): protobuf stays
 assert bytes(simdjson.Parser().parse(b"[[1, 2.5]]").as_buffer(of_type="d")) == np.array([1, 2.5]).tobytes()
 uvloop.new_event_loop().run_until_complete(asyncio.sleep(0))
 httptools.HttpRequestParser(object()).feed_data(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")

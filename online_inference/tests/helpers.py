@@ -24,7 +24,7 @@ from online_inference.app.dataplane.plane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
 from online_inference.app.model.session import ModelSession
 from online_inference.card import CARD_METADATA_KEY, ModelCard
-from online_inference.devtools.procfs import descendants, listening_port
+from online_inference.devtools.procfs import descendants, listening_ports
 
 SHARED_KAGGLE_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "heart_cleveland_upload.csv"
 
@@ -70,7 +70,7 @@ def live_server(app: Any = None, ready_path: str | None = "/health", timeout: fl
     """The service's own server (:func:`build_server`: its uvicorn configuration and edge) in a
     thread, on a port the system chooses; yields its base URL. ``app`` replaces the service's
     application (by default the service with ``loader``'s model)."""
-    settings = (settings or Settings(environment={})).replace(HOST="127.0.0.1", PORT=0, LOG_LEVEL="warning")
+    settings = (settings or Settings(environment={})).replace(HOST="127.0.0.1", PORT=0, GRPC_PORT=0, LOG_LEVEL="warning")
     server = build_server(settings, loader) if app is None else Server(uvicorn_config(settings, app, Admission.of(settings)), on_drain=lambda: None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -102,7 +102,7 @@ def serving(command: str, cwd: Path) -> Iterator[str]:
     """``command`` (a shell line that ends by running the service) in ``cwd``, with PORT=0 and
     without the caller's PYTHONPATH and venv; yields its URL once /health answers 200, and stops
     it (SIGTERM to its process group) at the end."""
-    env = {**user_environment(), "PORT": "0"}
+    env = {**user_environment(), "PORT": "0", "GRPC_PORT": "0"}
     log = tempfile.TemporaryFile()  # the command's output: shown if it never listens
     shell = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -123,16 +123,35 @@ def serving(command: str, cwd: Path) -> Iterator[str]:
 
 
 def wait_listening(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """The port that ``process``, or a process it started (``make serve``, a shell line), listens
-    on; the service was started with PORT=0, so the kernel chose it."""
+    """The HTTP port that ``process``, or a process it started (``make serve``, a shell line),
+    listens on; the service was started with PORT=0 (and GRPC_PORT=0), so the kernel chose it."""
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         for pid in (process.pid, *descendants(process.pid)):
-            port = listening_port(pid)
+            port = http_port(listening_ports(pid))
             if port:
                 return port
         time.sleep(0.05)  # polling the starting process, until the deadline
     raise AssertionError(f"the service did not listen (exit {process.poll()})")
+
+
+def http_port(ports: list[int]) -> int | None:
+    """Which of a service's ports answers HTTP/1.1 (the other is gRPC's, which speaks HTTP/2 only)."""
+    if len(ports) == 1:
+        return ports[0]
+    for port in ports:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            return port
+        except httpx.TransportError:  # gRPC's port: it ends an HTTP/1.1 connection
+            continue
+    return None
+
+
+def grpc_port(pid: int, http: int) -> int:
+    """The gRPC port of the service ``pid`` whose HTTP port is ``http`` (both chosen by the kernel)."""
+    (port,) = [p for p in listening_ports(pid) if p != http]
+    return port
 
 
 def loaded(plane: DataPlane, timeout: float) -> bool:

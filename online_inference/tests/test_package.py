@@ -75,7 +75,7 @@ def test_the_wheel_carries_the_model_and_the_runtime_dependencies(installed: tup
 def test_the_installed_service_starts_from_its_script_and_predicts(installed: tuple[Path, Path], tmp_path: Path) -> None:
     venv_dir, _ = installed
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PORT="0", LOG_LEVEL="warning", HOME=str(tmp_path))
+    env.update(PORT="0", GRPC_PORT="0", LOG_LEVEL="warning", HOME=str(tmp_path))
     log = (tmp_path / "service.log").open("wb")
     service = subprocess.Popen([str(venv_dir / "bin" / "heart-online-inference")], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)

@@ -77,7 +77,7 @@ def test_image_serves_its_docs_offline(images: dict[str, str], variant: str) -> 
 def test_image_config_is_non_root_with_labels_and_exec_form(images: dict[str, str], variant: str) -> None:
     config = inspect(images[variant])["Config"]
     assert config["User"] == "65532:65532"
-    assert config["ExposedPorts"] == {"8000/tcp": {}}
+    assert config["ExposedPorts"] == {"8000/tcp": {}, "8081/tcp": {}}  # HTTP, gRPC
     assert config["Entrypoint"][0].startswith("/venv/bin/python")
     labels = config["Labels"]
     for key in ("source", "version", "revision", "base.name"):

@@ -1,0 +1,241 @@
+"""The gRPC transport: grpclib's server on the event loop uvicorn runs, serving the services the
+composition gives it (:mod:`...compose`), with the limits and the drain grpclib lacks.
+
+Every unary RPC is read here before its service sees it (:class:`Call`, the stream its handler
+gets): the 5-byte prefix first, so that a message over its limit is refused RESOURCE_EXHAUSTED
+unread (``MAX_BODY_BYTES`` for the work, ModelInfer; :data:`SMALL_MESSAGE` for the rest, which
+carry names); then it is charged to the memory budget before its body is read, as REST's requests
+are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE, with
+``grpc-retry-pushback-ms``); its body must have come ``TIMEOUT_BODY`` after the RPC began; and the
+work waits for its turn in the one queue REST's requests wait in (:mod:`...dataplane.workqueue`),
+shed past ``MAX_QUEUE_SECONDS``. A call whose deadline has passed by then is not run. Bytes that
+are no protobuf message of the RPC's type are INVALID_ARGUMENT. The charge is given back when the
+RPC ends, however it ends (a cancelled RPC holds nothing). A service raises the service's errors
+(:mod:`...errors`); :data:`STATUS` maps them to gRPC's codes, once.
+
+The drain (:meth:`GrpcServer.drain`): stop listening, GOAWAY on every connection (:mod:`.connection`),
+wait for the unary RPCs in flight within ``TIMEOUT_GRACEFUL_SHUTDOWN``, then close what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Handler as ConnectionHandler
+from grpclib.server import Server
+
+from online_inference.app.dataplane.admission import FIXED_BYTES, Admission, Ticket, values_in
+from online_inference.app.dataplane.workqueue import WorkQueue
+from online_inference.app.errors import (InvalidInput, ModelNotFound, ModelNotReady, Overloaded, PayloadTooLarge,
+                                         RequestTimeout, ServiceError, summary)
+from online_inference.app.grpc.connection import ConnectionLimits, PolicedProtocol
+from online_inference.app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SMALL_MESSAGE = 64 * 1024  # the message of an RPC that is not work (names, ids): never refused for load
+CLOSE_SECONDS = 1.0  # at most this long for grpclib's handlers to end once cancelled (vmagamedov/grpclib#107)
+# The service's errors as gRPC's codes: the most specific class first. What Triton answers: a
+# client's mistake INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not ready and a full queue
+# UNAVAILABLE (gRPC's code for "retry later"); a message over the limit RESOURCE_EXHAUSTED (grpcio's).
+STATUS: tuple[tuple[type[ServiceError], Status], ...] = (
+    (Overloaded, Status.UNAVAILABLE),
+    (ModelNotReady, Status.UNAVAILABLE),
+    (ModelNotFound, Status.NOT_FOUND),
+    (PayloadTooLarge, Status.RESOURCE_EXHAUSTED),
+    (RequestTimeout, Status.DEADLINE_EXCEEDED),
+    (InvalidInput, Status.INVALID_ARGUMENT),
+)
+
+
+def status_of(error: ServiceError) -> Status:
+    for kind, status in STATUS:
+        if isinstance(error, kind):
+            return status
+    return Status.INVALID_ARGUMENT if 400 <= error.status_code < 500 else Status.INTERNAL
+
+
+@dataclass(frozen=True)
+class GrpcLimits:
+    host: str
+    port: int
+    max_message: int
+    body_timeout: float
+    grace: float
+    connection: ConnectionLimits
+
+    @classmethod
+    def of(cls, settings: Settings) -> GrpcLimits:
+        return cls(settings.HOST, settings.GRPC_PORT, settings.MAX_BODY_BYTES, settings.TIMEOUT_BODY,
+                   settings.TIMEOUT_GRACEFUL_SHUTDOWN, ConnectionLimits.of(settings))
+
+
+class Call:
+    """The stream a unary RPC's handler gets: grpclib's, whose :meth:`recv_message` reads within
+    the limits (see the module). Everything else is grpclib's stream's."""
+
+    def __init__(self, stream: Any, server: GrpcServer, work: bool) -> None:
+        self.stream = stream
+        self.server = server
+        self.work = work
+        self.began = time.monotonic()
+        self.ticket: Ticket | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    async def recv_message(self) -> Any:
+        limit = self.server.limits.max_message if self.work else SMALL_MESSAGE
+        prefix = await self.read(5)
+        if not prefix:
+            raise InvalidInput("the RPC ended before its message")
+        if prefix[0]:
+            raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
+        length = int.from_bytes(prefix[1:], "big")
+        if length > limit:
+            raise PayloadTooLarge(f"a message of {length} bytes is over the limit of {limit} (MAX_BODY_BYTES)")
+        self.ticket = self.charge(length)
+        body = await self.read(length)
+        self.ticket.body_read()
+        if self.work:
+            self.ticket.hold_values(values_in(length, None))
+            await self.server.queue.enter(self.ticket)
+        if self.stream.deadline is not None and self.stream.deadline.time_remaining() <= 0:
+            raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed before the work started")
+        try:
+            return self.stream._recv_type.FromString(body)
+        except DecodeError as error:
+            raise InvalidInput(f"the message is not a valid {self.stream._recv_type.DESCRIPTOR.full_name}: {error}") from None
+
+    async def read(self, size: int) -> bytes:
+        """``size`` bytes of the message, within ``TIMEOUT_BODY`` of the RPC's start."""
+        left = self.began + self.server.limits.body_timeout - time.monotonic()
+        try:
+            async with asyncio.timeout(max(left, 0)):
+                data = await self.stream._stream.recv_data(size)
+        except TimeoutError:
+            raise RequestTimeout("the message did not come within TIMEOUT_BODY") from None
+        except AssertionError:  # grpclib's: the stream ended with fewer bytes
+            raise InvalidInput(f"the RPC ended inside its message (fewer than the {size} bytes its prefix says)") from None
+        if data and len(data) != size:
+            raise InvalidInput(f"the RPC ended inside its message ({len(data)} of {size} bytes)")
+        return data
+
+    def charge(self, length: int) -> Ticket:
+        admission: Admission = self.server.admission
+        if self.work:
+            return admission.admit(length, False, self.began)
+        charge = FIXED_BYTES + length
+        admission.take(charge, always=True)
+        return Ticket(admission, self.began, charge, length, False, True)
+
+    async def refuse(self, error: ServiceError) -> None:
+        """The RPC's end with ``error``'s code and message (REST's ``error``), unless it has ended."""
+        if self.stream._send_trailing_metadata_done or self.stream._stream._transport.is_closing():
+            return
+        metadata = {} if error.retry_after is None else {"grpc-retry-pushback-ms": str(1000 * error.retry_after)}
+        await self.stream.send_trailing_metadata(status=status_of(error), status_message=summary(error), metadata=metadata)
+
+    def release(self) -> None:
+        if self.ticket is not None:
+            self.ticket.release()
+
+
+class GrpcServer(Server):
+    """grpclib's server with the limits of :class:`Call` and :class:`.connection.PolicedProtocol`."""
+
+    def __init__(self, services: Collection[Any], limits: GrpcLimits, admission: Admission, queue: WorkQueue,
+                 work: Collection[str]) -> None:
+        """``work``: the RPCs (``/package.Service/Method``) whose messages are work: charged in full,
+        refused for load, queued."""
+        self.limits = limits
+        self.admission = admission
+        self.queue = queue
+        self.work = set(work)
+        self.connections: set[PolicedProtocol] = set()
+        self.in_flight: set[asyncio.Task[Any]] = set()
+        super().__init__([Limited(service, self) for service in services])
+
+    def _protocol_factory(self) -> PolicedProtocol:
+        self.__gc_step__()
+        handler = ConnectionHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        self._handlers.add(handler)
+        return PolicedProtocol(handler, self._config, self._h2_config, limits=self.limits.connection,
+                               connections=self.connections)
+
+    async def start_listening(self) -> None:
+        await self.start(self.limits.host, self.limits.port)
+        log.info("gRPC (Open Inference Protocol) on %s:%d", self.limits.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def unary(self, path: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        work = path in self.work
+
+        async def serve(stream: Any) -> None:
+            call = Call(stream, self, work)
+            task = asyncio.current_task()
+            assert task is not None
+            self.in_flight.add(task)
+            try:
+                await func(call)
+            except ServiceError as error:
+                await call.refuse(error)
+            finally:
+                call.release()
+                self.in_flight.discard(task)
+
+        return serve
+
+    def drain(self) -> None:
+        """Stop listening, and tell every connection to go away (see the module)."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.go_away()
+
+    async def stop(self) -> None:
+        """:meth:`drain`, then the unary RPCs in flight get ``TIMEOUT_GRACEFUL_SHUTDOWN`` to end;
+        then every connection is closed (what still runs is cancelled)."""
+        if self._server is None:
+            return
+        self.drain()
+        if self.in_flight:
+            done, pending = await asyncio.wait(set(self.in_flight), timeout=self.limits.grace)
+            if pending:
+                log.warning("gRPC: %d RPC(s) still running after TIMEOUT_GRACEFUL_SHUTDOWN: cancelled", len(pending))
+        for connection in list(self.connections):
+            connection.close()
+        self.close()
+        try:
+            await asyncio.wait_for(self.wait_closed(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("gRPC: handlers still ending after %.1f s", CLOSE_SECONDS)
+
+
+class Limited:
+    """A service whose unary RPCs are served through :meth:`GrpcServer.unary` (streaming ones,
+    Watch and reflection's, as they are: their messages are small and they hold no work)."""
+
+    def __init__(self, service: Any, server: GrpcServer) -> None:
+        self.service = service
+        self.server = server
+
+    def __mapping__(self) -> dict[str, Handler]:
+        mapping = {}
+        for path, handler in self.service.__mapping__().items():
+            if handler.cardinality is Cardinality.UNARY_UNARY:
+                handler = handler._replace(func=self.server.unary(path, handler.func))
+            mapping[path] = handler
+        return mapping
