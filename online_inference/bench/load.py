@@ -53,11 +53,11 @@ def measure_overload(seconds: float) -> dict[str, Any]:
     with serve("onnx", cpus="0", env={**openloop.SERVER_KEEP_ALIVE, "MAX_QUEUE_SECONDS": str(QUEUE_SECONDS)}) as server:
         url = server.url + "/predict"
         request = http_request(url, openloop.card_example_body(100))
-        capacity = openloop.capacity(url, request, connections=32, seconds=3)
+        capacity = openloop.capacity(url, request, connections=32, seconds=3, cpus="1")
         over = openloop.run(url, [request], rate_per_s=2 * capacity, duration_s=seconds, timeout_s=30,
-                            max_connections=CONNECTIONS, warm_connections=CONNECTIONS, rss_pid=server.process.pid)
+                            max_connections=CONNECTIONS, warm_connections=CONNECTIONS, rss_pid=server.process.pid, core=1)
         after = openloop.run(url, [request], rate_per_s=capacity / 2, duration_s=3, timeout_s=5, max_connections=CONNECTIONS,
-                             warm_connections=32)
+                             warm_connections=32, core=1)
         summary = over.summary()
         return {"capacity_per_s": round(capacity, 1), "max_queue_seconds": QUEUE_SECONDS, "connections": CONNECTIONS,
                 "offered_per_s": round(summary["offered_rate_per_s"], 1), "served_per_s": round(summary["served_rate_per_s"], 1),

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -59,7 +60,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvloop
@@ -385,16 +386,32 @@ async def run_async(url: str, requests: Sequence[bytes], rate_per_s: float, dura
                   generator.peak_connections, generator.now(), generator.lost_where)
 
 
+@contextlib.contextmanager
+def on_core(core: int | None) -> Iterator[None]:
+    """The calling thread runs on ``core`` while this lasts (None: wherever it ran)."""
+    if core is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def run(url: str, requests: Sequence[bytes], rate_per_s: float, duration_s: float, timeout_s: float = 5.0,
-        max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None, warm_connections: int = 0) -> Result:
+        max_connections: int = 256, rss_pid: int | None = None, seed: int | None = None, warm_connections: int = 0,
+        core: int | None = None) -> Result:
     """Offer ``rate_per_s`` arrivals a second for ``duration_s`` to ``url`` (its host and port; the
     path is in each request's bytes), on uvloop in its own event loop. ``requests`` is the mix:
     arrival ``i`` sends ``requests[i % len(requests)]``, or a choice of ``random.Random(seed)``
     when a seed is given. Takes ``duration_s`` plus at most ``timeout_s`` (the last answers).
     ``warm_connections`` are opened before the clock starts, as a pool of long-lived clients (or a
     balancer's connections) would be: a server that is busy accepts new connections slowly (one a
-    turn of its loop, libuv's way), and a run that opens them as it goes measures that too."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    turn of its loop, libuv's way), and a run that opens them as it goes measures that too.
+    ``core``: the generator's (the server's is another: sharing one, each would slow the other)."""
+    with on_core(core), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run_async(url, requests, rate_per_s, duration_s, timeout_s, max_connections, rss_pid, seed,
                                     warm_connections))
 
