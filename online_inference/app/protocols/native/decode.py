@@ -22,7 +22,6 @@ feature list, the data and its rows may open one.
 from __future__ import annotations
 
 import re
-import threading
 from operator import itemgetter
 
 import numpy as np
@@ -40,9 +39,7 @@ BUFFER_FROM_BYTES = 2048
 INSTANCES_FORM = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"instances"')
 # A simdjson parser keeps its buffers, sized to the largest body it has read (several times its
 # bytes): a new parser allocates, and the kernel zeroes, fresh ones for every body. So one parser
-# is kept and reused for bodies up to this size; a larger
-# body, or one read while the kept parser is busy (the full application parses in threads), gets
-# a parser of its own.
+# is kept and reused for bodies up to this size; a larger body gets a parser of its own.
 KEPT_PARSER_BYTES = 256 * 1024
 
 
@@ -59,7 +56,6 @@ class PredictDecoder:
         self.rows_quotes = 4 + 2 * self.width  # "features", "data" and the names
         self.fixed_brackets = 2 + sum(name.count("[") for name in self.names)  # "features", "data" (and names)
         self.kept_parser = simdjson.Parser()
-        self.kept_parser_busy = threading.Lock()
 
     def parse(self, body: bytes) -> np.ndarray | None:
         """float32 ``[N, features]`` when the body is valid in every respect; None to take the full path."""
@@ -70,16 +66,12 @@ class PredictDecoder:
         return self.parse_to_objects(body)
 
     def parse_to_buffer(self, body: bytes) -> np.ndarray | None:
-        """The ``features`` + ``data`` form by simdjson: by the kept parser if it is free and the
-        body small enough (:data:`KEPT_PARSER_BYTES`), else by a parser of its own."""
+        """The ``features`` + ``data`` form by simdjson: by the kept parser if the body is small
+        enough (:data:`KEPT_PARSER_BYTES`), else by a parser of its own. (Every parse runs on the
+        event loop, one at a time: the kept parser is never read by two at once.)"""
         if body.startswith(BOM):
             return None
-        if len(body) <= KEPT_PARSER_BYTES and self.kept_parser_busy.acquire(blocking=False):
-            try:
-                return self.read_buffer(self.kept_parser, body)
-            finally:
-                self.kept_parser_busy.release()
-        return self.read_buffer(simdjson.Parser(), body)
+        return self.read_buffer(self.kept_parser if len(body) <= KEPT_PARSER_BYTES else simdjson.Parser(), body)
 
     def read_buffer(self, parser: simdjson.Parser, body: bytes) -> np.ndarray | None:
         """``body`` read by ``parser``, whose buffer of the values refuses any that is not a number
