@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Handler as ConnectionHandler
+from grpclib.metadata import Deadline
 from grpclib.server import Server
 
 from online_inference.app.dataplane.admission import FIXED_BYTES, Admission, Ticket, values_in
@@ -82,10 +83,11 @@ class Call:
     """The stream a unary RPC's handler gets: grpclib's, whose :meth:`recv_message` reads within
     the limits (see the module). Everything else is grpclib's stream's."""
 
-    def __init__(self, stream: Any, server: GrpcServer, work: bool) -> None:
+    def __init__(self, stream: Any, server: GrpcServer, work: bool, deadline: Deadline | None) -> None:
         self.stream = stream
         self.server = server
         self.work = work
+        self.deadline = deadline
         self.began = time.monotonic()
         self.ticket: Ticket | None = None
 
@@ -108,7 +110,7 @@ class Call:
         if self.work:
             self.ticket.hold_values(values_in(length, None))
             await self.server.queue.enter(self.ticket)
-        if self.stream.deadline is not None and self.stream.deadline.time_remaining() <= 0:
+        if self.deadline is not None and self.deadline.time_remaining() <= 0:
             raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed before the work started")
         try:
             return self.stream._recv_type.FromString(body)
@@ -141,12 +143,31 @@ class Call:
         """The RPC's end with ``error``'s code and message (REST's ``error``), unless it has ended."""
         if self.stream._send_trailing_metadata_done or self.stream._stream._transport.is_closing():
             return
-        metadata = {} if error.retry_after is None else {"grpc-retry-pushback-ms": str(1000 * error.retry_after)}
+        metadata = {} if error.retry_after is None else {"retry-after": str(error.retry_after)}  # seconds, as REST's
         await self.stream.send_trailing_metadata(status=status_of(error), status_message=summary(error), metadata=metadata)
 
     def release(self) -> None:
         if self.ticket is not None:
             self.ticket.release()
+
+
+INVALID_TIMEOUT = object()  # a stream's deadline when its grpc-timeout header is not a timeout
+
+
+class DeadlineHandler(ConnectionHandler):
+    """grpclib's handler of one connection, except that a unary RPC's deadline is kept by
+    :meth:`GrpcServer.unary`, not by grpclib, which answers UNKNOWN to one that has passed (or is
+    not a timeout) by the time its handler starts (the loop may be busy for longer than the deadline)."""
+
+    def accept(self, stream: Any, headers: list[tuple[str, str]], release_stream: Callable[[], Any]) -> None:
+        method = self.mapping.get(dict(headers).get(":path", ""))
+        if method is not None and method.cardinality is Cardinality.UNARY_UNARY:
+            try:
+                stream.deadline = Deadline.from_headers(headers)
+            except ValueError:
+                stream.deadline = INVALID_TIMEOUT
+            headers = [(name, value) for name, value in headers if name != "grpc-timeout"]
+        super().accept(stream, headers, release_stream)
 
 
 class GrpcServer(Server):
@@ -162,11 +183,12 @@ class GrpcServer(Server):
         self.work = set(work)
         self.connections: set[PolicedProtocol] = set()
         self.in_flight: set[asyncio.Task[Any]] = set()
+        self.stopped = False  # the drain is over: what still runs is cancelled
         super().__init__([Limited(service, self) for service in services])
 
     def _protocol_factory(self) -> PolicedProtocol:
         self.__gc_step__()
-        handler = ConnectionHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        handler = DeadlineHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
         self._handlers.add(handler)
         return PolicedProtocol(handler, self._config, self._h2_config, limits=self.limits.connection,
                                connections=self.connections)
@@ -184,14 +206,24 @@ class GrpcServer(Server):
         work = path in self.work
 
         async def serve(stream: Any) -> None:
-            call = Call(stream, self, work)
+            deadline = getattr(stream._stream, "deadline", None)  # DeadlineHandler's
+            call = Call(stream, self, work, deadline if isinstance(deadline, Deadline) else None)
             task = asyncio.current_task()
             assert task is not None
             self.in_flight.add(task)
             try:
-                await func(call)
+                if deadline is INVALID_TIMEOUT:
+                    raise InvalidInput("the grpc-timeout header is not a timeout")
+                async with asyncio.timeout(None if call.deadline is None else call.deadline.time_remaining()):
+                    await func(call)
+            except TimeoutError:
+                raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed") from None
             except ServiceError as error:
                 await call.refuse(error)
+            except asyncio.CancelledError:
+                if self.stopped:  # still running at the end of the drain: it gets a code, not a silent end
+                    raise GRPCError(Status.UNAVAILABLE, "the server stopped (TIMEOUT_GRACEFUL_SHUTDOWN)") from None
+                raise  # the client cancelled it, or its deadline passed: grpclib answers
             finally:
                 call.release()
                 self.in_flight.discard(task)
@@ -215,9 +247,12 @@ class GrpcServer(Server):
             done, pending = await asyncio.wait(set(self.in_flight), timeout=self.limits.grace)
             if pending:
                 log.warning("gRPC: %d RPC(s) still running after TIMEOUT_GRACEFUL_SHUTDOWN: cancelled", len(pending))
+        self.stopped = True
+        self.close()  # cancels what still runs (answered UNAVAILABLE: :meth:`unary`)
+        if self.in_flight:
+            await asyncio.wait(set(self.in_flight), timeout=CLOSE_SECONDS)
         for connection in list(self.connections):
             connection.close()
-        self.close()
         try:
             await asyncio.wait_for(self.wait_closed(), CLOSE_SECONDS)
         except TimeoutError:
