@@ -43,6 +43,7 @@ from online_inference.app.settings import Settings
 log = logging.getLogger(__name__)
 
 SMALL_MESSAGE = 64 * 1024  # the message of an RPC that is not work (names, ids): never refused for load
+LAST_WORD_SECONDS = 0.5  # at the end of a drain, what streaming RPCs get to end (a health Watch says NOT_SERVING)
 CLOSE_SECONDS = 1.0  # at most this long for grpclib's handlers to end once cancelled (vmagamedov/grpclib#107)
 # The service's errors as gRPC's codes: the most specific class first. What Triton answers: a
 # client's mistake INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not ready and a full queue
@@ -183,6 +184,7 @@ class GrpcServer(Server):
         self.work = set(work)
         self.connections: set[PolicedProtocol] = set()
         self.in_flight: set[asyncio.Task[Any]] = set()
+        self.streaming: set[asyncio.Task[Any]] = set()  # the streaming RPCs' (health's Watch, reflection)
         self.stopped = False  # the drain is over: what still runs is cancelled
         super().__init__([Limited(service, self) for service in services])
 
@@ -230,6 +232,20 @@ class GrpcServer(Server):
 
         return serve
 
+    def stream(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """A streaming RPC, as grpclib serves it, counted while it runs (see :meth:`stop`)."""
+
+        async def serve(stream: Any) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self.streaming.add(task)
+            try:
+                await func(stream)
+            finally:
+                self.streaming.discard(task)
+
+        return serve
+
     def drain(self) -> None:
         """Stop listening, and tell every connection to go away (see the module)."""
         if self._server is not None:
@@ -238,8 +254,9 @@ class GrpcServer(Server):
             connection.go_away()
 
     async def stop(self) -> None:
-        """:meth:`drain`, then the unary RPCs in flight get ``TIMEOUT_GRACEFUL_SHUTDOWN`` to end;
-        then every connection is closed (what still runs is cancelled)."""
+        """:meth:`drain`, then the unary RPCs in flight get ``TIMEOUT_GRACEFUL_SHUTDOWN`` to end, and
+        the streaming ones :data:`LAST_WORD_SECONDS`; then every connection is closed (what still runs
+        is cancelled)."""
         if self._server is None:
             return
         self.drain()
@@ -247,6 +264,8 @@ class GrpcServer(Server):
             done, pending = await asyncio.wait(set(self.in_flight), timeout=self.limits.grace)
             if pending:
                 log.warning("gRPC: %d RPC(s) still running after TIMEOUT_GRACEFUL_SHUTDOWN: cancelled", len(pending))
+        if self.streaming:
+            await asyncio.wait(set(self.streaming), timeout=LAST_WORD_SECONDS)
         self.stopped = True
         self.close()  # cancels what still runs (answered UNAVAILABLE: :meth:`unary`)
         if self.in_flight:
@@ -260,8 +279,9 @@ class GrpcServer(Server):
 
 
 class Limited:
-    """A service whose unary RPCs are served through :meth:`GrpcServer.unary` (streaming ones,
-    Watch and reflection's, as they are: their messages are small and they hold no work)."""
+    """A service whose unary RPCs are served through :meth:`GrpcServer.unary`; streaming ones
+    (Watch, reflection's) as grpclib serves them, only counted (their messages are small and they
+    hold no work)."""
 
     def __init__(self, service: Any, server: GrpcServer) -> None:
         self.service = service
@@ -270,7 +290,7 @@ class Limited:
     def __mapping__(self) -> dict[str, Handler]:
         mapping = {}
         for path, handler in self.service.__mapping__().items():
-            if handler.cardinality is Cardinality.UNARY_UNARY:
-                handler = handler._replace(func=self.server.unary(path, handler.func))
+            unary = handler.cardinality is Cardinality.UNARY_UNARY
+            handler = handler._replace(func=self.server.unary(path, handler.func) if unary else self.server.stream(handler.func))
             mapping[path] = handler
         return mapping

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded, StreamReset, TrailersReceived
 
 from online_inference.app.dataplane.admission import FIXED_BYTES
@@ -113,7 +114,11 @@ class RawConnection:
         return stream_id
 
     def send(self, stream_id: int, data: bytes, end: bool = True) -> None:
-        self.h2.send_data(stream_id, data, end_stream=end)
+        """``data`` in frames of the largest size the server takes (within its flow-control window)."""
+        size = self.h2.max_outbound_frame_size
+        for start in range(0, max(len(data), 1), size):
+            last = start + size >= len(data)
+            self.h2.send_data(stream_id, data[start:start + size], end_stream=end and last)
         self.flush()
 
     def reset(self, stream_id: int) -> None:
@@ -159,6 +164,45 @@ class RawConnection:
             if isinstance(event, StreamEnded) and event.stream_id == stream_id:
                 return "ended without trailers"
         return None
+
+    def send_past_goaway(self, stream_id: int, data: bytes) -> None:
+        """DATA frames (the last ending the stream) written beside h2, whose state machine sends
+        nothing once it has received a GOAWAY (python-hyper/h2#1181); a gRPC client still sends
+        the streams the GOAWAY let through."""
+        size = self.h2.max_outbound_frame_size
+        for start in range(0, len(data), size):
+            frame = DataFrame(stream_id, data[start:start + size])
+            if start + size >= len(data):
+                frame.flags.add("END_STREAM")
+            self.sock.sendall(frame.serialize())
+
+    def read_past_goaway(self, streams: list[int], timeout: float = 10) -> dict[int, tuple[bytes, str]]:
+        """Each stream's answer read beside h2 (see :meth:`send_past_goaway`): its data and its
+        grpc-status, once every stream has its trailers or the connection ends."""
+        answers: dict[int, list[Any]] = {s: [b"", None] for s in streams}
+        buffer, deadline = b"", time.monotonic() + timeout
+        while any(a[1] is None for a in answers.values()) and time.monotonic() < deadline:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not data:
+                break
+            buffer += data
+            while len(buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+                if len(buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buffer[9:9 + length]))
+                buffer = buffer[9 + length:]
+                if isinstance(frame, DataFrame) and frame.stream_id in answers:
+                    answers[frame.stream_id][0] += frame.data
+                elif isinstance(frame, HeadersFrame) and frame.stream_id in answers:
+                    headers = dict(self.h2.decoder.decode(frame.data))
+                    if "grpc-status" in headers:
+                        answers[frame.stream_id][1] = headers["grpc-status"]
+        return {s: (a[0], a[1]) for s, a in answers.items()}
 
     def goaway(self) -> ConnectionTerminated | None:
         return next((e for e in self.events if isinstance(e, ConnectionTerminated)), None)

@@ -108,7 +108,7 @@ def decode(request: Any, served: Served) -> tuple[np.ndarray, list[str]]:
 class Health(HealthBase):
     """``grpc.health.v1.Health``: the server ("") and the inference service are SERVING while the
     data plane is ready, NOT_SERVING while it loads, has failed, or drains (kubelet's ``grpc:``
-    probe then fails first, as ``/health`` does for REST)."""
+    probe then fails first, as ``/health`` does for REST; a Watch is told, then ends)."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
@@ -126,6 +126,7 @@ class Health(HealthBase):
         await stream.send_message(HealthCheckResponse(status=status))
 
     async def Watch(self, stream: Any) -> None:
+        """Each change of the status; it ends (OK) once it has said NOT_SERVING for a drain."""
         request = await stream.recv_message()
         sent = None
         while True:
@@ -133,4 +134,6 @@ class Health(HealthBase):
             if status != sent:
                 await stream.send_message(HealthCheckResponse(status=status))
                 sent = status
+            if self.plane.draining:
+                return
             await asyncio.sleep(WATCH_POLL_SECONDS)
