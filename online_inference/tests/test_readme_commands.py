@@ -29,6 +29,9 @@ NOT_RUNNABLE_HERE = {
                                       "tests/docker runs the same images with host networking",
     r"docker login": "Docker Hub is out of reach; tests/docker/test_publish.py pushes to a local registry",
     r"kubectl ": "needs a cluster; tests/test_deploy.py validates the manifests",
+    r"^grpcurl ": "grpcurl is not packaged for Debian 12, and its releases are on GitHub, out of reach; "
+                  "tests/grpc/test_open_inference_protocol.py makes the same calls (reflection's list, "
+                  "ModelMetadata, Health/Check) through grpcio's clients",
     r"^docker compose ": "CI has no Compose plugin, and Compose's network is a bridge, which CI's engine runs without; "
                          "tests/docker/test_rolling_restart.py "
                          "runs the same haproxy.cfg and image with host networking, and checks compose.yaml",
