@@ -12,7 +12,8 @@ STAND_IN_OF = {
     "standin/python:3.11-slim": "python:3.11-slim",
     "standin/distroless-python3-debian12:nonroot": "gcr.io/distroless/python3-debian12:nonroot",
 }
-BUDGETS = {"distroless_added_mb": 75, "distroless_gzip_mb": 47, "slim_added_mb": 85}
+# Issue #30 set the distroless budget with gRPC in every image (grpclib, h2 and protobuf: 1 MB gzipped).
+BUDGETS = {"distroless_added_mb": 75, "distroless_gzip_mb": 48, "slim_added_mb": 85}
 START_GOAL_SECONDS = 1.5  # container start → /health 200, median (reported, not a unit test: timings are noisy)
 
 

@@ -1,6 +1,6 @@
 """Spec: size budgets, enforced on the images CI builds: the distroless image adds ≤ 75 MB above
-its runtime base and gzips whole to ≤ 47 MB; the slim image adds ≤ 85 MB; every image carries the
-OCI label naming its runtime base."""
+its runtime base and gzips whole to ≤ 48 MB (issue #30's budget, with gRPC in every image); the
+slim image adds ≤ 85 MB; every image carries the OCI label naming its runtime base."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_distroless_adds_at_most_75_mb(images: dict[str, str]) -> None:
     assert added_mb(images["distroless"]) <= BUDGETS["distroless_added_mb"]
 
 
-def test_distroless_gzips_to_at_most_47_mb(images: dict[str, str]) -> None:
+def test_distroless_gzips_to_at_most_48_mb(images: dict[str, str]) -> None:
     assert sum(layer_gzip_sizes(images["distroless"]).values()) / MB <= BUDGETS["distroless_gzip_mb"]
 
 
