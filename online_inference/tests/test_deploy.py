@@ -77,12 +77,26 @@ def test_kserve_predictor_runs_the_deployments_container() -> None:
 
 
 def test_probes_point_at_real_routes() -> None:
+    """Readiness and liveness on HTTP routes the service has; startup through kubelet's own gRPC
+    probe (grpc.health.v1, the server's status: ""), on the port the service listens on for gRPC."""
     paths = set(create_app(Settings(environment={})).app.openapi()["paths"])
     container = deployment_pod()["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] in paths
+    assert container["startupProbe"]["grpc"] == {"port": Settings(environment={}).GRPC_PORT}
+
+
+def test_the_pod_and_its_service_expose_the_ports_the_service_listens_on() -> None:
+    settings = Settings(environment={})
+    ports = {p["name"]: p["containerPort"] for p in deployment_pod()["containers"][0]["ports"]}
+    assert ports == {"http": settings.PORT, "grpc": settings.GRPC_PORT}
+    service = {p["name"]: p for p in by_kind("Service")["spec"]["ports"]}
+    assert {name: p["targetPort"] for name, p in service.items()} == {"http": "http", "grpc": "grpc"}
+    assert service["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    allowed = {p["port"] for rule in by_kind("NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]}
+    assert allowed == set(ports.values())
 
 
 def test_startup_probe_outlasts_a_download_with_all_retries() -> None:
