@@ -8,6 +8,11 @@ them), then the listener closes; every connection the server has is answered (th
 ``connection: close`` on each answer) and closes, within ``TIMEOUT_GRACEFUL_SHUTDOWN``; then the
 process exits 0: a requested stop is not a crash (uvicorn re-raises the signal, which would make
 the exit status 143). A second Ctrl-C stops at once.
+
+gRPC (``GRPC_PORT``: :mod:`.grpc.transport`) runs on the same loop: it listens just before uvicorn
+(a port it cannot bind fails the start, exit 3, before the model loads), and drains beside it. At
+the signal its health service answers NOT_SERVING; at the stop it listens no more and sends GOAWAY
+on its connections, and its RPCs in flight get ``TIMEOUT_GRACEFUL_SHUTDOWN`` too.
 """
 
 from __future__ import annotations
@@ -46,17 +51,16 @@ class Server(uvicorn.Server):
         self.grpc: GrpcServer | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """gRPC listens first: a port it cannot bind fails the start before the model loads (a
+        process that exits while onnxruntime loads in its thread aborts)."""
+        if self.make_grpc is not None:
+            self.grpc = self.make_grpc()
+            try:
+                await self.grpc.start_listening()
+            except OSError as error:
+                log.error("gRPC cannot listen on port %d: %s", self.grpc.limits.port, error)
+                sys.exit(3)  # uvicorn's STARTUP_FAILURE
         await super().startup(sockets)
-        if self.make_grpc is None or not self.started or self.should_exit:
-            return
-        self.grpc = self.make_grpc()
-        try:
-            await self.grpc.start_listening()
-        except OSError as error:
-            log.error("gRPC cannot listen on port %d: %s", self.grpc.limits.port, error)
-            for server in self.servers:
-                server.close()
-            sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

@@ -136,9 +136,8 @@ def wait_listening(process: subprocess.Popen[bytes], timeout: float) -> int:
 
 
 def http_port(ports: list[int]) -> int | None:
-    """Which of a service's ports answers HTTP/1.1 (the other is gRPC's, which speaks HTTP/2 only)."""
-    if len(ports) == 1:
-        return ports[0]
+    """Which of a service's ports answers HTTP/1.1 (the other is gRPC's, which speaks HTTP/2 only,
+    and listens first)."""
     for port in ports:
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
