@@ -9,6 +9,8 @@ tests/grpc/test_hooks.py).
   ``GRPC_MIN_PING_INTERVAL_SECONDS`` after the client's last one, when nothing was sent to it in
   between, is a strike; past ``GRPC_MAX_PING_STRIKES`` the connection ends with GOAWAY
   ENHANCE_YOUR_CALM and ``too_many_pings``, as gRPC C-core's server does.
+- **Protocol errors**: the GOAWAY h2 queues for a client that breaks the protocol is sent before
+  the connection closes (grpclib closes it without sending it).
 - **The drain**: :meth:`PolicedProtocol.go_away` sends GOAWAY (NO_ERROR) with the last stream the
   connection has accepted. The frame is written here, beside h2's state machine: h2's own
   ``close_connection`` would close the connection for the answers still due. The RPCs already
@@ -60,6 +62,13 @@ class PolicedEvents(EventsProcessor):
         if self.protocol.gone_away:
             return self.protocol.refuse_stream(event.stream_id)
         super().process_request_received(event)
+
+    def close(self, reason: str = "Connection closed") -> None:
+        """grpclib's close, after what h2 still has to send: the GOAWAY it queues for a client that
+        broke the protocol (too many streams, a header block too large), which grpclib drops."""
+        if not self.connection.is_closing():
+            self.connection.flush()
+        super().close(reason)
 
     def process_ping_received(self, event: PingReceived) -> None:
         super().process_ping_received(event)

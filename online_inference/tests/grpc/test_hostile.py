@@ -9,7 +9,8 @@ never INTERNAL or UNKNOWN, and keeps serving everyone else.
 - A compressed message: UNIMPLEMENTED; a message shorter than its prefix says: INVALID_ARGUMENT.
 - A message that does not come within ``TIMEOUT_BODY`` (streams opened and never sent, as many as
   a connection may open): DEADLINE_EXCEEDED for each, while another connection is served; a client
-  that opens more streams than ``GRPC_MAX_CONCURRENT_STREAMS`` loses its connection.
+  that opens more streams than ``GRPC_MAX_CONCURRENT_STREAMS`` loses its connection (GOAWAY
+  PROTOCOL_ERROR).
 - A PING flood: GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 - A deadline that has passed: DEADLINE_EXCEEDED, and the model is not run.
 - The memory budget: a message that does not fit beside those in flight is refused UNAVAILABLE,
@@ -173,7 +174,7 @@ def test_more_streams_than_allowed_cost_the_connection_not_the_service(service: 
     for _ in range(STREAMS + 1):
         greedy.open()
     greedy.read_until(lambda _: False, timeout=3)
-    assert greedy.closed
+    assert greedy.closed and greedy.goaway() is not None and greedy.goaway().error_code == ErrorCodes.PROTOCOL_ERROR
     assert call(service, infer_request().SerializeToString())[0] == grpc.StatusCode.OK
 
 
