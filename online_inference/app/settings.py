@@ -159,8 +159,8 @@ class Settings:
     )
     GRPC_MAX_CONCURRENT_STREAMS: int = Setting(
         default=100, ge=1, description="RPCs one gRPC connection may have open at once (HTTP/2's MAX_CONCURRENT_STREAMS); "
-        "a client past it loses the connection. A message is at most MAX_BODY_BYTES (RESOURCE_EXHAUSTED, unread), and "
-        "must have come TIMEOUT_BODY after its RPC began."
+        "a client past it loses the connection. A message is at most MAX_BODY_BYTES (RESOURCE_EXHAUSTED, unread), "
+        "must have come TIMEOUT_BODY after its RPC began, and its answer must be taken within TIMEOUT_BODY."
     )
     GRPC_MIN_PING_INTERVAL_SECONDS: float = Setting(
         default=300.0, gt=0, description="A client's keepalive PING sooner than this after its last one, with nothing "

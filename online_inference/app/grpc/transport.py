@@ -10,7 +10,8 @@ are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE
 work waits for its turn in the one queue REST's requests wait in (:mod:`...dataplane.workqueue`),
 shed past ``MAX_QUEUE_SECONDS``. A call whose deadline has passed by then is not run. Bytes that
 are no protobuf message of the RPC's type are INVALID_ARGUMENT. The charge is given back when the
-RPC ends, however it ends (a cancelled RPC holds nothing). A service raises the service's errors
+RPC ends, however it ends (a cancelled RPC holds nothing); an answer the client does not take
+within ``TIMEOUT_BODY`` resets its stream. A service raises the service's errors
 (:mod:`...errors`); :data:`STATUS` maps them to gRPC's codes, once.
 
 The drain (:meth:`GrpcServer.drain`): stop listening, GOAWAY on every connection (:mod:`.connection`),
@@ -117,6 +118,16 @@ class Call:
             return self.stream._recv_type.FromString(body)
         except DecodeError as error:
             raise InvalidInput(f"the message is not a valid {self.stream._recv_type.DESCRIPTOR.full_name}: {error}") from None
+
+    async def send_message(self, message: Any) -> None:
+        """grpclib's send, within ``TIMEOUT_BODY``: a client that does not take its answer (HTTP/2's
+        flow control holds it) has its stream reset, and the RPC holds nothing any more."""
+        try:
+            async with asyncio.timeout(self.server.limits.body_timeout):
+                await self.stream.send_message(message)
+        except TimeoutError:
+            log.info("gRPC: an answer not taken within TIMEOUT_BODY: its stream is reset")
+            await self.stream.cancel()
 
     async def read(self, size: int) -> bytes:
         """``size`` bytes of the message, within ``TIMEOUT_BODY`` of the RPC's start."""

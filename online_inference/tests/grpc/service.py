@@ -95,6 +95,7 @@ class RawConnection:
         self.flush()
         self.events: list[Any] = []
         self.closed = False
+        self.takes_data = True  # False: DATA is read but never acknowledged (the flow-control window stays shut)
 
     def flush(self) -> None:
         try:
@@ -146,7 +147,7 @@ class RawConnection:
             events = self.h2.receive_data(data)
             self.events.extend(events)
             for event in events:
-                if hasattr(event, "flow_controlled_length") and event.stream_id:
+                if self.takes_data and hasattr(event, "flow_controlled_length") and event.stream_id:
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self.flush()
         return self.events

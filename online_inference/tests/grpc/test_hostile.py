@@ -11,6 +11,8 @@ never INTERNAL or UNKNOWN, and keeps serving everyone else.
   a connection may open): DEADLINE_EXCEEDED for each, while another connection is served; a client
   that opens more streams than ``GRPC_MAX_CONCURRENT_STREAMS`` loses its connection (GOAWAY
   PROTOCOL_ERROR).
+- An answer the client never takes (its flow-control window stays shut): its stream is reset
+  ``TIMEOUT_BODY`` after, and it holds nothing.
 - A PING flood: GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 - A deadline that has passed: DEADLINE_EXCEEDED, and the model is not run.
 - The memory budget: a message that does not fit beside those in flight is refused UNAVAILABLE,
@@ -27,7 +29,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 from h2.errors import ErrorCodes
-from h2.events import PingAckReceived
+from h2.events import PingAckReceived, SettingsAcknowledged
 from h2.settings import SettingCodes
 from tritonclient.utils import InferenceServerException
 
@@ -164,6 +166,21 @@ def test_streams_that_never_send_their_message_time_out_and_hold_nothing(service
     assert {idle.status(s).split(" ")[0] for s in [*streams, half]} == {"4"}  # DEADLINE_EXCEEDED, each
     wait_until(lambda: held_bytes(service.url) == 0, 5)
     idle.close()
+
+
+def test_an_answer_never_taken_resets_its_stream_and_holds_nothing(service: Running) -> None:
+    reader = RawConnection(service.target)
+    reader.takes_data = False
+    reader.h2.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 10})  # it takes 10 bytes of an answer, then none
+    reader.flush()
+    reader.read_until(lambda events: any(isinstance(e, SettingsAcknowledged) for e in events))
+    stream = reader.open()
+    reader.send(stream, framed(infer_request(rows(1000)).SerializeToString()))
+    wait_until(lambda: held_bytes(service.url) > 0, 5)
+    reader.read_until(lambda _: reader.status(stream) is not None, timeout=5)
+    assert reader.status(stream) == "RST NO_ERROR"  # TIMEOUT_BODY (1 s) after it stopped taking the answer
+    wait_until(lambda: held_bytes(service.url) == 0, 5)
+    reader.close()
 
 
 def test_more_streams_than_allowed_cost_the_connection_not_the_service(service: Running) -> None:
