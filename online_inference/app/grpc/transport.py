@@ -1,18 +1,18 @@
 """The gRPC transport: grpclib's server on the event loop uvicorn runs, serving the services the
 composition gives it (:mod:`...compose`), with the limits and the drain grpclib lacks.
 
-Every unary RPC is read here before its service sees it (:class:`Call`, the stream its handler
-gets): the 5-byte prefix first, so that a message over its limit is refused RESOURCE_EXHAUSTED
-unread (``MAX_BODY_BYTES`` for the work, ModelInfer; :data:`SMALL_MESSAGE` for the rest, which
-carry names); then it is charged to the memory budget before its body is read, as REST's requests
-are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE, with
-``grpc-retry-pushback-ms``); its body must have come ``TIMEOUT_BODY`` after the RPC began; and the
+Every unary RPC is read here before its service sees it (:class:`.call.Call`, the stream its
+handler gets): the 5-byte prefix first, so that a message over its limit is refused RESOURCE_EXHAUSTED
+unread (``MAX_BODY_BYTES`` for the work, ModelInfer; :data:`.call.SMALL_MESSAGE` for the rest,
+which carry names); then it is charged to the memory budget before its body is read, as REST's
+requests are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE, with
+``retry-after``); its body must have come ``TIMEOUT_BODY`` after the RPC began; and the
 work waits for its turn in the one queue REST's requests wait in (:mod:`...dataplane.workqueue`),
 shed past ``MAX_QUEUE_SECONDS``. A call whose deadline has passed by then is not run. Bytes that
 are no protobuf message of the RPC's type are INVALID_ARGUMENT. The charge is given back when the
 RPC ends, however it ends (a cancelled RPC holds nothing); an answer the client does not take
 within ``TIMEOUT_BODY`` resets its stream. A service raises the service's errors
-(:mod:`...errors`); :data:`STATUS` maps them to gRPC's codes, once.
+(:mod:`...errors`); :data:`.status.STATUS` maps them to gRPC's codes, once.
 
 The drain (:meth:`GrpcServer.drain`): stop listening, GOAWAY on every connection (:mod:`.connection`),
 wait for the unary RPCs in flight within ``TIMEOUT_GRACEFUL_SHUTDOWN``, then close what is left.
@@ -22,50 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.message import DecodeError
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
-from grpclib.server import Handler as ConnectionHandler
 from grpclib.metadata import Deadline
+from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Server
 
-from online_inference.app.dataplane.admission import FIXED_BYTES, Admission, Ticket, values_in
+from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.workqueue import WorkQueue
-from online_inference.app.errors import (InvalidInput, ModelNotFound, ModelNotReady, Overloaded, PayloadTooLarge,
-                                         RequestTimeout, ServiceError, summary)
+from online_inference.app.errors import InvalidInput, ServiceError
+from online_inference.app.grpc.call import Call
 from online_inference.app.grpc.connection import ConnectionLimits, PolicedProtocol
 from online_inference.app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SMALL_MESSAGE = 64 * 1024  # the message of an RPC that is not work (names, ids): never refused for load
 LAST_WORD_SECONDS = 0.5  # at the end of a drain, what streaming RPCs get to end (a health Watch says NOT_SERVING)
 CLOSE_SECONDS = 1.0  # at most this long for grpclib's handlers to end once cancelled (vmagamedov/grpclib#107)
-# The service's errors as gRPC's codes: the most specific class first. What Triton answers: a
-# client's mistake INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not ready and a full queue
-# UNAVAILABLE (gRPC's code for "retry later"); a message over the limit RESOURCE_EXHAUSTED (grpcio's).
-STATUS: tuple[tuple[type[ServiceError], Status], ...] = (
-    (Overloaded, Status.UNAVAILABLE),
-    (ModelNotReady, Status.UNAVAILABLE),
-    (ModelNotFound, Status.NOT_FOUND),
-    (PayloadTooLarge, Status.RESOURCE_EXHAUSTED),
-    (RequestTimeout, Status.DEADLINE_EXCEEDED),
-    (InvalidInput, Status.INVALID_ARGUMENT),
-)
-
-
-def status_of(error: ServiceError) -> Status:
-    for kind, status in STATUS:
-        if isinstance(error, kind):
-            return status
-    return Status.INVALID_ARGUMENT if 400 <= error.status_code < 500 else Status.INTERNAL
-
-
 @dataclass(frozen=True)
 class GrpcLimits:
     host: str
@@ -79,88 +56,6 @@ class GrpcLimits:
     def of(cls, settings: Settings) -> GrpcLimits:
         return cls(settings.HOST, settings.GRPC_PORT, settings.MAX_BODY_BYTES, settings.TIMEOUT_BODY,
                    settings.TIMEOUT_GRACEFUL_SHUTDOWN, ConnectionLimits.of(settings))
-
-
-class Call:
-    """The stream a unary RPC's handler gets: grpclib's, whose :meth:`recv_message` reads within
-    the limits (see the module). Everything else is grpclib's stream's."""
-
-    def __init__(self, stream: Any, server: GrpcServer, work: bool, deadline: Deadline | None) -> None:
-        self.stream = stream
-        self.server = server
-        self.work = work
-        self.deadline = deadline
-        self.began = time.monotonic()
-        self.ticket: Ticket | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-    async def recv_message(self) -> Any:
-        limit = self.server.limits.max_message if self.work else SMALL_MESSAGE
-        prefix = await self.read(5)
-        if not prefix:
-            raise InvalidInput("the RPC ended before its message")
-        if prefix[0]:
-            raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
-        length = int.from_bytes(prefix[1:], "big")
-        if length > limit:
-            raise PayloadTooLarge(f"a message of {length} bytes is over the limit of {limit} (MAX_BODY_BYTES)")
-        self.ticket = self.charge(length)
-        body = await self.read(length)
-        self.ticket.body_read()
-        if self.work:
-            self.ticket.hold_values(values_in(length, None))
-            await self.server.queue.enter(self.ticket)
-        if self.deadline is not None and self.deadline.time_remaining() <= 0:
-            raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed before the work started")
-        try:
-            return self.stream._recv_type.FromString(body)
-        except DecodeError as error:
-            raise InvalidInput(f"the message is not a valid {self.stream._recv_type.DESCRIPTOR.full_name}: {error}") from None
-
-    async def send_message(self, message: Any) -> None:
-        """grpclib's send, within ``TIMEOUT_BODY``: a client that does not take its answer (HTTP/2's
-        flow control holds it) has its stream reset, and the RPC holds nothing any more."""
-        try:
-            async with asyncio.timeout(self.server.limits.body_timeout):
-                await self.stream.send_message(message)
-        except TimeoutError:
-            log.info("gRPC: an answer not taken within TIMEOUT_BODY: its stream is reset")
-            await self.stream.cancel()
-
-    async def read(self, size: int) -> bytes:
-        """``size`` bytes of the message, within ``TIMEOUT_BODY`` of the RPC's start."""
-        left = self.began + self.server.limits.body_timeout - time.monotonic()
-        try:
-            async with asyncio.timeout(max(left, 0)):
-                data = await self.stream._stream.recv_data(size)
-        except TimeoutError:
-            raise RequestTimeout("the message did not come within TIMEOUT_BODY") from None
-        except AssertionError:  # grpclib's: the stream ended with fewer bytes
-            raise InvalidInput(f"the RPC ended inside its message (fewer than the {size} bytes its prefix says)") from None
-        if data and len(data) != size:
-            raise InvalidInput(f"the RPC ended inside its message ({len(data)} of {size} bytes)")
-        return data
-
-    def charge(self, length: int) -> Ticket:
-        admission: Admission = self.server.admission
-        if self.work:
-            return admission.admit(length, False, self.began)
-        charge = FIXED_BYTES + length
-        admission.take(charge, always=True)
-        return Ticket(admission, self.began, charge, length, False, True)
-
-    async def refuse(self, error: ServiceError) -> None:
-        """The RPC's end with ``error``'s code and message (REST's ``error``), unless it has ended."""
-        if self.stream._send_trailing_metadata_done or self.stream._stream._transport.is_closing():
-            return
-        metadata = {} if error.retry_after is None else {"retry-after": str(error.retry_after)}  # seconds, as REST's
-        await self.stream.send_trailing_metadata(status=status_of(error), status_message=summary(error), metadata=metadata)
-
-    def release(self) -> None:
-        if self.ticket is not None:
-            self.ticket.release()
 
 
 INVALID_TIMEOUT = object()  # a stream's deadline when its grpc-timeout header is not a timeout
