@@ -1,7 +1,9 @@
 """Fetch the model artifact named by ``MODEL_URI``: a path, ``file://``, ``http(s)://`` or ``s3://``.
 
 Downloads stream into ``MODEL_CACHE_DIR`` and are renamed into place only when complete, so a
-half-written file is never read. Transient failures (connection errors, timeouts, 429, 5xx) are
+half-written file is never read; a download that fails removes its partial file, and one that was
+interrupted (the process stopped or killed) leaves one that the next fetch sweeps away, with any
+other artifact a fetch no longer uses: the cache holds at most the artifact in use. Transient failures (connection errors, timeouts, 429, 5xx) are
 retried with exponential backoff; anything else fails at once with the reason. S3 requests are
 signed with SigV4 by ``httpx-auth`` from the standard ``AWS_*`` variables (anonymous if none).
 Logs name the artifact without its query string, and never a credential.
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 CHUNK_BYTES = 1 << 20
+PART_PREFIX = ".part-"  # a download in progress
 
 
 class StorageError(Exception):
@@ -81,25 +84,45 @@ def s3_request(uri: str, env: Mapping[str, str]) -> tuple[str, httpx.Auth | None
     return url, auth
 
 
+def cached_path(url: str, policy: FetchPolicy) -> Path:
+    return policy.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def sweep(policy: FetchPolicy, keep: Path) -> None:
+    """Remove what earlier fetches left in the cache that nothing uses: partial files (an
+    interrupted download) and artifacts other than ``keep``. Only files untouched for the fetch
+    timeout go: a download still running writes within it, and a process that has just fetched
+    another artifact has read it by then (another service may share the directory)."""
+    stale_before = time.time() - policy.timeout_seconds
+    for path in policy.cache_dir.glob("*"):
+        try:
+            if path != keep and path.is_file() and path.stat().st_mtime < stale_before:
+                path.unlink()
+                log.info("removed %s from the model cache: %s", path.name, "partial" if path.name.startswith(PART_PREFIX) else "unused")
+        except OSError as error:  # gone meanwhile, or not ours to remove: the fetch goes on
+            log.warning("could not remove %s from the model cache: %s", path, error)
+
+
 def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown: str) -> Path:
-    """One GET streamed to a temp file in the cache dir, renamed into place when complete."""
+    """One GET streamed to a partial file in the cache dir, renamed into place when complete and
+    removed if anything fails (the store, the network, a full disk)."""
     import httpx
 
-    policy.cache_dir.mkdir(parents=True, exist_ok=True)
-    target = policy.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
+    target = cached_path(url, policy)
     try:
         with httpx.stream("GET", url, auth=auth, timeout=policy.timeout_seconds, follow_redirects=True) as response:
             if response.status_code != 200:
                 transient = response.status_code in RETRY_STATUSES
                 raise StorageError(f"{shown}: HTTP {response.status_code} {response.reason_phrase}", transient)
-            with tempfile.NamedTemporaryFile(dir=policy.cache_dir, prefix=".part-", delete=False) as tmp:
-                try:
+            part = tempfile.NamedTemporaryFile(dir=policy.cache_dir, prefix=PART_PREFIX, delete=False)
+            try:
+                with part:  # closing flushes: a full disk may first show there
                     for chunk in response.iter_bytes(CHUNK_BYTES):
-                        tmp.write(chunk)
-                except BaseException:
-                    os.unlink(tmp.name)
-                    raise
-        os.replace(tmp.name, target)
+                        part.write(chunk)
+                os.replace(part.name, target)
+            except BaseException:
+                Path(part.name).unlink(missing_ok=True)
+                raise
     except httpx.TransportError as error:
         raise StorageError(f"{shown}: {type(error).__name__}: {error}", transient=True) from error
     except OSError as error:  # the cache dir (not writable, full) or the TLS trust store
@@ -111,6 +134,11 @@ def fetch_remote(uri: str, policy: FetchPolicy, env: Mapping[str, str]) -> Path:
     scheme = urlsplit(uri).scheme
     url, auth = s3_request(uri, env) if scheme == "s3" else (uri, None)
     shown = redact(uri)
+    try:
+        policy.cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"{shown}: {error.strerror or error}: {policy.cache_dir}") from error
+    sweep(policy, keep=cached_path(url, policy))
     delay = policy.backoff_seconds
     for attempt in range(1, policy.attempts + 1):
         try:

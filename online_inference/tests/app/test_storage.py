@@ -1,6 +1,8 @@
 """Spec: MODEL_URI may name s3://, http(s)://, file:// or a path. The server answers at once,
 /health goes 503 "loading" → 200; a wrong sha256, a missing key or a 404 end in 503 "failed" with
-the reason; a store that comes up late is retried; credentials never reach the logs."""
+the reason; a store that comes up late is retried; credentials never reach the logs; the cache
+keeps no partial download (a failed one removes its file, the next fetch sweeps an interrupted
+one's) and no artifact it no longer uses."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from online_inference.app.settings import BUNDLED_MODEL, Settings
 from online_inference.app.compose import create_app
-from online_inference.app.model.storage import FetchPolicy, StorageError, fetch_model, redact
+from online_inference.app.model.storage import FetchPolicy, StorageError, cached_path, fetch_model, redact
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.helpers import bundled_card, loaded, valid_row, wait_until
 
@@ -164,6 +166,12 @@ class ModelHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(MODEL_BYTES)))
             self.end_headers()
             self.wfile.write(MODEL_BYTES)
+        elif self.path == "/models/cut.onnx":  # the connection drops halfway through the body
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(MODEL_BYTES)))
+            self.end_headers()
+            self.wfile.write(MODEL_BYTES[: len(MODEL_BYTES) // 2])
+            self.close_connection = True
         else:
             self.send_error(404)
 
@@ -189,6 +197,29 @@ def test_http_200_serves_and_404_fails(http_url: str, tmp_path: Path) -> None:
         assert loaded(app.plane, 30)
         body = client.get("/health").json()
         assert body["status"] == "failed" and "HTTP 404" in body["reason"]
+
+
+def test_a_download_cut_halfway_fails_with_the_reason_and_leaves_no_partial_file(http_url: str, tmp_path: Path) -> None:
+    policy = FetchPolicy(attempts=2, backoff_seconds=0.01, cache_dir=tmp_path)
+    with pytest.raises(StorageError, match="attempt 2 of 2"):
+        fetch_model(f"{http_url}/models/cut.onnx", policy)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fetch_sweeps_what_earlier_ones_left_and_keeps_what_may_still_be_written(http_url: str, tmp_path: Path) -> None:
+    """An interrupted download's partial file and an artifact no longer used go, once untouched for
+    the fetch timeout; a partial file written just now (another process's download) stays."""
+    import os
+
+    policy = FetchPolicy(timeout_seconds=30, cache_dir=tmp_path)
+    interrupted, unused, live = tmp_path / ".part-interrupted", tmp_path / ("0" * 32), tmp_path / ".part-live"
+    for path in (interrupted, unused, live):
+        path.write_bytes(b"x" * 1000)
+    for path in (interrupted, unused):
+        os.utime(path, (time.time() - 31, time.time() - 31))
+    url = f"{http_url}/models/heart.onnx"
+    assert fetch_model(url, policy) == MODEL_BYTES
+    assert set(tmp_path.iterdir()) == {live, cached_path(url, policy)}
 
 
 def test_file_uri_and_plain_path(tmp_path: Path) -> None:
