@@ -41,17 +41,19 @@ class Call:
         return getattr(self.stream, name)
 
     async def recv_message(self) -> Any:
-        limit = self.server.limits.max_message if self.work else SMALL_MESSAGE
+        limit, name = (self.server.limits.max_message, "MAX_BODY_BYTES") if self.work else (SMALL_MESSAGE, "not work")
         prefix = await self.read(5)
-        if not prefix:
-            raise InvalidInput("the RPC ended before its message")
+        if len(prefix) != 5:
+            raise InvalidInput("the RPC ended before its message" if not prefix else "the RPC ended inside its message's prefix")
         if prefix[0]:
             raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
         length = int.from_bytes(prefix[1:], "big")
         if length > limit:
-            raise PayloadTooLarge(f"a message of {length} bytes is over the limit of {limit} (MAX_BODY_BYTES)")
+            raise PayloadTooLarge(f"a message of {length} bytes is over the limit of {limit} ({name})")
         self.ticket = self.charge(length)
         body = await self.read(length)
+        if len(body) != length:
+            raise InvalidInput(f"the RPC ended inside its message ({len(body)} of the {length} bytes its prefix says)")
         self.ticket.body_read()
         if self.work:
             self.ticket.hold_values(values_in(length, None))
@@ -74,7 +76,7 @@ class Call:
             await self.stream.cancel()
 
     async def read(self, size: int) -> bytes:
-        """``size`` bytes of the message, within ``TIMEOUT_BODY`` of the RPC's start."""
+        """``size`` bytes of the message (fewer: the stream ended), within ``TIMEOUT_BODY`` of the RPC's start."""
         left = self.began + self.server.limits.body_timeout - time.monotonic()
         try:
             async with asyncio.timeout(max(left, 0)):
@@ -82,9 +84,7 @@ class Call:
         except TimeoutError:
             raise RequestTimeout("the message did not come within TIMEOUT_BODY") from None
         except AssertionError:  # grpclib's: the stream ended with fewer bytes
-            raise InvalidInput(f"the RPC ended inside its message (fewer than the {size} bytes its prefix says)") from None
-        if data and len(data) != size:
-            raise InvalidInput(f"the RPC ended inside its message ({len(data)} of {size} bytes)")
+            raise InvalidInput(f"the RPC ended inside its message (fewer than the {size} bytes expected)") from None
         return data
 
     def charge(self, length: int) -> Ticket:

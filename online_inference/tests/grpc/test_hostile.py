@@ -146,12 +146,15 @@ def test_an_unknown_model_or_version_is_not_found(service: Running) -> None:
 def test_a_compressed_or_short_message_gets_its_code(service: Running) -> None:
     connection = RawConnection(service.target)
     message = infer_request().SerializeToString()
-    compressed, short = connection.open(), connection.open()
+    compressed, short, empty, cut_prefix = (connection.open() for _ in range(4))
     connection.send(compressed, framed(message, compressed=True))
     connection.send(short, framed(message[:10], length=len(message)))
-    connection.read_until(lambda _: connection.status(compressed) and connection.status(short))
+    connection.send(empty, framed(b"", length=len(message)))  # a prefix, then the end: no body at all
+    connection.send(cut_prefix, framed(message)[:3])
+    streams = (compressed, short, empty, cut_prefix)
+    connection.read_until(lambda _: all(connection.status(s) for s in streams))
     assert connection.status(compressed).startswith("12 ")  # UNIMPLEMENTED
-    assert connection.status(short).startswith("3 ")  # INVALID_ARGUMENT
+    assert [connection.status(s)[:2] for s in streams[1:]] == ["3 "] * 3  # INVALID_ARGUMENT
     connection.close()
 
 
