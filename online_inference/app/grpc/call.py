@@ -26,23 +26,39 @@ SMALL_MESSAGE = 64 * 1024  # the message of an RPC that is not work (names, ids)
 
 
 class Call:
-    """The stream a unary RPC's handler gets: grpclib's, whose :meth:`recv_message` reads within
-    the limits (see the module). Everything else is grpclib's stream's."""
+    """The stream an RPC's handler gets: grpclib's, whose :meth:`recv_message` reads within the
+    limits (see the module). Everything else is grpclib's stream's. A unary RPC's one message must
+    come within ``TIMEOUT_BODY``; a streaming RPC's messages (health's Watch, reflection's) are
+    bounded in size only, each charged while it is read."""
 
-    def __init__(self, stream: Any, server: GrpcServer, work: bool, deadline: Deadline | None) -> None:
+    def __init__(self, stream: Any, server: GrpcServer, work: bool, deadline: Deadline | None, unary: bool = True) -> None:
         self.stream = stream
         self.server = server
         self.work = work
         self.deadline = deadline
+        self.unary = unary
         self.began = time.monotonic()
         self.ticket: Ticket | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 
+    def __aiter__(self) -> Call:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
     async def recv_message(self) -> Any:
+        """The next message; None when a streaming RPC's client has sent its last."""
         limit, name = (self.server.limits.max_message, "MAX_BODY_BYTES") if self.work else (SMALL_MESSAGE, "not work")
+        self.release()  # what the last message held
         prefix = await self.read(5)
+        if not prefix and not self.unary:
+            return None
         if len(prefix) != 5:
             raise InvalidInput("the RPC ended before its message" if not prefix else "the RPC ended inside its message's prefix")
         if prefix[0]:
@@ -61,9 +77,12 @@ class Call:
         if self.deadline is not None and self.deadline.time_remaining() <= 0:
             raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed before the work started")
         try:
-            return self.stream._recv_type.FromString(body)
+            message = self.stream._recv_type.FromString(body)
         except DecodeError as error:
             raise InvalidInput(f"the message is not a valid {self.stream._recv_type.DESCRIPTOR.full_name}: {error}") from None
+        if not self.unary:
+            self.release()  # a streaming RPC holds nothing while it waits (a Watch, for as long as it is open)
+        return message
 
     async def send_message(self, message: Any) -> None:
         """grpclib's send, within ``TIMEOUT_BODY``: a client that does not take its answer (HTTP/2's
@@ -76,10 +95,11 @@ class Call:
             await self.stream.cancel()
 
     async def read(self, size: int) -> bytes:
-        """``size`` bytes of the message (fewer: the stream ended), within ``TIMEOUT_BODY`` of the RPC's start."""
-        left = self.began + self.server.limits.body_timeout - time.monotonic()
+        """``size`` bytes of the message (fewer: the stream ended), within ``TIMEOUT_BODY`` of a unary
+        RPC's start."""
+        left = self.began + self.server.limits.body_timeout - time.monotonic() if self.unary else None
         try:
-            async with asyncio.timeout(max(left, 0)):
+            async with asyncio.timeout(None if left is None else max(left, 0)):
                 data = await self.stream._stream.recv_data(size)
         except TimeoutError:
             raise RequestTimeout("the message did not come within TIMEOUT_BODY") from None
@@ -105,3 +125,4 @@ class Call:
     def release(self) -> None:
         if self.ticket is not None:
             self.ticket.release()
+            self.ticket = None

@@ -139,15 +139,20 @@ class GrpcServer(Server):
         return serve
 
     def stream(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """A streaming RPC, as grpclib serves it, counted while it runs (see :meth:`stop`)."""
+        """A streaming RPC: its messages bounded in size (:class:`.call.Call`), its deadline grpclib's,
+        counted while it runs (see :meth:`stop`)."""
 
         async def serve(stream: Any) -> None:
+            call = Call(stream, self, work=False, deadline=None, unary=False)
             task = asyncio.current_task()
             assert task is not None
             self.streaming.add(task)
             try:
-                await func(stream)
+                await func(call)
+            except ServiceError as error:
+                await call.refuse(error)
             finally:
+                call.release()
                 self.streaming.discard(task)
 
         return serve
@@ -185,9 +190,8 @@ class GrpcServer(Server):
 
 
 class Limited:
-    """A service whose unary RPCs are served through :meth:`GrpcServer.unary`; streaming ones
-    (Watch, reflection's) as grpclib serves them, only counted (their messages are small and they
-    hold no work)."""
+    """A service whose unary RPCs are served through :meth:`GrpcServer.unary`, its streaming ones
+    (Watch, reflection's) through :meth:`GrpcServer.stream`."""
 
     def __init__(self, service: Any, server: GrpcServer) -> None:
         self.service = service

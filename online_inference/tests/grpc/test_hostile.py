@@ -4,7 +4,8 @@ never INTERNAL or UNKNOWN, and keeps serving everyone else.
 - Bytes that are no ModelInferRequest, a wrong shape or datatype, contents that do not add up
   (raw bytes ≠ the shape's, a count of values ≠ the shape's, raw and typed at once), values out of
   the card's rules, an unknown output: INVALID_ARGUMENT, with REST's ``error`` as its message.
-- Too many rows, a message over ``MAX_BODY_BYTES``: RESOURCE_EXHAUSTED (the message unread).
+- Too many rows, a message over ``MAX_BODY_BYTES`` (over 64 KiB, for an RPC that is not work:
+  health's, reflection's): RESOURCE_EXHAUSTED (the message unread).
 - An unknown model or version: NOT_FOUND.
 - A compressed message: UNIMPLEMENTED; a message shorter than its prefix says: INVALID_ARGUMENT.
 - A message that does not come within ``TIMEOUT_BODY`` (streams opened and never sent, as many as
@@ -132,6 +133,15 @@ def test_too_many_rows_and_a_message_over_the_limit_are_resource_exhausted(servi
     code, details = call(service, b"\x00" * (8 * 1024 * 1024 + 1))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "MAX_BODY_BYTES" in details
     assert call(service, infer_request().SerializeToString())[0] == grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("path", ["/grpc.health.v1.Health/Watch", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"])
+def test_a_streaming_rpcs_message_over_its_limit_is_resource_exhausted(service: Running, path: str) -> None:
+    with grpc.insecure_channel(service.target) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            list(channel.stream_stream(path)(iter([b"\x0a" * (64 * 1024 + 1)]), timeout=10))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_an_unknown_model_or_version_is_not_found(service: Running) -> None:
