@@ -1,7 +1,7 @@
 """Service errors: one base class carrying its HTTP status, and the one body they all render to.
 
 Routes and the data plane raise these; nothing else decides a status code. (The handler that
-turns them into responses is registered by :mod:`responses`; this module imports no web framework,
+turns them into responses is registered by :mod:`protocols.rest.responses`; this module imports no web framework,
 so the data plane and the hot path start without one.)
 """
 

@@ -1,5 +1,5 @@
 """The server process: uvicorn through its public ``Config`` and ``Server``, serving the one
-application :func:`main.create_app` composes, at the edge of :mod:`edge`.
+application :func:`compose.create_app` composes, at the edge of :mod:`http.edge`.
 
 A stop (SIGTERM, or SIGINT: Ctrl-C) drains without loss. At the signal ``/health`` answers 503
 ``draining``, so that readiness fails first. When uvicorn's loop next looks (a tenth of a second),

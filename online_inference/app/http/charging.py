@@ -1,4 +1,4 @@
-"""The edge's charge of every request to the memory budget (:mod:`admission`), on uvicorn's
+"""The edge's charge of every request to the memory budget (:mod:`dataplane.admission`), on uvicorn's
 httptools protocol, through the hooks it defines (each calls the parent).
 
 - When a request's head is complete, before its body is read, it is charged its measured worst

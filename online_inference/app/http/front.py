@@ -2,7 +2,7 @@
 
 - The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
-- A request for work (``POST``) waits for its turn once its body has arrived (:mod:`workqueue`),
+- A request for work (``POST``) waits for its turn once its body has arrived (:mod:`dataplane.workqueue`),
   and is shed if it waited past ``MAX_QUEUE_SECONDS``: 503 with ``Retry-After`` (before its body
   is read, if it waited that long already). Probes and metadata never wait.
 - While the server drains, every answer says ``connection: close``.
@@ -54,7 +54,7 @@ class Front:
 
     async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve a request for work: once its body has come, its values are charged and it waits
-        for its turn (:mod:`workqueue`). Refused for load, it is answered here (a 503 must cost
+        for its turn (:mod:`dataplane.workqueue`). Refused for load, it is answered here (a 503 must cost
         little, or shedding takes the time it frees)."""
         if self.admission.too_late(ticket):
             return await send_error(send, self.admission.shed())

@@ -1,6 +1,6 @@
 """The hot path: ``POST /predict`` with a valid body, the request a deployment sends most, answered
 without the framework's per-request machinery (request objects, routing, dependency solving,
-response classes). It reads the body, checks it with the vectorised fast path (:mod:`fastpath`)
+response classes). It reads the body, checks it with the decoder of whole arrays (:mod:`.decode`)
 and answers with the bytes the FastAPI route would give. Whatever it does not accept — the model
 not ready, another media type, a body over the size limit, a body the fast path declines, a
 client that went away — goes to the FastAPI application, with what was read replayed, and the
