@@ -169,7 +169,8 @@ class Replicas:
 
     def start(self, slot: str) -> Container:
         port = self.ports[slot]
-        name = docker("run", "-d", "--network", "host", f"--env=PORT={port}", *HARDENED, self.image).stdout.strip()[:12]
+        grpc = "--env=GRPC_PORT=0"  # the replicas share the host's network: gRPC where the kernel chooses (haproxy balances HTTP)
+        name = docker("run", "-d", "--network", "host", f"--env=PORT={port}", grpc, *HARDENED, self.image).stdout.strip()[:12]
         self.started.append(name)
         container = Container(name, f"http://127.0.0.1:{port}")
         wait_healthy(container, 60)
