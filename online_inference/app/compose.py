@@ -66,4 +66,5 @@ def create_grpc(settings: Settings, front: Front) -> GrpcServer:
     work queue (call it on the running loop: grpclib binds its server to the loop it is made on)."""
     plane = front.plane
     services = ServerReflection.extend([v2_grpc.Inference(plane), v2_grpc.Health(plane)], pool=POOL)
-    return GrpcServer(services, GrpcLimits.of(settings), plane.admission, front.queue, work=v2_grpc.WORK)
+    return GrpcServer(services, GrpcLimits.of(settings), plane.admission, front.queue, work=v2_grpc.WORK,
+                      observe=plane.metrics.observe_rpc)

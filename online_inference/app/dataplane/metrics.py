@@ -60,6 +60,8 @@ class Serving:
         self.rows = 0
         self.classes: dict[int, int] = {}
         self.validation_failures: dict[str, int] = {}  # protocol → requests rejected as invalid
+        self.rpcs: dict[tuple[str, str], int] = {}  # (/package.Service/Method, gRPC code) → unary RPCs handled
+        self.rpc_latency: dict[str, Latencies] = {}  # /package.Service/Method → their durations
         self.model: ModelCard | None = None  # once loaded and checked
 
     def collect(self) -> Iterator[Metric]:
@@ -89,7 +91,22 @@ class Serving:
             info.add_metric([model.name, model.version, model.sha256 or ""], 1)
         ready = GaugeMetricFamily("model_ready", "1 when the model is loaded and checked.", value=int(model is not None))
         rows = CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows)
-        yield from (requests, latency, inference, rows, classes, failures, info, ready, *self.collect_load())
+        yield from (requests, latency, inference, rows, classes, failures, info, ready, *self.collect_rpcs(), *self.collect_load())
+
+    def collect_rpcs(self) -> Iterator[Metric]:
+        """gRPC's unary RPCs, under the names and labels of grpc-ecosystem's interceptors
+        (``grpc_server_handled_total``, ``grpc_server_handling_seconds``), which dashboards expect."""
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        handled = CounterMetricFamily("grpc_server_handled", "gRPC unary RPCs completed, by method and code.",
+                                      labels=["grpc_service", "grpc_method", "grpc_code"])
+        for (path, code), count in self.rpcs.items():
+            handled.add_metric([*service_and_method(path), code], count)
+        seconds = HistogramMetricFamily("grpc_server_handling_seconds", "gRPC unary RPC latency by method.",
+                                        labels=["grpc_service", "grpc_method"])
+        for path, latencies in self.rpc_latency.items():
+            seconds.add_metric(list(service_and_method(path)), latencies.cumulative(), latencies.sum)
+        yield from (handled, seconds)
 
     def collect_load(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -133,6 +150,15 @@ class Metrics:
             latencies = serving.latency[route] = Latencies()
         latencies.observe(seconds)
 
+    def observe_rpc(self, path: str, code: str, seconds: float) -> None:
+        """One unary gRPC call ``/package.Service/Method`` ended with ``code`` (OK, INVALID_ARGUMENT...)."""
+        serving, key = self.serving, (path, code)
+        serving.rpcs[key] = serving.rpcs.get(key, 0) + 1
+        latencies = serving.rpc_latency.get(path)
+        if latencies is None:
+            latencies = serving.rpc_latency[path] = Latencies()
+        latencies.observe(seconds)
+
     def observe_inference(self, labels: np.ndarray, seconds: float) -> None:
         """One successful call of the model: its duration, its rows and the classes it predicted."""
         serving = self.serving
@@ -153,6 +179,12 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+def service_and_method(path: str) -> tuple[str, str]:
+    """``/package.Service/Method`` → (``package.Service``, ``Method``)."""
+    service, _, method = path.lstrip("/").partition("/")
+    return service, method
 
 
 def count_labels(labels: np.ndarray) -> list[tuple[int, int]]:

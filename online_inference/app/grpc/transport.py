@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from online_inference.app.dataplane.workqueue import WorkQueue
 from online_inference.app.errors import InvalidInput, ServiceError
 from online_inference.app.grpc.call import Call
 from online_inference.app.grpc.connection import ConnectionLimits, PolicedProtocol
+from online_inference.app.grpc.status import status_of
 from online_inference.app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,11 @@ class GrpcServer(Server):
     """grpclib's server with the limits of :class:`Call` and :class:`.connection.PolicedProtocol`."""
 
     def __init__(self, services: Collection[Any], limits: GrpcLimits, admission: Admission, queue: WorkQueue,
-                 work: Collection[str]) -> None:
+                 work: Collection[str], observe: Callable[[str, str, float], None]) -> None:
         """``work``: the RPCs (``/package.Service/Method``) whose messages are work: charged in full,
-        refused for load, queued."""
+        refused for load, queued. ``observe``: told of each unary RPC's end (its path, code, seconds)."""
         self.limits = limits
+        self.observe = observe
         self.admission = admission
         self.queue = queue
         self.work = set(work)
@@ -114,27 +117,37 @@ class GrpcServer(Server):
         work = path in self.work
 
         async def serve(stream: Any) -> None:
+            started = time.perf_counter()
             deadline = getattr(stream._stream, "deadline", None)  # DeadlineHandler's
             call = Call(stream, self, work, deadline if isinstance(deadline, Deadline) else None)
             task = asyncio.current_task()
             assert task is not None
             self.in_flight.add(task)
+            code = Status.OK
             try:
                 if deadline is INVALID_TIMEOUT:
                     raise InvalidInput("the grpc-timeout header is not a timeout")
                 async with asyncio.timeout(None if call.deadline is None else call.deadline.time_remaining()):
                     await func(call)
             except TimeoutError:
-                raise GRPCError(Status.DEADLINE_EXCEEDED, "the deadline passed") from None
+                code = Status.DEADLINE_EXCEEDED
+                raise GRPCError(code, "the deadline passed") from None
             except ServiceError as error:
+                code = status_of(error)
                 await call.refuse(error)
+            except GRPCError as error:
+                code = error.status
+                raise
             except asyncio.CancelledError:
+                code = Status.CANCELLED
                 if self.stopped:  # still running at the end of the drain: it gets a code, not a silent end
-                    raise GRPCError(Status.UNAVAILABLE, "the server stopped (TIMEOUT_GRACEFUL_SHUTDOWN)") from None
+                    code = Status.UNAVAILABLE
+                    raise GRPCError(code, "the server stopped (TIMEOUT_GRACEFUL_SHUTDOWN)") from None
                 raise  # the client cancelled it, or its deadline passed: grpclib answers
             finally:
                 call.release()
                 self.in_flight.discard(task)
+                self.observe(path, code.name, time.perf_counter() - started)
 
         return serve
 
