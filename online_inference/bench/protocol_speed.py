@@ -31,8 +31,7 @@ import numpy as np
 from online_inference.app.model.session import ModelSession
 from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.bench.bodies import data_body, random_rows, v2_binary_body, v2_json_body
-from online_inference.bench.server import Service, serve
-from online_inference.devtools.procfs import listening_ports
+from online_inference.bench.server import serve
 from online_inference.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "protocols.json"
@@ -95,7 +94,7 @@ def measure(requests: int) -> dict[str, dict[str, dict[str, float]]]:
     os.sched_setaffinity(0, {1})  # the client on the core the service does not have
     results: dict[str, dict[str, dict[str, float]]] = {}
     with serve("onnx", cpus="0") as server, httpx.Client(timeout=60) as client:
-        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port(server)}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         for count in ROWS:
             calls = calls_of(client, grpc, server.url, count)
             times: dict[str, list[float]] = {name: [] for name in calls}
@@ -121,13 +120,6 @@ def verdicts(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, bool]
         latency = results[str(TARGETS["latency_ratio_at"])]
         met[name] = rows_ok and latency[name]["ms"] <= TARGETS["latency_ratio_max"] * latency[BASELINE]["ms"]
     return met
-
-
-def grpc_port(server: Service) -> int:
-    """The service's gRPC port (it runs with ``GRPC_PORT=0``: the kernel's choice)."""
-    http = int(server.url.rsplit(":", 1)[1])
-    (port,) = [p for p in listening_ports(server.process.pid) if p != http]
-    return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,13 @@ class Service:
         pids = [self.process.pid, *children(self.process.pid)]
         return sum(status_kb(pid, field) for pid in pids) / 1024
 
+    @property
+    def grpc_port(self) -> int:
+        """The port the service listens on beside HTTP's: gRPC's (``GRPC_PORT=0``: the kernel's choice)."""
+        http = int(self.url.rsplit(":", 1)[1])
+        (port,) = [p for p in listening_ports(self.process.pid) if p != http]
+        return port
+
 
 def health_status(port: int) -> int | None:
     """``GET /health`` with the standard library's client: a probe that costs the measuring process

@@ -147,12 +147,6 @@ def http_port(ports: list[int]) -> int | None:
     return None
 
 
-def grpc_port(pid: int, http: int) -> int:
-    """The gRPC port of the service ``pid`` whose HTTP port is ``http`` (both chosen by the kernel)."""
-    (port,) = [p for p in listening_ports(pid) if p != http]
-    return port
-
-
 def loaded(plane: DataPlane, timeout: float) -> bool:
     """Whether ``plane``'s model loading ended (ready or failed) within ``timeout``."""
     wait_until(lambda: plane.state != "loading", timeout)

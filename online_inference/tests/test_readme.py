@@ -102,12 +102,10 @@ GRPC_EXAMPLE = re.compile(r"```python\n(?P<code>import numpy as np\nimport trito
 def test_the_grpc_example_works_verbatim_and_prints_what_the_readme_shows() -> None:
     """Against the service as a process: only the port differs."""
     from online_inference.bench.server import serve
-    from online_inference.tests.helpers import grpc_port
 
     (match,) = GRPC_EXAMPLE.finditer(README.read_text())
     with serve("onnx") as service:
-        port = grpc_port(service.process.pid, int(service.url.rsplit(":", 1)[1]))
-        code = match["code"].replace("127.0.0.1:8081", f"127.0.0.1:{port}")
+        code = match["code"].replace("127.0.0.1:8081", f"127.0.0.1:{service.grpc_port}")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == match["shown"]

@@ -21,7 +21,7 @@ from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded, Strea
 from online_inference.app.dataplane.admission import FIXED_BYTES
 from online_inference.app.protocols.v2.proto import grpc_predict_v2_pb2 as pb
 from online_inference.bench.server import serve
-from online_inference.tests.helpers import bundled_card, grpc_port, valid_row
+from online_inference.tests.helpers import bundled_card, valid_row
 
 CARD = bundled_card()
 MODEL = CARD.name
@@ -40,8 +40,7 @@ def grpc_service(env: dict[str, str] | None = None, tracebacks: bool = False) ->
     """The service as a process (bench.server.serve: stopped with SIGTERM at the end, a traceback
     in its log fails the test); yields its HTTP URL and its gRPC target."""
     with serve("onnx", env=env, tracebacks=tracebacks) as service:
-        http = int(service.url.rsplit(":", 1)[1])
-        yield Running(service.url, f"127.0.0.1:{grpc_port(service.process.pid, http)}", service.process)
+        yield Running(service.url, f"127.0.0.1:{service.grpc_port}", service.process)
 
 
 def rows(n: int) -> np.ndarray:
