@@ -16,7 +16,7 @@ import numpy as np
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from online_inference.app.dataplane.plane import DataPlane, Rows, Served
+from online_inference.app.dataplane.plane import DataPlane, Served
 from online_inference.app.errors import InvalidInput, ModelNotReady
 from online_inference.app.protocols.v2 import tensors
 from online_inference.app.protocols.v2.proto import grpc_predict_v2_pb2 as pb
@@ -43,7 +43,8 @@ def input_tensor(request: Any, given: Any) -> tensors.InputTensor:
     field = TYPED_CONTENTS[given.datatype]
     if [name for name in filled if name != field]:
         raise InvalidInput(f"input {given.name!r} is {given.datatype}: its values go in contents.{field}, got {filled}")
-    return tensors.InputTensor(given.name, given.datatype, shape, data=list(getattr(given.contents, field)))
+    return tensors.InputTensor(given.name, given.datatype, shape, data=list(getattr(given.contents, field)),
+                               numbers_only=True)  # protobuf's floats: never a boolean
 
 
 class Inference(GRPCInferenceServiceBase):
@@ -100,8 +101,6 @@ def decode(request: Any, served: Served) -> tuple[np.ndarray, list[str]]:
     wanted = [output.name for output in request.outputs]
     tensors.check_outputs(served, wanted)
     rows = tensors.decode_input(input_tensor(request, given), served)
-    if not rows.numbers_only:
-        rows = Rows(rows.values, numbers_only=True)  # protobuf's floats: never a boolean
     return served.matrix(rows), wanted or tensors.output_names(served)
 
 

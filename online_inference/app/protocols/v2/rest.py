@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from online_inference.app.dataplane.plane import DataPlane, Rows, Served
+from online_inference.app.dataplane.plane import DataPlane, Served
 from online_inference.app.dataplane.rules import may_hold_booleans
 from online_inference.app.errors import InvalidInput
 from online_inference.app.protocols.rest.deps import DataPlaneDep, read_json_body
@@ -27,15 +27,15 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not re
 LIVE = b'{"live":true}'
 
 
-def input_tensor(tensor: RequestInput, extra: memoryview) -> tensors.InputTensor:
-    """The request's one input, with its values from the JSON ``data`` or from the bytes after the
-    JSON (``extra``), which it must use up."""
+def input_tensor(tensor: RequestInput, extra: memoryview, numbers_only: bool) -> tensors.InputTensor:
+    """The request's one input, with its values from the JSON ``data`` (``numbers_only``: the JSON
+    holds no ``true`` or ``false``) or from the bytes after the JSON (``extra``), which it must use up."""
     size = binary.binary_size(tensor.parameters)
     if size is None:
         binary.check_all_read(extra, 0)
         if tensor.data is None:
             raise InvalidInput(f"input {tensor.name!r} has neither data nor parameters.binary_data_size")
-        return tensors.InputTensor(tensor.name, tensor.datatype, tensor.shape, data=tensor.data)
+        return tensors.InputTensor(tensor.name, tensor.datatype, tensor.shape, data=tensor.data, numbers_only=numbers_only)
     if tensor.data is not None:
         raise InvalidInput(f"input {tensor.name!r} has both data and parameters.binary_data_size")
     raw = binary.take(extra, 0, size, tensor.name)
@@ -132,9 +132,7 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
         wanted = requested_outputs(v2_request, served)
         given = v2_request.inputs[0]
         tensors.check_input(served, given.name, given.datatype, given.shape)
-        rows = tensors.decode_input(input_tensor(given, extra), served)
-        if not rows.numbers_only and not may_hold_booleans(header):
-            rows = Rows(rows.values, numbers_only=True)  # JSON without true or false
+        rows = tensors.decode_input(input_tensor(given, extra, numbers_only=not may_hold_booleans(header)), served)
         return served.matrix(rows), v2_request.id, wanted  # nothing parsed outlives the decoding
 
     X, request_id, wanted = plane.decode("v2", decode)

@@ -30,13 +30,15 @@ DATATYPE_OF = {dtype.newbyteorder("="): name for name, dtype in NUMPY_TYPES.item
 class InputTensor:
     """One input as a protocol read it: its values either as numbers (flat or nested: JSON
     ``data``, gRPC's typed contents) or as raw little-endian bytes (binary data, gRPC's raw
-    contents)."""
+    contents). ``numbers_only``: its ``data`` can hold no boolean (protobuf's floats; JSON without
+    ``true`` or ``false``), so the card's rules may check it as whole arrays (bytes always can)."""
 
     name: str
     datatype: str
     shape: list[int]
     data: list[Any] | None = None
     raw: bytes | memoryview | None = None
+    numbers_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,16 +83,16 @@ def check_input(served: Served, name: str, dtype_name: str, shape: list[int]) ->
 
 
 def decode_input(tensor: InputTensor, served: Served) -> Rows:
-    """The rows of the model's one input (checked by :func:`check_input`), its values counted
-    against its shape. The card's rules on them are the data plane's (:meth:`Served.matrix`)."""
-    check_input(served, tensor.name, tensor.datatype, tensor.shape)
+    """The rows of the model's one input, whose name, datatype and shape the protocol has checked
+    first (:func:`check_input`, before it read the values), its values counted against its shape.
+    The card's rules on them are the data plane's (:meth:`Served.matrix`)."""
     shape, width = tensor.shape, served.session.input.shape[1]
     if tensor.raw is not None:
         return Rows(raw_values(tensor.name, tensor.datatype, shape, tensor.raw), numbers_only=True)
     values = flatten(tensor.data or [])
     if len(values) != shape[0] * width:
         raise InvalidInput(f"shape {shape} needs {shape[0] * width} values, got {len(values)}")
-    return Rows([values[i : i + width] for i in range(0, len(values), width)], numbers_only=False)
+    return Rows([values[i : i + width] for i in range(0, len(values), width)], numbers_only=tensor.numbers_only)
 
 
 def raw_values(name: str, dtype_name: str, shape: list[int], data: bytes | memoryview) -> np.ndarray:
