@@ -175,8 +175,7 @@ class Admission:
         come in chunks); Overloaded if its charge does not fit the budget now, PayloadTooLarge if
         it never would."""
         if not (declared or chunked):
-            self.take(FIXED_BYTES, always=True)
-            return Ticket(self, arrived, FIXED_BYTES, 0, False, True)
+            return self.count(FIXED_BYTES, 0, arrived)
         if declared > self.largest_body:
             raise PayloadTooLarge(f"a body of {declared} bytes may hold {request_cost(declared, self.values_limit)} bytes, "
                                   f"more than MEMORY_BUDGET_BYTES ({self.budget}) leaves for requests ({self.capacity})")
@@ -185,6 +184,12 @@ class Admission:
         if not self.take(charge):
             raise self.overloaded()
         return Ticket(self, arrived, charge, declared, chunked, counted)
+
+    def count(self, charge: int, body_bytes: int, arrived: float) -> Ticket:
+        """The ticket of a request that is counted but never refused (no body of work: a probe,
+        metadata): its ``charge`` taken whatever the budget holds."""
+        self.take(charge, always=True)
+        return Ticket(self, arrived, charge, body_bytes, False, True)
 
     def overloaded(self) -> Overloaded:
         self.counts.refused_memory += 1

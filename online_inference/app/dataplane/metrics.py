@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -143,21 +143,11 @@ class Metrics:
         return CONTENT_TYPE_LATEST
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        serving, key = self.serving, (route, method, status)
-        serving.requests[key] = serving.requests.get(key, 0) + 1
-        latencies = serving.latency.get(route)
-        if latencies is None:
-            latencies = serving.latency[route] = Latencies()
-        latencies.observe(seconds)
+        tally(self.serving.requests, (route, method, status), self.serving.latency, route, seconds)
 
     def observe_rpc(self, path: str, code: str, seconds: float) -> None:
         """One unary gRPC call ``/package.Service/Method`` ended with ``code`` (OK, INVALID_ARGUMENT...)."""
-        serving, key = self.serving, (path, code)
-        serving.rpcs[key] = serving.rpcs.get(key, 0) + 1
-        latencies = serving.rpc_latency.get(path)
-        if latencies is None:
-            latencies = serving.rpc_latency[path] = Latencies()
-        latencies.observe(seconds)
+        tally(self.serving.rpcs, (path, code), self.serving.rpc_latency, path, seconds)
 
     def observe_inference(self, labels: np.ndarray, seconds: float) -> None:
         """One successful call of the model: its duration, its rows and the classes it predicted."""
@@ -179,6 +169,15 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+def tally(counts: dict[Any, int], key: Any, latency: dict[str, Latencies], route: str, seconds: float) -> None:
+    """One request (or RPC) counted under ``key`` and timed under its ``route``."""
+    counts[key] = counts.get(key, 0) + 1
+    latencies = latency.get(route)
+    if latencies is None:
+        latencies = latency[route] = Latencies()
+    latencies.observe(seconds)
 
 
 def service_and_method(path: str) -> tuple[str, str]:

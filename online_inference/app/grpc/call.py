@@ -111,9 +111,7 @@ class Call:
         admission: Admission = self.server.admission
         if self.work:
             return admission.admit(length, False, self.began)
-        charge = FIXED_BYTES + length
-        admission.take(charge, always=True)
-        return Ticket(admission, self.began, charge, length, False, True)
+        return admission.count(FIXED_BYTES + length, length, self.began)
 
     async def refuse(self, error: ServiceError) -> None:
         """The RPC's end with ``error``'s code and message (REST's ``error``), unless it has ended."""
