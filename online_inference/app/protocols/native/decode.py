@@ -59,8 +59,10 @@ class PredictDecoder:
 
     def parse(self, body: bytes) -> np.ndarray | None:
         """float32 ``[N, features]`` when the body is valid in every respect; None to take the full path."""
-        if self.rules.too_many_values(body):
-            return None
+        return None if self.rules.too_many_values(body) else self.read(body)
+
+    def read(self, body: bytes) -> np.ndarray | None:
+        """:meth:`parse` of a body already known to hold no more values than ``max_rows`` rows need."""
         if len(body) >= BUFFER_FROM_BYTES and not INSTANCES_FORM.match(body):
             return self.parse_to_buffer(body)
         return self.parse_to_objects(body)
