@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from online_inference.app.model.session import ModelSession
 from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.bench.bodies import data_body, random_rows, v2_binary_body, v2_json_body
+from online_inference.bench.openloop import on_core
 from online_inference.bench.server import serve
 from online_inference.provenance import provenance
 
@@ -91,9 +91,9 @@ def measure(requests: int) -> dict[str, dict[str, dict[str, float]]]:
     """{rows: {protocol: {ms, rows_per_s, ratio}}}: ``ratio`` is rows/s over ``/predict``'s."""
     import tritonclient.grpc as grpcclient
 
-    os.sched_setaffinity(0, {1})  # the client on the core the service does not have
     results: dict[str, dict[str, dict[str, float]]] = {}
-    with serve("onnx", cpus="0") as server, httpx.Client(timeout=60) as client:
+    # The client on the core the service does not have (its threads, grpcio's, inherit it).
+    with on_core(1), serve("onnx", cpus="0") as server, httpx.Client(timeout=60) as client:
         grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         for count in ROWS:
             calls = calls_of(client, grpc, server.url, count)
