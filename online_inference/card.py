@@ -50,8 +50,16 @@ class Feature:
     example: float  # a typical value, used in the OpenAPI examples
     unit: str | None = None
     codes: dict[int, str] | None = None  # allowed integer codes and their meaning (binary / categorical)
+    # A linear model's terms, so that anyone can redo a row's contributions (see Contributions):
+    weight: float | None = None  # per unit of a raw column (numeric, binary): contribution = weight × (value − mean)
+    code_weights: dict[int, float] | None = None  # per code of a categorical feature: contribution = its code's weight − mean
+    mean: float | None = None  # over the training rows: of the value, or of a categorical feature's code weight
 
     def __post_init__(self) -> None:
+        if self.weight is not None and self.code_weights is not None:
+            raise ValueError(f"{self.name}: a feature has a weight or code weights, not both")
+        if self.code_weights is not None and (self.kind != "categorical" or sorted(self.code_weights) != sorted(self.codes or ())):
+            raise ValueError(f"{self.name}: code weights belong to a categorical feature, one per code")
         if self.kind == "numeric" and self.codes:
             raise ValueError(f"{self.name}: a numeric feature has no codes")
         if self.kind != "numeric" and not self.codes:
@@ -88,6 +96,33 @@ class Candidate:
     metrics: CrossValidation
 
 
+ContributionMethod = Literal["linear", "additive trees", "none"]
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Whether a prediction splits into exact per-feature contributions, and how: one value per
+    feature in logit units of the positive class (the graph's ``output``, ``[N, features]``) that
+    add up, with ``baseline`` (the score of the average training row), to the row's logit. They
+    are the exact Shapley values with the training rows as background, for a model additive per
+    feature (``method``); any other model has none (``method`` "none", ``why`` says why): an
+    approximation is never served under this name."""
+
+    method: ContributionMethod
+    why: str  # how they are computed, or why there are none
+    output: str | None = None
+    baseline: float | None = None
+    flag: str | None = None  # the graph's bool input that turns them on: false unless fed, a call that does not ask pays nothing
+
+    def __post_init__(self) -> None:
+        given = {self.output is not None, self.baseline is not None, self.flag is not None}
+        if given != {self.method != "none"}:
+            raise ValueError("contributions have an output, a baseline and a flag exactly when their method is not 'none'")
+
+
+NO_CONTRIBUTIONS = Contributions("none", "the model was exported without contributions")
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything a user (or the service) needs to know about the served model."""
@@ -111,6 +146,7 @@ class ModelCard:
     graph: Literal["folded", "converted"] = "converted"  # one linear classifier, or skl2onnx's conversion
     compared: list[Candidate] = field(default_factory=list)  # every candidate of the choice, the chosen one too
     class_labels: dict[int, str] | None = None  # what each class means (the spec's "classes"); answers keep the integer
+    contributions: Contributions = NO_CONTRIBUTIONS
     sha256: str | None = field(default=None, compare=False)  # of the ONNX file as served; set on load
 
     def __post_init__(self) -> None:

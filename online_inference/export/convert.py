@@ -12,8 +12,10 @@ import hashlib
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -23,9 +25,12 @@ from skl2onnx.common.data_types import FloatTensorType
 from sklearn.pipeline import Pipeline
 
 from online_inference.app.model.session import session_options
-from online_inference.card import CARD_METADATA_KEY, Feature, ModelCard, Range
+from online_inference.card import CARD_METADATA_KEY, Contributions, Feature, ModelCard, Range
+from online_inference.export.contributions import CONTRIBUTION_OUTPUT, EXPLAIN_FLAG, LinearContributions
 from online_inference.export.data import Dataset
 from online_inference.export.fold import CannotFold, fold_pipeline
+from online_inference.export.shapley import linear_shapley
+from online_inference.export.stumps import NotAdditive, add_stump_contributions, tree_shapley
 from online_inference.export.spec import ModelSpec
 from online_inference.export.train import SEED, TrainedModel
 
@@ -36,11 +41,30 @@ TARGET_OPSET = 17
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy")
 CHECK_ROWS = 5000  # random valid rows on which the graph must answer like scikit-learn
 PROBABILITY_TOLERANCE = 1e-5
+CONTRIBUTION_TOLERANCE = 1e-5  # logit units: float32 rounding of values of a few units
+LINEAR_WHY = ("exact Shapley values of the folded linear score, with the training rows as background: "
+              "a numeric or binary feature's weight times its distance from its training mean; "
+              "a categorical feature's code weight minus that weight's training average")
+STUMPS_WHY = ("exact Shapley values of gradient-boosted stumps (one split each, so additive per feature), "
+              "with the training rows as background: per feature, the sum over its trees of the leaf a row "
+              "reaches minus that tree's training average")
+SHAPLEY = {"linear": linear_shapley, "additive trees": tree_shapley}  # the reference from scikit-learn, per method
 log = logging.getLogger(__name__)
 
 
-def describe_features(spec: ModelSpec, data: Dataset) -> list[Feature]:
-    """Card entries: the spec plus the training range and a typical value measured on the data."""
+def linear_terms(terms: LinearContributions | None, column: int, codes: dict[int, str] | None) -> dict[str, Any]:
+    """A feature's weight (or code weights) and training mean, for the card."""
+    if terms is None:
+        return {}
+    mean = float(terms.means[column])
+    if column in terms.code_weights:
+        return {"code_weights": {code: float(terms.code_weights[column].get(float(code), 0.0)) for code in codes or ()}, "mean": mean}
+    return {"weight": float(terms.weights[column]), "mean": mean}
+
+
+def describe_features(spec: ModelSpec, data: Dataset, terms: LinearContributions | None = None) -> list[Feature]:
+    """Card entries: the spec plus the training range and a typical value measured on the data
+    (and a linear model's terms)."""
     features = []
     for column, feature in enumerate(spec.features):
         values = data.X[:, column]
@@ -60,12 +84,13 @@ def describe_features(spec: ModelSpec, data: Dataset) -> list[Feature]:
                 bounds=Range(min=low, max=high),
                 training=Range(min=float(values.min()), max=float(values.max())),
                 example=example,
+                **linear_terms(terms, column, feature.codes),
             )
         )
     return features
 
 
-def build_card(spec: ModelSpec, model: TrainedModel, data: Dataset, created: str, graph: str) -> ModelCard:
+def build_card(spec: ModelSpec, model: TrainedModel, data: Dataset, created: str, served: Served) -> ModelCard:
     classes = [int(c) for c in model.pipeline.classes_]
     return ModelCard(
         name=spec.name,
@@ -78,35 +103,77 @@ def build_card(spec: ModelSpec, model: TrainedModel, data: Dataset, created: str
         input_name=INPUT_NAME,
         label_output=LABEL_OUTPUT,
         probability_output=PROBABILITY_OUTPUT,
-        features=describe_features(spec, data),
+        features=describe_features(spec, data, served.terms),
         classifier=type(model.pipeline[-1]).__name__,
         classifier_params=model.classifier_params,
         metrics=model.metrics,
         training_data={"source": data.source, "sha256": data.sha256, "rows": int(len(data.y))},
         libraries={name: version(name) for name in LIBRARIES},
         created=created,
-        graph=graph,  # type: ignore[arg-type]
+        graph=served.kind,
         compared=model.compared,
+        contributions=served.contributions,
     )
 
 
-def served_graph(pipeline: Pipeline, width: int) -> tuple[onnx.ModelProto, str]:
-    """The graph to serve and its kind: the pipeline folded into one linear classifier when it
-    can be, skl2onnx's conversion otherwise."""
-    converted = convert_with_skl2onnx(pipeline, width)
+@dataclass(frozen=True)
+class Served:
+    """The graph the export serves, its kind, and its contributions (how, or why none)."""
+
+    graph: onnx.ModelProto
+    kind: Literal["folded", "converted"]
+    contributions: Contributions
+    terms: LinearContributions | None = None  # a linear model's, for the card
+
+
+def served_graph(pipeline: Pipeline, X_train: np.ndarray) -> Served:
+    """The graph to serve: the pipeline folded into one linear classifier with its contributions
+    when it can be, skl2onnx's conversion otherwise."""
+    converted = convert_with_skl2onnx(pipeline, X_train.shape[1])
     try:
-        return fold_pipeline(pipeline, converted), "folded"
+        folded, terms = fold_pipeline(pipeline, converted, X_train)
     except CannotFold as reason:
         log.info("serving skl2onnx's conversion: %s", reason)
-        return converted, "converted"
+        return converted_graph(pipeline, converted, X_train)
+    return Served(folded, "folded", Contributions("linear", LINEAR_WHY, CONTRIBUTION_OUTPUT, terms.baseline, EXPLAIN_FLAG), terms)
 
 
-def check_graph(onx: onnx.ModelProto, pipeline: Pipeline, spec: ModelSpec, data: Dataset) -> None:
+def converted_graph(pipeline: Pipeline, converted: onnx.ModelProto, X_train: np.ndarray) -> Served:
+    """skl2onnx's conversion, with contributions if the model is additive per feature (stumps)."""
+    try:
+        graph, baseline = add_stump_contributions(pipeline, converted, X_train)
+    except NotAdditive as reason:
+        return Served(converted, "converted", Contributions("none", f"no exact per-feature contributions: {reason}"))
+    return Served(graph, "converted", Contributions("additive trees", STUMPS_WHY, CONTRIBUTION_OUTPUT, baseline, EXPLAIN_FLAG))
+
+
+def check_graph(served: Served, pipeline: Pipeline, spec: ModelSpec, data: Dataset) -> None:
     """ValueError unless the graph answers like scikit-learn on the training rows and on random
-    valid rows, and gives each of them the same answer alone and in batches."""
+    valid rows (its contributions too), and gives each of them the same answer alone and in batches."""
     rows = np.vstack([data.X, random_valid_rows(spec, CHECK_ROWS)]).astype(np.float32)
-    check_same_answers(onx, pipeline, rows)
-    check_batch_invariant(onx, rows)
+    check_same_answers(served.graph, pipeline, rows)
+    reference = SHAPLEY.get(served.contributions.method)
+    if reference is not None:
+        check_contributions(served, *reference(pipeline, rows.astype(np.float64), data.X), rows)
+    check_batch_invariant(served.graph, rows)
+
+
+def check_contributions(served: Served, expected: np.ndarray, baseline: float, X: np.ndarray) -> None:
+    """The graph's contributions must be the reference's (computed from scikit-learn), and add up,
+    with the card's baseline, to the logit of the graph's probability, both to float32 rounding."""
+    _, probabilities, contributions = run_graph(served.graph, X)
+    delta = float(np.abs(contributions - expected).max())
+    card_baseline = served.contributions.baseline
+    assert card_baseline is not None
+    positive = probabilities[:, -1].astype(np.float64)
+    logit = np.log(positive) - np.log1p(-positive)
+    # float32 rounding of p moves its logit by up to ~eps / (p (1 - p)); the sum has ~width roundings
+    allowed = CONTRIBUTION_TOLERANCE + 4 * np.finfo(np.float32).eps / np.minimum(positive, 1 - positive)
+    gap = np.abs(card_baseline + contributions.astype(np.float64).sum(axis=1) - logit)
+    if delta > CONTRIBUTION_TOLERANCE or abs(card_baseline - baseline) > CONTRIBUTION_TOLERANCE or np.any(gap > allowed):
+        raise ValueError(f"the graph's contributions differ from scikit-learn's Shapley values on {len(X)} rows: "
+                         f"max |Δ| {delta:.2g}, baseline {card_baseline} vs {baseline}, "
+                         f"{int(np.sum(gap > allowed))} rows whose contributions do not add up to their logit")
 
 
 def finish(onx: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
@@ -136,9 +203,15 @@ def session_of(onx: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(onx.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
 
 
+def feeds(onx: onnx.ModelProto, X: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows ``X``, and the flag that turns the contributions on if the graph has them."""
+    has_flag = any(i.name == EXPLAIN_FLAG for i in onx.graph.input)
+    return {INPUT_NAME: X, **({EXPLAIN_FLAG: np.array(True)} if has_flag else {})}
+
+
 def run_graph(onx: onnx.ModelProto, X: np.ndarray) -> list[np.ndarray]:
-    """(labels, probabilities) of the graph for the float32 rows ``X``, by ONNX Runtime."""
-    return session_of(onx).run(None, {INPUT_NAME: X})  # type: ignore[no-any-return]
+    """(labels, probabilities[, contributions]) of the graph for the float32 rows ``X``, by ONNX Runtime."""
+    return session_of(onx).run(None, feeds(onx, X))  # type: ignore[no-any-return]
 
 
 def random_valid_rows(spec: ModelSpec, count: int) -> np.ndarray:
@@ -151,7 +224,7 @@ def random_valid_rows(spec: ModelSpec, count: int) -> np.ndarray:
 def check_same_answers(onx: onnx.ModelProto, pipeline: Pipeline, X: np.ndarray) -> None:
     """The graph's labels and probabilities for the float32 rows ``X`` must be scikit-learn's (a
     label may differ only where scikit-learn's probability is within the tolerance of a tie)."""
-    labels, probabilities = run_graph(onx, X)
+    labels, probabilities = run_graph(onx, X)[:2]
     expected = pipeline.predict_proba(X.astype(np.float64))
     expected_labels = pipeline.classes_[np.argmax(expected, axis=1)]
     near_tie = np.abs(expected[:, 1] - 0.5) <= PROBABILITY_TOLERANCE
@@ -163,19 +236,19 @@ def check_same_answers(onx: onnx.ModelProto, pipeline: Pipeline, X: np.ndarray) 
 
 
 def check_batch_invariant(onx: onnx.ModelProto, X: np.ndarray) -> None:
-    """Each row must get the same label and the same probability bits alone as in batches of
+    """Each row must get the same label and the same bits of every other output alone as in batches of
     random sizes from 2 to 64, at random places: the server shares a model call between requests."""
     session = session_of(onx)
-    alone = [np.concatenate(parts) for parts in zip(*(session.run(None, {INPUT_NAME: X[i:i + 1]}) for i in range(len(X))))]
+    alone = [np.concatenate(parts) for parts in zip(*(session.run(None, feeds(onx, X[i:i + 1])) for i in range(len(X))))]
     batched = [np.empty_like(output) for output in alone]
     rng = np.random.default_rng(SEED)
     order, start = rng.permutation(len(X)), 0
     while start < len(X):
         batch = order[start:start + int(rng.integers(2, 65))]
-        for output, answer in zip(batched, session.run(None, {INPUT_NAME: X[batch]})):
+        for output, answer in zip(batched, session.run(None, feeds(onx, X[batch]))):
             output[batch] = answer
         start += len(batch)
-    differing = int(np.sum((batched[0] != alone[0]) | np.any(batched[1] != alone[1], axis=1)))
+    differing = int(np.sum(np.any([(b != a).reshape(len(X), -1).any(axis=1) for b, a in zip(batched, alone)], axis=0)))
     if differing:
         raise ValueError(f"the graph answers {differing} of {len(X)} rows differently alone and in a batch")
 
@@ -207,9 +280,9 @@ def creation_date() -> str:
 
 def export_model(spec: ModelSpec, model: TrainedModel, data: Dataset, path: Path) -> ModelCard:
     """Write the ONNX file with its card; return the card (with the file's sha256)."""
-    onx, graph = served_graph(model.pipeline, len(spec.features))
-    check_graph(onx, model.pipeline, spec, data)
-    card = build_card(spec, model, data, creation_date(), graph)
-    payload = finish(onx, card).SerializeToString()
+    served = served_graph(model.pipeline, data.X)
+    check_graph(served, model.pipeline, spec, data)
+    card = build_card(spec, model, data, creation_date(), served)
+    payload = finish(served.graph, card).SerializeToString()
     write_atomically(payload, path)
     return dataclasses.replace(card, sha256=hashlib.sha256(payload).hexdigest())

@@ -41,6 +41,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from online_inference.export.contributions import LinearContributions, add_on_request, contribution_nodes, linear_contributions
+
 
 class CannotFold(ValueError):
     """The pipeline is not a binary logistic regression over scaled, one-hot and passed columns."""
@@ -129,15 +131,18 @@ def one_hot_nodes(source: str, width: int, score: LinearScore) -> tuple[list[onn
     return nodes, constants
 
 
-def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelProto:
+def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto, X_train: np.ndarray) -> tuple[onnx.ModelProto, LinearContributions]:
     """The folded graph, with the input, outputs, opsets and IR version of skl2onnx's
-    conversion ``reference`` (one float ``[N, width]`` input; label and probabilities)."""
+    conversion ``reference`` (one float ``[N, width]`` input; label and probabilities), and each
+    feature's contribution as a third output (:mod:`contributions`, centred on ``X_train``)."""
     source, (label, probabilities) = reference.graph.input[0], reference.graph.output
     width = source.type.tensor_type.shape.dim[1].dim_value
     score = fold_score(pipeline, width)
+    terms = linear_contributions(score, X_train)
     row = np.concatenate([score.weights, score.code_weights]).astype(np.float32)
     nodes, constants = one_hot_nodes(source.name, width, score) if score.codes else ([], [])
     columns = "columns_and_codes" if score.codes else source.name
+    contributed, contribution_constants = contribution_nodes(source.name, "one_hot" if score.codes else None, score, terms)
     nodes += [
         helper.make_node("Gemm", [columns, "class_weights", "class_biases"], ["scores"]),
         helper.make_node("Sigmoid", ["scores"], [probabilities.name]),
@@ -154,4 +159,5 @@ def fold_pipeline(pipeline: Pipeline, reference: onnx.ModelProto) -> onnx.ModelP
     opsets = sorted(reference.opset_import, key=lambda opset: opset.domain)
     folded = helper.make_model(graph, opset_imports=opsets, producer_name="online_inference.export.fold")
     folded.ir_version = reference.ir_version
-    return folded
+    add_on_request(folded, contributed, contribution_constants, width)
+    return folded, terms

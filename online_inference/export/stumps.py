@@ -36,7 +36,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from online_inference.app.model.session import session_options
-from online_inference.export.contributions import CONTRIBUTION_OUTPUT
+from online_inference.export.contributions import CONTRIBUTION_OUTPUT, add_on_request
 from online_inference.export.shapley import source_features
 
 LEAF_WEIGHTS = "tree_leaf_weights"  # the probe's output: each tree's leaf weight per row
@@ -131,7 +131,10 @@ def add_stump_contributions(pipeline: Pipeline, converted: onnx.ModelProto, X_tr
     centred = np.asarray(trees["class_weights"]) - [means[tree] for tree in trees["class_treeids"]]
     feature_of = {tree: int(owners[column]) for tree, column in split_columns(trees).items()}
     contributions = leaf_regressor(node, trees, CONTRIBUTION_OUTPUT, feature_of, centred, width)
-    return with_output(converted, contributions, width), float(trees["base_values"][0]) + sum(means.values())
+    graph = onnx.ModelProto()
+    graph.CopyFrom(converted)
+    add_on_request(graph, [contributions], [], width)
+    return graph, float(trees["base_values"][0]) + sum(means.values())
 
 
 def tree_shapley(pipeline: Pipeline, X: np.ndarray, X_train: np.ndarray) -> tuple[np.ndarray, float]:

