@@ -59,6 +59,12 @@ class UnsupportedMediaType(ServiceError):
     status_code = 415
 
 
+class NoContributions(ServiceError):
+    """The served model has no exact per-feature contributions (its card says why)."""
+
+    status_code = 501
+
+
 class ModelNotReady(ServiceError):
     status_code = 503
 

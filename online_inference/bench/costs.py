@@ -88,8 +88,8 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
     X32 = np.repeat(X1, 32, axis=0)
     feed = {card.input_name: X1}
     model = {
-        "run_1_row": per_call(lambda: session.session.run(session.output_names, feed), calls, repeats),
-        "run_32_rows": per_call(lambda: session.session.run(session.output_names, {card.input_name: X32}), calls, repeats),
+        "run_1_row": per_call(lambda: session.session.run(session.answer_names, feed), calls, repeats),
+        "run_32_rows": per_call(lambda: session.session.run(session.answer_names, {card.input_name: X32}), calls, repeats),
     }
     app = create_app(Settings(), loader=lambda: session)
     app.plane.load()

@@ -5,7 +5,8 @@ the work at that size: docs/ARCHITECTURE.md has the figures), so when many clien
 requests at once, answering each with its own call wastes most of a core. The event loop runs
 every request it read in one turn before anything those requests schedule: the first request of a
 turn to ask for a prediction schedules the call (``call_soon``), every other request of that turn
-joins it, and each gets its own rows of the answer. There is no timer: a request alone waits one turn of the loop. Used from the event
+joins it, and each gets its own rows of the answer (a call computes contributions when any of its
+requests asks: a row's bits are the same either way). There is no timer: a request alone waits one turn of the loop. Used from the event
 loop's thread only.
 """
 
@@ -26,23 +27,27 @@ R = TypeVar("R", bound=Sliceable)
 
 
 class Batcher(Generic[R]):
-    def __init__(self, run: Callable[[np.ndarray], R]):
-        self.run = run
+    def __init__(self, run: Callable[[np.ndarray, bool], R]):
+        self.run = run  # the rows, and whether any of their requests asks for contributions
         self.pending: list[tuple[np.ndarray, asyncio.Future[R]]] = []
+        self.explain = False
 
-    def submit(self, X: np.ndarray) -> asyncio.Future[R]:
-        """The answer for ``X``'s rows, from the call that this turn's requests share (or its error)."""
+    def submit(self, X: np.ndarray, explain: bool = False) -> asyncio.Future[R]:
+        """The answer for ``X``'s rows, from the call that this turn's requests share (or its
+        error); with contributions if ``explain`` (then the whole call computes them)."""
         loop = asyncio.get_running_loop()
         if not self.pending:
             loop.call_soon(self.flush)
         future: asyncio.Future[R] = loop.create_future()
         self.pending.append((X, future))
+        self.explain |= explain
         return future
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
+        explain, self.explain = self.explain, False
         try:
-            answer = self.run(pending[0][0] if len(pending) == 1 else np.concatenate([X for X, _ in pending]))
+            answer = self.run(pending[0][0] if len(pending) == 1 else np.concatenate([X for X, _ in pending]), explain)
         except Exception as error:  # every request of the call fails with it
             for _, future in pending:
                 settle(future, error)

@@ -18,9 +18,9 @@ import numpy as np
 
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.batching import Batcher
-from online_inference.app.dataplane.explain import Explainer
+from online_inference.app.dataplane.validation import Validator
 from online_inference.app.settings import Settings
-from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady, NoContributions, PayloadTooLarge
 from online_inference.app.dataplane.rules import CardRules
 from online_inference.app.dataplane.metrics import Metrics
 from online_inference.app.model.session import ModelSession, Prediction
@@ -70,11 +70,11 @@ class Served:
     session: ModelSession
     rules: CardRules
     card: ModelCard = field(init=False)  # the session's, read on every request
-    explainer: Explainer = field(init=False)  # pydantic's reading of the card, which explains bad input
+    validator: Validator = field(init=False)  # pydantic's reading of the card, which explains bad input
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "card", self.session.card)
-        object.__setattr__(self, "explainer", Explainer(self.card))
+        object.__setattr__(self, "validator", Validator(self.card))
 
     def matrix(self, rows: Rows) -> np.ndarray:
         """float32 ``[N, features]`` of rows that hold to the card's rules; PayloadTooLarge or
@@ -86,7 +86,13 @@ class Served:
         X = self.rules.check(values) if rows.numbers_only else None
         if X is not None:
             return X
-        return self.explainer.matrix(values.tolist() if isinstance(values, np.ndarray) else values)
+        return self.validator.matrix(values.tolist() if isinstance(values, np.ndarray) else values)
+
+    def check_explainable(self) -> None:
+        """NoContributions, saying why, unless the model has exact per-feature contributions."""
+        contributions = self.card.contributions
+        if contributions.output is None:
+            raise NoContributions(f"model {self.card.name!r} has no exact per-feature contributions: {contributions.why}")
 
 
 class DataPlane:
@@ -100,7 +106,7 @@ class DataPlane:
         self.draining = False  # the server is stopping: still answering, no longer ready
         self.reason: str | None = None
         self.served: Served | None = None
-        self.batcher = Batcher(lambda X: self.run_model(self.ready(), X))  # small requests' shared calls
+        self.batcher = Batcher(lambda X, explain: self.run_model(self.ready(), X, explain))  # small requests' shared calls
 
     def load(self) -> None:
         """Load the model once; record ready or failed (with the reason). Never raises."""
@@ -165,20 +171,23 @@ class DataPlane:
             self.metrics.count_validation_failure(protocol)
             raise
 
-    async def predict(self, served: Served, X: np.ndarray) -> Prediction:
-        """The model's answer for ``X``; small requests that arrive together share one model call
-        (see :mod:`batching`)."""
+    async def predict(self, served: Served, X: np.ndarray, explain: bool = False) -> Prediction:
+        """The model's answer for ``X`` (with each row's contributions if ``explain``: NoContributions
+        if the model has none); small requests that arrive together share one model call (see
+        :mod:`batching`)."""
+        if explain:
+            served.check_explainable()
         if not self.may_share(served, X):
-            return self.run_model(served, X)
-        return await self.batcher.submit(X)
+            return self.run_model(served, X, explain)
+        return await self.batcher.submit(X, explain)
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
         """Whether ``X`` may join a shared call: small enough to gain, and for the model served now."""
         return len(X) <= SHARED_CALL_ROWS and served is self.served
 
-    def run_model(self, served: Served, X: np.ndarray) -> Prediction:
+    def run_model(self, served: Served, X: np.ndarray, explain: bool = False) -> Prediction:
         """One call of the model, timed and counted."""
         started = time.perf_counter()
-        prediction = served.session.run(X)
+        prediction = served.session.run(X, explain)
         self.metrics.observe_inference(prediction.labels, time.perf_counter() - started)
         return prediction

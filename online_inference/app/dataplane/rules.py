@@ -1,7 +1,7 @@
 """The card's rules on a matrix of rows, checked as whole arrays (numpy only: no validation
 framework), whatever protocol decoded the rows; and the training-range warnings of accepted rows.
 
-A matrix is accepted only if every rule of the full path (:mod:`.explain`, pydantic) holds: one
+A matrix is accepted only if every rule of the full path (:mod:`.validation`, pydantic) holds: one
 value per feature, each a finite number within the feature's bounds, integral for codes. Anything
 else returns None, and the full path explains every problem. Booleans are the one exception the
 arrays cannot see (``True`` is an int): rows that may hold them are left to the full path

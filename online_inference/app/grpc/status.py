@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
-from online_inference.app.errors import (InvalidInput, ModelNotFound, ModelNotReady, Overloaded, PayloadTooLarge,
-                                         RequestTimeout, ServiceError)
+from online_inference.app.errors import (InvalidInput, ModelNotFound, ModelNotReady, NoContributions, Overloaded,
+                                         PayloadTooLarge, RequestTimeout, ServiceError)
 
 # The service's errors as gRPC's codes: the most specific class first. What Triton answers: a
 # client's mistake INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not ready and a full queue
-# UNAVAILABLE (gRPC's code for "retry later"); a message over the limit RESOURCE_EXHAUSTED (grpcio's).
+# UNAVAILABLE (gRPC's code for "retry later"); a message over the limit RESOURCE_EXHAUSTED (grpcio's); contributions of a model that has none
+# UNIMPLEMENTED (HTTP's 501).
 STATUS: tuple[tuple[type[ServiceError], Status], ...] = (
     (Overloaded, Status.UNAVAILABLE),
     (ModelNotReady, Status.UNAVAILABLE),
@@ -17,6 +18,7 @@ STATUS: tuple[tuple[type[ServiceError], Status], ...] = (
     (PayloadTooLarge, Status.RESOURCE_EXHAUSTED),
     (RequestTimeout, Status.DEADLINE_EXCEEDED),
     (InvalidInput, Status.INVALID_ARGUMENT),
+    (NoContributions, Status.UNIMPLEMENTED),
 )
 
 

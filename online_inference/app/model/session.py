@@ -31,10 +31,14 @@ class TensorSpec:
 
 def signature(card: ModelCard) -> tuple[TensorSpec, list[TensorSpec]]:
     """The graph's input and outputs (in order), as the card says they must be: float32 rows of the
-    features in; the labels (int64) and a probability per class (float32) out."""
+    features in; the labels (int64), a probability per class (float32) and, if the card has them,
+    a contribution per feature (float32) out."""
     rows = TensorSpec(card.input_name, np.dtype(np.float32), (-1, len(card.features)))
-    return rows, [TensorSpec(card.label_output, np.dtype(np.int64), (-1,)),
-                  TensorSpec(card.probability_output, np.dtype(np.float32), (-1, len(card.classes)))]
+    outputs = [TensorSpec(card.label_output, np.dtype(np.int64), (-1,)),
+               TensorSpec(card.probability_output, np.dtype(np.float32), (-1, len(card.classes)))]
+    if card.contributions.output is not None:
+        outputs.append(TensorSpec(card.contributions.output, np.dtype(np.float32), (-1, len(card.features))))
+    return rows, outputs
 
 
 class ModelLoadError(Exception):
@@ -46,13 +50,16 @@ class Prediction:
     labels: np.ndarray  # int64 [N]
     probabilities: np.ndarray  # float32 [N, n_classes]
     positive: np.ndarray  # float32 [N]: P(positive class)
+    contributions: np.ndarray | None = None  # float32 [N, features], logit units; None if the model has none
 
     def tensors(self) -> list[np.ndarray]:
         """The outputs in the order of the graph's signature (:func:`signature`)."""
-        return [self.labels, self.probabilities]
+        extra = [] if self.contributions is None else [self.contributions]
+        return [self.labels, self.probabilities, *extra]
 
     def rows(self, start: int, stop: int) -> Prediction:
-        return Prediction(self.labels[start:stop], self.probabilities[start:stop], self.positive[start:stop])
+        contributions = None if self.contributions is None else self.contributions[start:stop]
+        return Prediction(self.labels[start:stop], self.probabilities[start:stop], self.positive[start:stop], contributions)
 
 
 def session_options() -> ort.SessionOptions:
@@ -81,9 +88,11 @@ class ModelSession:
         except ValueError as error:
             raise ModelLoadError(f"invalid model card: {error}") from error
         self.check_signature()
+        self.explain_feeds = {self.card.contributions.flag: np.array(True)} if self.card.contributions.flag else {}
         self.positive_column = self.card.classes.index(self.card.positive_class)
         self.input, self.outputs = signature(self.card)
-        self.output_names = [spec.name for spec in self.outputs]
+        self.output_names = [spec.name for spec in self.outputs]  # what an explained call fetches
+        self.answer_names = self.output_names[:2]  # what every other call fetches: labels and probabilities
 
     def check_signature(self) -> None:
         """The graph must take and give what the card says (:func:`signature`)."""
@@ -97,6 +106,9 @@ class ModelSession:
             problems.append(f"expected one input {expected_input.name!r}, found {sorted(inputs)}")
         elif spec.type != ORT_TYPES[expected_input.dtype] or len(spec.shape) != 2 or spec.shape[1] != width:
             problems.append(f"input {spec.name!r} is {spec.type}{spec.shape}, expected float [N, {width}]")
+        flag = self.card.contributions.flag
+        if flag and [(i.name, i.type) for i in self.session.get_overridable_initializers() if i.name == flag] != [(flag, "tensor(bool)")]:
+            problems.append(f"expected a bool input {flag!r} with a default (the contributions' flag)")
         for expected in expected_outputs:
             kind = ORT_TYPES[expected.dtype]
             if expected.name not in outputs or outputs[expected.name].type != kind:
@@ -104,7 +116,11 @@ class ModelSession:
         if problems:
             raise ModelLoadError("model signature does not match its card: " + "; ".join(problems))
 
-    def run(self, X: np.ndarray) -> Prediction:
-        """Labels and probabilities of the float32 ``[N, features]`` rows ``X``."""
-        labels, probabilities = self.session.run(self.output_names, {self.input.name: X})
-        return Prediction(labels=labels, probabilities=probabilities, positive=probabilities[:, self.positive_column])
+    def run(self, X: np.ndarray, explain: bool = False) -> Prediction:
+        """Labels and probabilities of the float32 ``[N, features]`` rows ``X``, and their
+        contributions if ``explain`` (the card's flag: a call without it computes none)."""
+        if explain:
+            labels, probabilities, contributions = self.session.run(self.output_names, {self.input.name: X, **self.explain_feeds})
+        else:
+            (labels, probabilities), contributions = self.session.run(self.answer_names, {self.input.name: X}), None
+        return Prediction(labels, probabilities, probabilities[:, self.positive_column], contributions)

@@ -1,7 +1,8 @@
 """Spec: small requests that arrive together share one model call and each gets exactly its own
 rows of the answer; a request alone is answered without waiting for company; a failed call fails
 each of its requests and nothing else; a request cancelled meanwhile takes nothing from it; a
-delivery that fails keeps no other request from its answer."""
+delivery that fails keeps no other request from its answer; a call computes contributions when one
+of its requests asks for them, and the next call does not unless asked again."""
 
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ class Doubled:
 class Model:
     def __init__(self, fail: bool = False):
         self.calls: list[int] = []
+        self.explained: list[bool] = []
         self.fail = fail
 
-    def __call__(self, X: np.ndarray) -> Doubled:
+    def __call__(self, X: np.ndarray, explain: bool) -> Doubled:
         self.calls.append(len(X))
+        self.explained.append(explain)
         if self.fail:
             raise RuntimeError("model failed")
         return Doubled(X * 2)
@@ -119,3 +122,15 @@ def test_a_request_over_the_shared_size_gets_a_call_of_its_own(ready_app: FastAP
     answers = asyncio.run(post_together(ready_app, [("/predict", big), ("/predict", small), ("/predict", small)]))
     assert [r.status_code for r in answers] == [200, 200, 200]
     assert model_calls(ready_app.plane) == 2
+
+
+def test_a_call_computes_contributions_when_one_of_its_requests_asks() -> None:
+    model = Model()
+    batcher = Batcher(model)
+
+    async def two_turns() -> None:
+        await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(2), explain=True))
+        await batcher.submit(rows(3))
+
+    asyncio.run(two_turns())
+    assert (model.calls, model.explained) == ([2, 1], [True, False])

@@ -53,7 +53,8 @@ def test_server_and_model_are_live_and_ready(triton_client: triton.InferenceServ
 def test_model_metadata_describes_the_signature(triton_client: triton.InferenceServerClient, card: ModelCard) -> None:
     metadata = triton_client.get_model_metadata(card.name)
     assert metadata["inputs"] == [{"name": card.input_name, "datatype": "FP32", "shape": [-1, 13]}]
-    assert {o["name"] for o in metadata["outputs"]} == {card.label_output, card.probability_output}
+    assert metadata["outputs"][-1] == {"name": card.contributions.output, "datatype": "FP32", "shape": [-1, 13]}
+    assert [o["name"] for o in metadata["outputs"]] == [card.label_output, card.probability_output, card.contributions.output]
     assert triton_client.get_server_metadata()["name"] == "heart-online-inference"
 
 

@@ -198,10 +198,10 @@ def decoder(card: ModelCard) -> Any:
 
 def full_reader(card: ModelCard) -> Any:
     """/predict's reader: the decoder, then pydantic (the full path)."""
-    from online_inference.app.dataplane.explain import Explainer
+    from online_inference.app.dataplane.validation import Validator
     from online_inference.app.protocols.native.request import PredictRequest
 
-    return PredictRequest(card, rules(card), Explainer(card))
+    return PredictRequest(card, rules(card), Validator(card))
 
 
 @pytest.mark.parametrize(("case", "raw", "expected"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])

@@ -1,6 +1,6 @@
 """``/predict``'s body as validated in full (pydantic), for the bodies the decoder
 (:mod:`.decode`) does not accept: it explains every problem (form, keys, rows, values: the card's
-types from :mod:`...dataplane.explain`). And the same contract as a JSON schema, for OpenAPI.
+types from :mod:`...dataplane.validation`). And the same contract as a JSON schema, for OpenAPI.
 
 One set per served model (:func:`predict_request`), built the first time it is asked for.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
 
-from online_inference.app.dataplane.explain import Explainer, build_instance_type, build_row_type
+from online_inference.app.dataplane.validation import Validator, build_instance_type, build_row_type
 from online_inference.app.dataplane.plane import Served
 from online_inference.app.dataplane.rules import CardRules
 from online_inference.app.errors import InvalidInput, PayloadTooLarge, Problem
@@ -102,9 +102,9 @@ def find_duplicate_keys(body: bytes) -> list[str]:
 class PredictRequest:
     """How one served model's ``/predict`` bodies are read: the decoder first, pydantic for the rest."""
 
-    def __init__(self, card: ModelCard, rules: CardRules, explainer: Explainer):
+    def __init__(self, card: ModelCard, rules: CardRules, validator: Validator):
         self.rules = rules
-        self.explainer = explainer
+        self.validator = validator
         self.names = card.feature_names
         self.max_rows = max_rows = rules.max_rows
         self.decoder = PredictDecoder(rules)
@@ -140,10 +140,10 @@ class PredictRequest:
             if reason.startswith("number out of range"):  # an integer of thousands of digits: valid JSON
                 return InvalidInput(f"a number is out of range: {reason}")
             return InvalidInput(f"malformed JSON: {reason}")
-        return InvalidInput("invalid input", [self.explainer.describe(d, d["loc"]) for d in details])
+        return InvalidInput("invalid input", [self.validator.describe(d, d["loc"]) for d in details])
 
 
 
 @functools.lru_cache(maxsize=2)  # the model served, and the one before it while requests finish
 def predict_request(served: Served) -> PredictRequest:
-    return PredictRequest(served.card, served.rules, served.explainer)
+    return PredictRequest(served.card, served.rules, served.validator)

@@ -83,7 +83,7 @@ class Inference(GRPCInferenceServiceBase):
         request = await stream.recv_message()
         served = self.plane.ready_named(request.model_name, request.model_version or None)
         X, wanted = self.plane.decode("grpc", lambda: decode(request, served))
-        prediction = await self.plane.predict(served, X)
+        prediction = await self.plane.predict(served, X, tensors.contributions_asked(served, wanted))
         response = pb.ModelInferResponse(model_name=served.card.name, model_version=served.card.version, id=request.id)
         for output in tensors.output_tensors(served, prediction, wanted):
             response.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
@@ -93,7 +93,7 @@ class Inference(GRPCInferenceServiceBase):
 
 
 def decode(request: Any, served: Served) -> tuple[np.ndarray, list[str]]:
-    """The checked matrix of a ModelInferRequest, and the outputs it asks for (all by default)."""
+    """The checked matrix of a ModelInferRequest, and the outputs it asks for (labels and probabilities by default)."""
     if len(request.inputs) != 1:
         raise InvalidInput(f"expected exactly one input {served.session.input.name!r}, got {len(request.inputs)}")
     given = request.inputs[0]
@@ -101,7 +101,7 @@ def decode(request: Any, served: Served) -> tuple[np.ndarray, list[str]]:
     wanted = [output.name for output in request.outputs]
     tensors.check_outputs(served, wanted)
     rows = tensors.decode_input(input_tensor(request, given), served)
-    return served.matrix(rows), wanted or tensors.output_names(served)
+    return served.matrix(rows), wanted or tensors.default_outputs(served)
 
 
 class Health(HealthBase):

@@ -44,10 +44,10 @@ def input_tensor(tensor: RequestInput, extra: memoryview, numbers_only: bool) ->
 
 
 def requested_outputs(v2_request: InferenceRequest, served: Served) -> list[tuple[str, bool]]:
-    """The outputs asked for (all by default), each with whether it is wanted as bytes."""
+    """The outputs asked for (labels and probabilities by default), each with whether it is wanted as bytes."""
     if not v2_request.outputs:
         default = binary.wants_binary(None, v2_request.parameters)
-        return [(name, default) for name in tensors.output_names(served)]
+        return [(name, default) for name in tensors.default_outputs(served)]
     tensors.check_outputs(served, [o.name for o in v2_request.outputs])
     return [(o.name, binary.wants_binary(o.parameters, v2_request.parameters)) for o in v2_request.outputs]
 
@@ -136,7 +136,7 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
         return served.matrix(rows), v2_request.id, wanted  # nothing parsed outlives the decoding
 
     X, request_id, wanted = plane.decode("v2", decode)
-    prediction = await plane.predict(served, X)
+    prediction = await plane.predict(served, X, tensors.contributions_asked(served, [name for name, _ in wanted]))
     outputs, blob = binary.encode_outputs(tensors.output_tensors(served, prediction, [name for name, _ in wanted]),
                                           [as_bytes for _, as_bytes in wanted])
     answer: dict[str, Any] = {"model_name": served.card.name, "model_version": served.card.version, "outputs": outputs}

@@ -119,15 +119,24 @@ def flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def output_names(served: Served) -> list[str]:
-    return served.session.output_names
+def default_outputs(served: Served) -> list[str]:
+    """What a request that names no outputs gets: labels and probabilities (contributions only when asked)."""
+    return served.session.answer_names
 
 
 def check_outputs(served: Served, asked: list[str]) -> None:
-    available = output_names(served)
+    """InvalidInput for an output the model does not give (saying why a model has no contributions)."""
+    available = served.session.output_names
     unknown = [name for name in asked if name not in available]
     if unknown:
-        raise InvalidInput(f"unknown outputs {unknown}; the model gives {available}")
+        contributions = served.card.contributions
+        why = f"; it has no contributions: {contributions.why}" if contributions.output is None else ""
+        raise InvalidInput(f"unknown outputs {unknown}; the model gives {available}{why}")
+
+
+def contributions_asked(served: Served, asked: list[str]) -> bool:
+    """Whether the outputs asked for include the contributions (the model computes them only then)."""
+    return served.card.contributions.output in asked
 
 
 def output_tensors(served: Served, prediction: Prediction, asked: list[str]) -> list[OutputTensor]:

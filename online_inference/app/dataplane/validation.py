@@ -1,4 +1,4 @@
-"""Every problem of rows that break the card's rules, explained (pydantic): the types of one row
+"""Every problem of rows that break the card's rules, found and explained (pydantic): the types of one row
 (a tuple) and of one instance (a closed object keyed by the features), generated from the card's
 features (order, bounds, codes), and every validation error turned into a :class:`Problem`
 naming the row, the feature and the reason. The protocols' body models build on these types.
@@ -54,7 +54,7 @@ def build_instance_type(card: ModelCard) -> Any:
     return instance
 
 
-class Explainer:
+class Validator:
     """The explanations of one card's rules, built once per loaded card."""
 
     def __init__(self, card: ModelCard):
@@ -79,9 +79,9 @@ class Explainer:
             feature = self.names[loc[2]] if isinstance(loc[2], int) else str(loc[2])
         elif len(loc) == 1 and kind == "extra_forbidden":
             return Problem(reason=f"unknown key {loc[0]!r}: use 'features' and 'data', or 'instances'")
-        return Problem(reason=self.explain(kind, detail["msg"], value, feature, loc), row=row, feature=feature)
+        return Problem(reason=self.reason_for(kind, detail["msg"], value, feature, loc), row=row, feature=feature)
 
-    def explain(self, kind: str, msg: str, value: Any, feature: str | None, loc: tuple[Any, ...]) -> str:
+    def reason_for(self, kind: str, msg: str, value: Any, feature: str | None, loc: tuple[Any, ...]) -> str:
         spec = self.by_name.get(feature) if feature else None
         if kind == "extra_forbidden":
             return f"unknown feature; expected exactly {self.names}"
