@@ -1,19 +1,23 @@
-"""The OpenAPI document, with the ``/predict`` body schema, examples and answer generated from the
-card, and the card's description."""
+"""The OpenAPI document, with the ``/predict`` and ``/explain`` body schema, examples and answers
+generated from the card (``/explain``'s example answer is the served model's, for the card's
+example row), and the card's description."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from online_inference.app.dataplane.plane import DataPlane
+from online_inference.app.dataplane.plane import DataPlane, Served
+from online_inference.app.protocols.native import explanation
 from online_inference.app.protocols.native.hotpath import PATH
 from online_inference.app.protocols.native.request import predict_request
-from online_inference.app.protocols.rest.responses import PROBABILITY, WARNINGS, ModelRef
+from online_inference.app.protocols.rest.responses import PROBABILITY, WARNINGS, ExplainResponse, ModelRef, RowExplanation
 from online_inference.card import ModelCard, legend
 
 
@@ -39,24 +43,61 @@ def request_body(plane: DataPlane) -> dict[str, Any] | None:
     }
 
 
-def answer_schemas(card: ModelCard) -> dict[str, Any]:
-    """The components ``PredictResponse`` and ``RowPrediction`` as the card answers: the class of its
-    target under the target's name (what each class means, when the card labels them), the
-    probability of its positive class."""
+def row_fields(card: ModelCard) -> dict[str, Any]:
+    """What a ``/predict`` row holds, as the card answers: the class of its target under the
+    target's name (what each class means, when the card labels them), the probability of its
+    positive class, the warnings."""
     classes = Literal[tuple(card.classes)]  # type: ignore[valid-type]
     meanings = f": {legend(card.class_labels)}" if card.class_labels else ""
-    row = TypedDict("RowPrediction", {  # type: ignore[misc]
+    return {
         card.target: Annotated[classes, Field(description=f"The predicted class of {card.target!r}{meanings}.")],
         "probability": Annotated[float, Field(ge=0, le=1, description=(
             f"P({card.target} = {card.class_name(card.positive_class)}): {PROBABILITY}"))],
         "warnings": Annotated[list[str], Field(description=WARNINGS)],
-    })
-    answer = TypedDict("PredictResponse", {  # type: ignore[misc]
+    }
+
+
+def explanation_fields(card: ModelCard) -> dict[str, Any]:
+    """What an ``/explain`` row holds beside a ``/predict`` row's: the contributions as an object
+    of the card's features."""
+    described = RowExplanation.model_fields
+    contributions = TypedDict("Contributions", {name: float for name in card.feature_names})  # type: ignore[misc]
+    return {
+        "baseline": Annotated[float, Field(description=described["baseline"].description)],
+        "contributions": Annotated[contributions, Field(description=described["contributions"].description)],
+        "reasons": Annotated[list[str], Field(description=described["reasons"].description)],
+    }
+
+
+def answer_schema(name: str, row: Any) -> dict[str, Any]:
+    """The component ``name`` (an answer of rows, then the model) and the components it refers to."""
+    answer = TypedDict(name, {  # type: ignore[misc]
         "predictions": Annotated[list[row], Field(description="One per input row, in request order.")],  # type: ignore[valid-type]
         "model": ModelRef,
     })
     schema = TypeAdapter(answer).json_schema(ref_template="#/components/schemas/{model}")
-    return {**schema.pop("$defs"), "PredictResponse": schema}
+    return {**schema.pop("$defs"), name: schema}
+
+
+def answer_schemas(card: ModelCard) -> dict[str, Any]:
+    """The components ``PredictResponse`` and ``ExplainResponse`` (and their rows) as the card answers."""
+    fields = row_fields(card)
+    predicted = TypedDict("RowPrediction", fields)  # type: ignore[misc]
+    explained = TypedDict(RowExplanation.__name__, {**fields, **explanation_fields(card)})  # type: ignore[misc]
+    return {**answer_schema("PredictResponse", predicted), **answer_schema(ExplainResponse.__name__, explained)}
+
+
+def explanation_example(served: Served) -> dict[str, Any] | None:
+    """The served model's ``/explain`` answer for the card's example row (None if it has no contributions)."""
+    if served.card.contributions.output is None:
+        return None
+    X = np.array([[feature.example for feature in served.card.features]], dtype=np.float32)
+    return orjson.loads(explanation.explanation_bytes(served, X, served.session.run(X, explain=True)))  # type: ignore[no-any-return]
+
+
+def show_example(document: dict[str, Any], path: str, example: dict[str, Any] | None) -> None:
+    if example is not None:
+        document["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["example"] = example
 
 
 def hoist_definitions(document: dict[str, Any]) -> None:
@@ -81,8 +122,10 @@ def install_openapi(app: FastAPI, plane: DataPlane) -> None:
             if body is not None and plane.served is not None:
                 card = plane.served.card
                 document["info"]["description"] = f"{card.description}\n\n{app.description}"
-                document["paths"][PATH]["post"]["requestBody"] = body
+                for path in (PATH, explanation.PATH):
+                    document["paths"][path]["post"]["requestBody"] = body
                 document["components"]["schemas"].update(answer_schemas(card))
+                show_example(document, explanation.PATH, explanation_example(plane.served))
             hoist_definitions(document)
             cache.clear()
             cache[key] = document

@@ -1,8 +1,9 @@
-"""The native API: ``/predict``, ``/health``, ``/model`` and ``/metrics``.
+"""The native API: ``/predict``, ``/explain``, ``/health``, ``/model`` and ``/metrics``.
 
 Valid ``/predict`` bodies are answered by :mod:`hotpath` before this route; the route documents
 ``/predict`` in OpenAPI and answers every request the hot path does not accept (not ready, invalid
-input, another media type...), valid bodies with the same bytes as the hot path.
+input, another media type...), valid bodies with the same bytes as the hot path. ``/explain`` takes
+the same bodies, checked the same way.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from online_inference.app.dataplane.plane import DataPlane
+import numpy as np
+
+from online_inference.app.dataplane.plane import DataPlane, Served
+from online_inference.app.protocols.native import explanation
 from online_inference.app.protocols.native.answer import answer_bytes
 from online_inference.app.protocols.native.hotpath import PATH
 from online_inference.app.protocols.native.request import predict_request
 from online_inference.app.protocols.rest.deps import DataPlaneDep, MetricsDep, read_json_body
-from online_inference.app.protocols.rest.responses import ERROR_RESPONSES, HealthResponse, PredictResponse, json_response
+from online_inference.app.protocols.rest.responses import (ERROR_RESPONSES, NO_CONTRIBUTIONS_RESPONSE, ExplainResponse, HealthResponse,
+                                                          PredictResponse, json_response)
 
 router = APIRouter()
 
@@ -32,9 +37,32 @@ async def predict_route(request: Request) -> Response:
     class of the model's target (under the target's name), its probability and any warnings."""
     plane: DataPlane = request.app.state.dataplane
     served = plane.ready()
-    body = await read_json_body(request)
-    X = plane.decode("predict", lambda: predict_request(served).parse(body))
+    X = await read_rows(request, plane, served, "predict")
     return Response(answer_bytes(served, X, await plane.predict(served, X)), media_type="application/json")
+
+
+@router.post(
+    explanation.PATH,
+    summary="Explain: each row's prediction with each feature's contribution to it",
+    response_model=ExplainResponse,
+    responses={**ERROR_RESPONSES, **NO_CONTRIBUTIONS_RESPONSE},  # the body schema is /predict's: see openapi.py
+)
+async def explain_route(request: Request) -> Response:
+    """The bodies of ``/predict``, checked the same way; each row's answer of ``/predict`` plus its
+    ``contributions`` (feature → logit units of the positive class), the ``baseline`` they add up
+    to the row's logit from, and its largest ``reasons`` in words."""
+    plane: DataPlane = request.app.state.dataplane
+    served = plane.ready()
+    served.check_explainable()  # before the body is read
+    X = await read_rows(request, plane, served, "explain")
+    prediction = await plane.predict(served, X, explain=True)
+    return Response(explanation.explanation_bytes(served, X, prediction), media_type="application/json")
+
+
+async def read_rows(request: Request, plane: DataPlane, served: Served, endpoint: str) -> np.ndarray:
+    """The request's rows, checked to the card's rules (its body read and decoded)."""
+    body = await read_json_body(request)
+    return plane.decode(endpoint, lambda: predict_request(served).parse(body))
 
 
 @router.get(

@@ -66,6 +66,17 @@ class PredictResponse(BaseModel):
     model: ModelRef
 
 
+class RowExplanation(RowPrediction):
+    baseline: float = Field(description="The score of the average training row, in logit units: the contributions add up from it to the row's logit.")
+    contributions: dict[str, float] = Field(description="Each feature's exact contribution to the row's logit (logit units of the positive class), in the card's feature order.")
+    reasons: list[str] = Field(description="The row's largest contributions in words: the feature, its value, and which way it moves the probability.")
+
+
+class ExplainResponse(BaseModel):
+    predictions: list[RowExplanation] = Field(description="One per input row, in request order.")
+    model: ModelRef
+
+
 class HealthModel(ModelRef):
     sha256: str
 
@@ -95,3 +106,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "A Content-Type other than JSON."},
     503: {"model": ErrorResponse, "description": "The model is loading or failed to load."},
 }
+NO_CONTRIBUTIONS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    501: {"model": ErrorResponse, "description": "The model has no exact per-feature contributions (its card says why)."}}
