@@ -6,6 +6,11 @@ connection errors and 503 with backoff, exits non-zero with the server's reason 
 the CSV has the model's target column reports the served model's accuracy, ROC AUC and confusion
 matrix (its classes with their labels, when the card has them). Each probability is written with
 the digits the server answered (never rounded).
+``--explain`` sends the rows to ``/explain`` instead of ``/predict``: each CSV row gets, after the
+predict columns, its three largest contributions by absolute value (``top1_feature``,
+``top1_contribution``, ... ``top3_contribution``; logit units, the server's digits; empty cells when
+fewer are non-zero), and JSON output keeps the whole answer row (contributions, baseline, reasons).
+A model whose card says it has no contributions fails before any row is sent, with the card's why.
 Needs only httpx (no numpy, no pandas); the card is read with the package's own card.py.
 """
 
@@ -26,6 +31,8 @@ import httpx
 from online_inference.card import ModelCard, read_json
 
 RETRY_STATUSES = {502, 503, 504}
+PREDICT, EXPLAIN = "/predict", "/explain"
+TOP = 3  # the largest contributions a CSV row of --explain shows
 
 
 class ClientError(Exception):
@@ -145,14 +152,15 @@ class InferenceClient:
         except ValueError as error:
             raise ClientError(f"GET /model: not a model card: {error}") from None
 
-    def predict(self, features: list[str], rows: list[list[float]]) -> list[dict[str, Any]]:
-        response = self.request("POST", "/predict", json={"features": features, "data": rows})
+    def predict(self, features: list[str], rows: list[list[float]], endpoint: str = PREDICT) -> list[dict[str, Any]]:
+        """The answer rows of ``endpoint`` (``/predict`` or ``/explain``: the same body)."""
+        response = self.request("POST", endpoint, json={"features": features, "data": rows})
         return response.json()["predictions"]  # type: ignore[no-any-return]
 
-    def predict_all(self, table: Table, batch_size: int, progress: Progress) -> list[dict[str, Any]]:
+    def predict_all(self, table: Table, batch_size: int, progress: Progress, endpoint: str = PREDICT) -> list[dict[str, Any]]:
         predictions: list[dict[str, Any]] = []
         for batch in batches(table.rows, batch_size):
-            predictions.extend(self.predict(table.features, batch))
+            predictions.extend(self.predict(table.features, batch, endpoint))
             progress.advance(len(batch))
         return predictions
 
@@ -177,15 +185,26 @@ def batches(rows: list[list[float]], size: int) -> Iterator[list[list[float]]]:
         yield rows[start : start + size]
 
 
-def write_predictions(path: Path, predictions: list[dict[str, Any]], target: str) -> None:
+def top_contributions(contributions: dict[str, float], count: int = TOP) -> list[Any]:
+    """``feature, contribution`` cells of the ``count`` largest by absolute value (ties in the
+    card's order), none that is zero; empty cells for the rest."""
+    largest = sorted((item for item in contributions.items() if item[1]), key=lambda item: -abs(item[1]))[:count]
+    return [cell for item in largest for cell in item] + [""] * 2 * (count - len(largest))
+
+
+def write_predictions(path: Path, predictions: list[dict[str, Any]], target: str, explain: bool = False) -> None:
+    """JSON: the answer rows as the server gave them; CSV: a line a row, with ``--explain``'s top
+    contributions after the predict columns."""
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(predictions, indent=1) + "\n")
         return
+    top = [f"top{k}_{cell}" for k in range(1, TOP + 1) for cell in ("feature", "contribution")] if explain else []
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", target, "probability", "warnings"])
+        writer.writerow(["row", target, "probability", "warnings", *top])
         for i, p in enumerate(predictions):
-            writer.writerow([i, p[target], p["probability"], "; ".join(p["warnings"])])
+            extra = top_contributions(p["contributions"]) if explain else []
+            writer.writerow([i, p[target], p["probability"], "; ".join(p["warnings"]), *extra])
 
 
 def summarize(labels: list[int], predictions: list[dict[str, Any]], card: ModelCard) -> str:
@@ -216,6 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="write predictions here (.csv or .json); default: stdout CSV")
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for /health 200")
     parser.add_argument("--retries", type=int, default=5, help="retries of connection errors and 503")
+    parser.add_argument("--explain", action="store_true",
+                        help=f"call {EXPLAIN}: add each row's {TOP} largest contributions (JSON: the whole answer row)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -227,16 +248,16 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         client.wait_ready(args.wait)
     card = client.card()
+    if args.explain and card.contributions.method == "none":
+        raise ClientError(f"--explain: {card.name} {card.version} has no contributions: {card.contributions.why}")
     table = read_table(args.csv, card.feature_names, card.target)
     if not table.rows:
         raise ClientError(f"{args.csv}: no rows")
     progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
-    predictions = client.predict_all(table, args.batch_size, progress)
+    predictions = client.predict_all(table, args.batch_size, progress, EXPLAIN if args.explain else PREDICT)
+    write_predictions(args.output or Path("/dev/stdout"), predictions, card.target, args.explain)
     if args.output:
-        write_predictions(args.output, predictions, card.target)
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
-    else:
-        write_predictions(Path("/dev/stdout"), predictions, card.target)
     print(f"{card.name} {card.version}: {len(predictions)} rows sent", file=sys.stderr)
     if table.labels is not None:
         print(summarize(table.labels, predictions, card), file=sys.stderr)

@@ -2,7 +2,10 @@
 reports accuracy and ROC AUC when ``condition`` is present, waits for readiness, retries 503 and
 connection errors, and exits non-zero with the server's reason on 4xx. Its CSV keeps each
 probability's digits as the server answered them; its confusion matrix names each class with its
-label when the card has them."""
+label when the card has them. With ``--explain`` it calls ``/explain``: each CSV row adds the
+server's three largest contributions (its digits), JSON keeps the whole answer row, the summary
+is the same, and a model whose card has no contributions fails before any row is sent, with the
+card's reason (a 501 of ``/explain`` is not retried)."""
 
 from __future__ import annotations
 
@@ -11,17 +14,21 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
 from online_inference.app.model.session import ModelSession
+from online_inference.card import NO_CONTRIBUTIONS
 from online_inference.client import main as client_main
-from online_inference.client import ClientError, InferenceClient, roc_auc, write_predictions
+from online_inference.client import EXPLAIN, ClientError, InferenceClient, roc_auc, write_predictions
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.helpers import bundled_session, bundled_session_with, live_server
+from online_inference.tests.helpers import bundled_card, bundled_session, bundled_session_with, live_server, metric_value
+
+TOP_COLUMNS = [f"top{k}_{cell}" for k in (1, 2, 3) for cell in ("feature", "contribution")]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +132,90 @@ def test_roc_auc_counts_ties_half() -> None:
     assert roc_auc([0, 1], [0.1, 0.9]) == 1.0
     assert roc_auc([0, 1], [0.9, 0.1]) == 0.0
     assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+
+
+def server_explanations(url: str, csv_path: Path, parse_float: type = float) -> list[dict[str, Any]]:
+    """The service's own /explain answer rows for the whole CSV in one request (``parse_float=str``:
+    each number as the text it wrote)."""
+    body = {"features": bundled_card().feature_names, "data": load_kaggle_csv(csv_path).X.tolist()}
+    response = httpx.post(url + EXPLAIN, json=body)
+    assert response.status_code == 200, response.text
+    return json.loads(response.text, parse_float=parse_float)["predictions"]  # type: ignore[no-any-return]
+
+
+def largest_three(contributions: dict[str, str]) -> list[str]:
+    """feature, contribution text of the three largest by size (ties in the card's order), empty
+    cells past the non-zero ones."""
+    non_zero = [(name, text) for name, text in contributions.items() if float(text)]
+    ranked = sorted(non_zero, key=lambda item: -abs(float(item[1])))[:3]
+    cells = [cell for item in ranked for cell in item]
+    return cells + [""] * (6 - len(cells))
+
+
+def client_csv(args: list[str], output: Path) -> list[dict[str, str]]:
+    assert client_main([*args, "--output", str(output)]) == 0
+    with output.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_explain_adds_each_rows_three_largest_contributions_as_the_server_answered_them(
+    server_url: str, kaggle_csv: Path, tmp_path: Path
+) -> None:
+    predicted = client_csv([str(kaggle_csv), "--url", server_url, "--batch-size", "64"], tmp_path / "p.csv")
+    explained = client_csv([str(kaggle_csv), "--url", server_url, "--batch-size", "64", "--explain"], tmp_path / "e.csv")
+    assert list(explained[0]) == [*predicted[0], *TOP_COLUMNS]
+    assert [{k: r[k] for k in predicted[0]} for r in explained] == predicted  # the predict columns, unchanged
+    expected = [largest_three(row["contributions"]) for row in server_explanations(server_url, kaggle_csv, str)]
+    written = [[r[c] for c in TOP_COLUMNS] for r in explained]
+    assert [[r[0], r[2], r[4]] for r in written] == [[e[0], e[2], e[4]] for e in expected]
+    assert [[float(t) if t else t for t in r[1::2]] for r in written] == [[float(t) if t else t for t in e[1::2]] for e in expected]
+    assert all(r[1] == repr(float(e[1])) for r, e in zip(written, expected))  # the server's digits, never rounded
+    assert len(set(map(tuple, written))) > 1  # the rows differ: each row's own contributions
+
+
+def test_explain_keeps_the_summary(server_url: str, kaggle_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    summaries = []
+    for extra in ([], ["--explain"]):
+        client_csv([str(kaggle_csv), "--url", server_url, "--batch-size", "1000", *extra], tmp_path / "o.csv")
+        err = capsys.readouterr().err
+        summaries.append([line for line in err.splitlines() if "accuracy" in line or "predicted" in line or "  condition " in line])
+    assert summaries[0] == summaries[1] and len(summaries[1]) == 4 and "ROC AUC" in summaries[1][0]
+
+
+def test_explain_json_keeps_the_whole_answer_row(server_url: str, kaggle_csv: Path, tmp_path: Path) -> None:
+    output = tmp_path / "explanations.json"
+    assert client_main([str(kaggle_csv), "--url", server_url, "--batch-size", "100", "--explain", "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    assert set(rows[0]) == {"condition", "probability", "warnings", "baseline", "contributions", "reasons"}
+    assert rows == server_explanations(server_url, kaggle_csv)
+
+
+def test_explain_fails_fast_with_the_cards_reason_when_the_model_has_no_contributions(
+    kaggle_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "never.csv"
+    with live_server(loader=lambda: bundled_session_with(contributions=NO_CONTRIBUTIONS)) as url:
+        assert client_main([str(kaggle_csv), "--url", url, "--explain", "--output", str(output)]) == 1
+        sent = [metric_value(url, "http_requests_total", route=route) for route in ("/explain", "/predict")]
+    assert sent == [0.0, 0.0] and not output.exists()
+    assert NO_CONTRIBUTIONS.why in capsys.readouterr().err
+
+
+def test_a_501_of_explain_is_not_retried_and_shows_the_servers_reason(kaggle_csv: Path) -> None:
+    rows = load_kaggle_csv(kaggle_csv).X[:2].tolist()
+    with live_server(loader=lambda: bundled_session_with(contributions=NO_CONTRIBUTIONS)) as url:
+        client = InferenceClient(url, retries=3, backoff=0.01)
+        with pytest.raises(ClientError, match=f"POST {EXPLAIN}: HTTP 501: .*{NO_CONTRIBUTIONS.why}"):
+            client.predict(bundled_card().feature_names, rows, EXPLAIN)
+        assert metric_value(url, "http_requests_total", route=EXPLAIN, status="501") == 1.0
+
+
+def test_explain_leaves_the_cells_past_the_non_zero_contributions_empty(tmp_path: Path) -> None:
+    # the bundled model's rows have no zero contribution: the answer rows are written here as the server could
+    contributions = [{"age": 0.0, "sex": -3e-7, "cp": 0.0, "ca": 0.4147306}, {"age": 0.0, "sex": 0.0}]
+    output = tmp_path / "explanations.csv"
+    write_predictions(output, [{"condition": 1, "probability": 0.5, "warnings": [], "contributions": c} for c in contributions],
+                      "condition", explain=True)
+    with output.open() as handle:
+        rows = [[row[c] for c in TOP_COLUMNS] for row in csv.DictReader(handle)]
+    assert rows == [["ca", "0.4147306", "sex", "-3e-07", "", ""], ["", "", "", "", "", ""]]
