@@ -1,6 +1,7 @@
 """The charts of the recorded results, as SVG: the benchmark (``bench/results/bench.json``), the
-image-size study (``docker/results/size.json``), and a load run's time series (:func:`draw_timeline`,
-from ``bench/openloop.py``'s result). Drawn by ``make bench``, ``make size-report`` and
+image-size study (``docker/results/size.json``), a load run's time series (:func:`draw_timeline`,
+from ``bench/openloop.py``'s result), and one ``/explain`` answer of the bundled model as a waterfall
+(:func:`draw_waterfall`). Drawn by ``make bench``, ``make size-report`` and
 ``make docs`` (through :mod:`online_inference.devtools.docs`, which also checks them), with matplotlib from
 the dev set: never in an image. The same results and the same matplotlib give the same bytes
 (no date, a fixed id salt), so a stale chart is found like a stale table."""
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")  # not 10³, 2×10⁻¹
@@ -26,6 +29,7 @@ BENCH_CHART = HERE / "bench" / "results" / "bench.svg"
 SIZE_CHART = HERE / "docker" / "results" / "size.svg"
 CROWD_CHART = HERE / "bench" / "results" / "crowd.svg"
 OVERLOAD_CHART = HERE / "bench" / "results" / "overload.svg"
+EXPLAIN_CHART = HERE / "bench" / "results" / "explain.svg"
 SERVICE, BASELINE = "#2a6f97", "#c44536"
 
 
@@ -164,3 +168,76 @@ def draw_latency(axis: Any, t: list[float], buckets: list[dict[str, Any]], width
     rates.set_ylabel("503s and failures a second")
     lines = axis.get_legend_handles_labels()[0] + rates.get_legend_handles_labels()[0]
     axis.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
+
+
+START, TOTAL = "#8d99ae", "#2b2d42"
+
+
+def draw_waterfall(baseline: float, contributions: dict[str, float], labels: dict[str, str], probability: float,
+                   outcome: str, title: str) -> bytes:
+    """One row's contributions as a waterfall, from the ``baseline`` to the row's logit: a bar per
+    feature (``labels`` names each: the feature and its value), the largest first, those that
+    raise P(``outcome``) and those that lower it in two colours, each with its value; the final
+    logit with the model's ``probability``, and the probability on the top axis. Deterministic,
+    like the other charts."""
+    if not contributions:
+        raise ValueError("no contributions")
+    order = sorted(contributions, key=lambda name: (-abs(contributions[name]), list(contributions).index(name)))
+    totals = accumulated(baseline, [contributions[name] for name in order])  # the running total after each bar
+    logit = baseline + math.fsum(contributions.values())
+    rows = ["baseline (the average training row)", *(labels[name] for name in order), "logit of this row"]
+    last = len(rows) - 1
+    figure, axis = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.6))
+    axis.barh(0, baseline, 0.6, color=START)
+    axis.annotate(f"{baseline:+.3f}", (baseline, 0), **beside(baseline))
+    for i, name in enumerate(order, start=1):
+        value = contributions[name]
+        axis.barh(i, value, 0.6, left=totals[i - 1], color=BASELINE if value > 0 else SERVICE)
+        axis.annotate(f"{value:+.3f}", (totals[i], i), **beside(value))
+    for i, total in enumerate(totals):  # each bar's end, down to the next one
+        axis.plot([total, total], [i + 0.3, i + 0.7], color=LIMIT, linewidth=0.6)
+    axis.barh(last, logit, 0.6, color=TOTAL)
+    low, high = min(0.0, *totals, logit), max(0.0, *totals, logit)
+    result = f"logit {logit:.3f}: P({outcome}) = {probability:.3f}"
+    if abs(logit) > (high - low) / 2:  # inside its bar, which is long enough
+        axis.annotate(result, (logit / 2, last), ha="center", va="center", fontsize=9, color="white", fontweight="bold")
+    else:
+        axis.annotate(result, (logit, last), **beside(logit), fontweight="bold")
+    axis.axvline(0, color=LIMIT, linestyle=":", linewidth=1)
+    axis.set_yticks(range(len(rows)), rows)
+    axis.invert_yaxis()
+    margin = (high - low) * 0.18
+    axis.set_xlim(low - margin, high + margin)
+    axis.set_xlabel("logit of P(" + outcome + "), running total")
+    axis.grid(axis="x", alpha=0.3)
+    top = axis.secondary_xaxis("top", functions=(sigmoid, logit_of))
+    top.set_xticks([p for p in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99) if low - margin <= logit_of(p) <= high + margin])
+    top.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    top.set_xlabel(f"P({outcome})", fontsize=9)
+    axis.legend(handles=[Patch(color=BASELINE, label=f"raises P({outcome})"),
+                         Patch(color=SERVICE, label=f"lowers P({outcome})")],
+                loc="upper right", fontsize=8)
+    axis.set_title(title, fontsize=10)
+    return svg(figure)
+
+
+def beside(value: float) -> dict[str, Any]:
+    """Where a bar's label goes: past its end, on the side it grows to."""
+    return {"xytext": (3 if value >= 0 else -3, 0), "textcoords": "offset points", "va": "center",
+            "ha": "left" if value >= 0 else "right", "fontsize": 8}
+
+
+def accumulated(start: float, steps: list[float]) -> list[float]:
+    totals = [start]
+    for step in steps:
+        totals.append(totals[-1] + step)
+    return totals
+
+
+def sigmoid(x: Any) -> Any:
+    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def logit_of(p: Any) -> Any:
+    p = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
