@@ -56,10 +56,6 @@ class Feature:
     mean: float | None = None  # over the training rows: of the value, or of a categorical feature's code weight
 
     def __post_init__(self) -> None:
-        if self.weight is not None and self.code_weights is not None:
-            raise ValueError(f"{self.name}: a feature has a weight or code weights, not both")
-        if self.code_weights is not None and (self.kind != "categorical" or sorted(self.code_weights) != sorted(self.codes or ())):
-            raise ValueError(f"{self.name}: code weights belong to a categorical feature, one per code")
         if self.kind == "numeric" and self.codes:
             raise ValueError(f"{self.name}: a numeric feature has no codes")
         if self.kind != "numeric" and not self.codes:
@@ -70,6 +66,10 @@ class Feature:
             raise ValueError(f"{self.name}: bounds are stricter than the training data")
         if not self.bounds.contains(self.example):
             raise ValueError(f"{self.name}: the example lies outside the bounds")
+        if self.weight is not None and self.code_weights is not None:
+            raise ValueError(f"{self.name}: a feature has a weight or code weights, not both")
+        if self.code_weights is not None and (self.kind != "categorical" or sorted(self.code_weights) != sorted(self.codes or ())):
+            raise ValueError(f"{self.name}: code weights belong to a categorical feature, one per code")
 
     @property
     def is_integral(self) -> bool:

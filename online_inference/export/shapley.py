@@ -35,14 +35,20 @@ def source_features(preprocess: ColumnTransformer, width: int) -> np.ndarray:
     return owners
 
 
+def transformed(preprocess: ColumnTransformer, X: np.ndarray) -> np.ndarray:
+    """The pipeline's transformed columns as a dense array (a one-hot step alone gives a sparse matrix)."""
+    columns = preprocess.transform(X)
+    return columns.toarray() if hasattr(columns, "toarray") else np.asarray(columns)
+
+
 def linear_shapley(pipeline: Pipeline, X: np.ndarray, X_train: np.ndarray) -> tuple[np.ndarray, float]:
     """float64 ``[N, features]`` Shapley values of the rows ``X`` for a logistic regression over a
     ColumnTransformer, and the baseline (the mean training score)."""
     preprocess, classifier = pipeline[0], pipeline[-1]
     assert isinstance(classifier, LogisticRegression) and isinstance(preprocess, ColumnTransformer)
     coef = classifier.coef_[0]
-    background = preprocess.transform(X_train).mean(axis=0)
-    terms = (preprocess.transform(X) - background) * coef
+    background = transformed(preprocess, X_train).mean(axis=0)
+    terms = (transformed(preprocess, X) - background) * coef
     values = np.zeros((len(X), X.shape[1]))
     np.add.at(values.T, source_features(preprocess, X.shape[1]), terms.T)
     return values, float(classifier.intercept_[0] + coef @ background)

@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 
 from online_inference.app.model.session import session_options
 from online_inference.export.contributions import CONTRIBUTION_OUTPUT, add_on_request
-from online_inference.export.shapley import source_features
+from online_inference.export.shapley import source_features, transformed
 
 LEAF_WEIGHTS = "tree_leaf_weights"  # the probe's output: each tree's leaf weight per row
 
@@ -141,7 +141,7 @@ def tree_shapley(pipeline: Pipeline, X: np.ndarray, X_train: np.ndarray) -> tupl
     """float64 ``[N, features]`` Shapley values of the rows ``X`` for gradient-boosted stumps over
     a ColumnTransformer, from scikit-learn's trees, and the baseline (the mean training score)."""
     classifier = check_stumps(pipeline)
-    rows, background = pipeline[0].transform(X), pipeline[0].transform(X_train)
+    rows, background = transformed(pipeline[0], X), transformed(pipeline[0], X_train)
     owners = source_features(pipeline[0], X.shape[1])
     values = np.zeros((len(X), X.shape[1]))
     baseline = float(classifier._raw_predict_init(background[:1])[0, 0])  # the init's constant score: no public API

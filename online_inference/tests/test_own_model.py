@@ -4,13 +4,15 @@ the README's "Serve your own model" commands, verbatim but for the files' paths 
 export (which compares candidates and serves skl2onnx's conversion of the trees it chose),
 ``MODEL_URI=file://... make serve`` and ``make client``. The service answers in the toy's own
 terms everywhere: the answer's key and classes, 400 for its bounds and codes, ``/model``, OpenAPI,
-V2 metadata and inference, metrics; the client writes and reports in them. And every shape of
+V2 metadata and inference, metrics; the client writes and reports in them. Its trees mix features,
+so it has no exact contributions: ``/explain`` and V2's ``contributions`` say why. And every shape of
 spec the README allows goes the same way, export, service and client: two real tables without a
 categorical feature (scikit-learn's breast-cancer copy, 30 numeric features named with spaces;
 the heart table with its codes declared numeric), and a generated table for specs drawn by
 hypothesis of each shape (all numeric, numeric and binary, categorical only, a single feature,
 names with spaces and punctuation): the card has the spec's features, a folded graph has a
-one-hot part only for codes, and the client's answers are the graph's."""
+one-hot part only for codes, the client's answers are the graph's, and ``/explain`` gives
+contributions of the spec's own features that add up to each row's logit."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from sklearn.datasets import load_breast_cancer
 from online_inference.app.model.session import ModelSession
 from online_inference.card import read_json
 from online_inference.devtools.docs import README
+from online_inference.export.convert import logit_gap
 from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text
 from online_inference.export.spec import HEART_SPEC, ModelSpec
 from online_inference.tests.helpers import serving, user_environment
@@ -187,6 +190,17 @@ def test_v2_describes_and_serves_it_by_its_name_and_version(toy: Toy) -> None:
     assert answer["model_name"] == "toy-risk-classifier" and answer["model_version"] == "0.1.0"
 
 
+def test_its_trees_mix_features_so_explain_answers_501_with_the_cards_reason(toy: Toy) -> None:
+    card = httpx.get(toy.url + "/model").json()
+    assert card["contributions"]["method"] == "none" and "mix features" in card["contributions"]["why"]
+    response = httpx.post(toy.url + "/explain", json={"features": NAMES, "data": [[70, 0, 2]]})
+    assert response.status_code == 501
+    assert response.json() == {"error": f"model 'toy-risk-classifier' has no exact per-feature contributions: {card['contributions']['why']}"}
+    v2 = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [70, 0, 2]}], "outputs": [{"name": "contributions"}]}
+    refused = httpx.post(toy.url + "/v2/models/toy-risk-classifier/infer", json=v2)
+    assert refused.status_code == 400 and card["contributions"]["why"] in refused.json()["error"]
+
+
 def test_metrics_name_the_model_and_count_its_classes(toy: Toy) -> None:
     predict(toy, {"features": NAMES, "data": [[70, 0, 1]]})
     text = httpx.get(toy.url + "/metrics").text
@@ -266,6 +280,22 @@ SHAPES = {
 }
 
 
+def check_explanations_in_its_own_terms(url: str, spec: dict[str, Any], card: dict[str, Any], table: str) -> None:
+    """``/explain`` gives each row a contribution per feature of the spec, in its order, adding up
+    with the baseline to the row's logit; or, for a model without exact ones, 501 with the card's reason."""
+    names = [f["name"] for f in spec["features"]]
+    records = list(csv.DictReader(io.StringIO(table)))[:50]
+    response = httpx.post(url + "/explain", json={"features": names, "data": [[float(r[n]) for n in names] for r in records]})
+    if card["contributions"]["method"] == "none":
+        assert response.status_code == 501 and card["contributions"]["why"] in response.json()["error"]
+        return
+    rows = response.json()["predictions"]
+    assert all(list(row["contributions"]) == names for row in rows)
+    contributions = np.array([list(row["contributions"].values()) for row in rows], dtype=np.float32)
+    gap, allowed = logit_gap(rows[0]["baseline"], contributions, np.array([row["probability"] for row in rows], dtype=np.float32))
+    assert np.all(gap <= allowed)
+
+
 def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> None:
     """Through the README's commands: the card is the spec's, the graph folded when the model is
     linear (without a one-hot part when there are no codes), the client's answers the graph's."""
@@ -275,14 +305,16 @@ def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> Non
         with exported_and_served(folder) as (export_output, url):
             card = httpx.get(url + "/model").json()
             sent = send_table(folder, url)
+            check_explanations_in_its_own_terms(url, spec, card, table)
         assert [(f["name"], f["kind"]) for f in card["features"]] == [(f["name"], f["kind"]) for f in spec["features"]]
         assert card["target"] == spec["target"] and f"served {card['graph']}" in export_output
         assert card.get("class_labels") == spec.get("classes")  # the spec's labels, if it gives any
         nodes = [node.op_type for node in onnx.load(folder / "toy.onnx").graph.node]
         if card["graph"] == "folded":
             one_hot = ["MatMul", "Equal", "Cast", "Concat"] if any(f["kind"] == "categorical" for f in spec["features"]) else []
-            assert nodes == [*one_hot, "Gemm", "Sigmoid", "ArgMax", "Gather"]
+            assert nodes == [*one_hot, "Gemm", "Sigmoid", "ArgMax", "Gather", "If"]  # the If: contributions, when asked
         assert sent.returncode == 0, sent.stderr
+        assert card["contributions"]["method"] in ("linear", "additive trees") or card["graph"] == "converted"
         model, records = ModelSession((folder / "toy.onnx").read_bytes()), list(csv.DictReader(io.StringIO(table)))
         X = np.array([[float(record[f["name"]]) for f in spec["features"]] for record in records], dtype=np.float32)
         written = list(csv.DictReader(io.StringIO(sent.stdout)))

@@ -3,7 +3,8 @@ on ``GRPC_PORT``, in the same process as REST, to ``tritonclient.grpc`` with its
 asyncio: liveness, readiness (of the server, and of the model by name, with or without its
 version), server and model metadata, and inference, whose answers are bit-identical to REST's V2
 binary answers for the same rows (1 and 1,000 rows), with the input as raw contents (what
-tritonclient sends) or as typed FP32 contents, all outputs or those asked for. ``grpc.health.v1``
+tritonclient sends) or as typed FP32 contents, all outputs or those asked for; the contributions,
+when asked, are REST V2's and ``/explain``'s bits. ``grpc.health.v1``
 answers SERVING for the server and the service (grpcio's health stub, Check and Watch), NOT_FOUND
 for another service; server reflection lists the services (grpcio's reflection client, run in a
 process of its own: its descriptors and grpclib's are the same files)."""
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -94,6 +96,20 @@ def test_outputs_asked_for_come_in_the_order_asked(service: Running) -> None:
     result = client.infer(MODEL, [triton_input(X)], outputs=[triton_grpc.InferRequestedOutput("probabilities")])
     assert [o.name for o in result.get_response().outputs] == ["probabilities"]
     assert result.as_numpy("probabilities").tobytes() == rest_binary(service.url, X, ["probabilities"])["probabilities"]
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_contributions_when_asked_are_rest_v2s_and_explains_bit_for_bit(service: Running, n: int) -> None:
+    X = rows(n)
+    client = triton_grpc.InferenceServerClient(service.target)
+    asked = [triton_grpc.InferRequestedOutput(o) for o in (*OUTPUTS, "contributions")]
+    result = client.infer(MODEL, [triton_input(X)], outputs=asked)
+    grpc_answer = {o: result.as_numpy(o).tobytes() for o in (*OUTPUTS, "contributions")}
+    assert grpc_answer == rest_binary(service.url, X, [*OUTPUTS, "contributions"])
+    explained = httpx.post(service.url + "/explain", json={"features": CARD.feature_names, "data": X.tolist()}).json()
+    by_explain = np.array([list(row["contributions"].values()) for row in explained["predictions"]], dtype=np.float32)
+    assert grpc_answer["contributions"] == by_explain.tobytes()
+    assert {o: grpc_answer[o] for o in OUTPUTS} == rest_binary(service.url, X)  # asking changes no other output
 
 
 def test_typed_contents_answer_as_raw_contents_do(service: Running) -> None:

@@ -1,1 +1,1 @@
-"""The native REST API: `/predict` (its hot path, decoder, full body model and answer), `/health`, `/model`, `/metrics`."""
+"""The native REST API: `/predict` (its hot path, decoder, full body model and answer), `/explain` (its answer with the contributions), `/health`, `/model`, `/metrics`."""

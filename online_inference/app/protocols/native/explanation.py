@@ -48,7 +48,7 @@ def reasons(card: ModelCard, values: np.ndarray, contributions: np.ndarray) -> l
 
 
 def reason(card: ModelCard, feature: Feature, value: float, contribution: float) -> str:
-    """``Chest pain type: asymptomatic (3) raises the probability of condition 1 (+1.15 logit)``."""
+    """``<meaning>: <value with unit, or code label> raises|lowers the probability of <target> <class> (+1.15 logit)``."""
     direction = "raises" if contribution > 0 else "lowers"
     outcome = f"{card.target} {card.class_name(card.positive_class)}"
     return f"{finding(feature, value)} {direction} the probability of {outcome} ({contribution:+.2f} logit)"
