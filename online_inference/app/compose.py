@@ -19,12 +19,16 @@ from online_inference.app.protocols.v2 import rest as v2
 from online_inference.app.protocols.v2.proto.pool import POOL
 from online_inference.app.settings import Settings, get_settings
 from online_inference.app.dataplane.plane import DataPlane, Loader, create_plane
+from online_inference.app.dataplane.access import PathGroups
+from online_inference.app.protocols.rest import docs_ui
 from online_inference.app.protocols.rest.docs_ui import install_docs
 from online_inference.app.http.front import Front
 from online_inference.app.protocols.rest.middleware import RequestMetrics
 from online_inference.app.protocols.native.openapi import install_openapi
 from online_inference.app.protocols.rest.responses import register_error_handlers
 
+# Each REST endpoint's API key group, as its protocol declares it (the gRPC services declare theirs).
+REST_GROUPS = PathGroups({**routes.ACCESS, **v2.ACCESS, **docs_ui.ACCESS})
 DESCRIPTION = (
     "A binary classifier served from ONNX. Validation, bounds, examples and the answer's target come "
     "from the model card (`GET /model`)."
@@ -48,7 +52,7 @@ def build_fastapi(settings: Settings, plane: DataPlane) -> FastAPI:
     app.include_router(v2.router)
     register_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=plane.metrics)
-    install_openapi(app, plane)
+    install_openapi(app, plane, REST_GROUPS)
     install_docs(app)
     return app
 
@@ -58,7 +62,7 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     settings = settings or get_settings()
     plane = create_plane(settings, loader, prepare=[request.predict_request])
     app = build_fastapi(settings, plane)
-    return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane)})
+    return Front(app, plane, settings, direct={("POST", hotpath.PATH): hotpath.HotPath(app, plane)}, groups=REST_GROUPS)
 
 
 def create_grpc(settings: Settings, front: Front) -> GrpcServer:
@@ -67,4 +71,4 @@ def create_grpc(settings: Settings, front: Front) -> GrpcServer:
     plane = front.plane
     services = ServerReflection.extend([v2_grpc.Inference(plane), v2_grpc.Health(plane)], pool=POOL)
     return GrpcServer(services, GrpcLimits.of(settings), plane.admission, front.queue, work=v2_grpc.WORK,
-                      observe=plane.metrics.observe_rpc)
+                      observe=plane.metrics.observe_rpc, groups=v2_grpc.ACCESS, access=plane.access)

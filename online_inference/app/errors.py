@@ -35,6 +35,18 @@ class InvalidInput(ServiceError):
     status_code = 400
 
 
+class Unauthenticated(ServiceError):
+    """No API key, or one the service does not know (``WWW-Authenticate: Bearer``)."""
+
+    status_code = 401
+
+
+class PermissionDenied(ServiceError):
+    """A known API key outside the endpoint's group."""
+
+    status_code = 403
+
+
 class ModelNotFound(ServiceError):
     status_code = 404
 
@@ -108,6 +120,8 @@ def error_headers(error: ServiceError) -> dict[str, str]:
     """The headers of an error's answer beside its length: its media type, and ``Retry-After``
     when a later try may pass."""
     headers = {"content-type": "application/json"}
+    if isinstance(error, Unauthenticated):
+        headers["www-authenticate"] = "Bearer"
     if error.retry_after is not None:
         headers["retry-after"] = str(error.retry_after)
     return headers

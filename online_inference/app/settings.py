@@ -170,6 +170,24 @@ class Settings:
         default=2, ge=0, description="Strikes past this close the gRPC connection with GOAWAY ENHANCE_YOUR_CALM "
         "(\"too_many_pings\")."
     )
+    TLS_CERT_FILE: Path | None = Setting(
+        default=None, description="PEM certificate chain: HTTPS and TLS on gRPC (TLS 1.2 at least; plain text is "
+        "refused). Needs TLS_KEY_FILE. A renewed file is served to new connections without a restart."
+    )
+    TLS_KEY_FILE: Path | None = Setting(default=None, description="PEM private key of TLS_CERT_FILE.")
+    TLS_CLIENT_CA_FILE: Path | None = Setting(
+        default=None, description="PEM CA certificates: mutual TLS, a client without a certificate one of them "
+        "signed is refused during the handshake. Needs TLS_CERT_FILE."
+    )
+    API_KEYS_FILE: Path | None = Setting(
+        default=None, description="API keys, one a line: `<name> sha256:<hex digest of the key> <group>[,<group>...]` "
+        "(groups: inference, metadata, metrics, model-repository; `#` comments; `make api-key` makes one). "
+        "Set: every endpoint but the probes needs `Authorization: Bearer <key>` of its group."
+    )
+    SECRETS_RECHECK_SECONDS: float = Setting(
+        default=5.0, gt=0, description="How often the TLS files and API_KEYS_FILE are checked for a change "
+        "(a renewed certificate, a revoked key)."
+    )
     OTEL_TELEMETRY: bool = Setting(
         default=False,
         description="FastAPI's native OpenTelemetry (traces, metrics, logs to the process's global "

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from online_inference.app.dataplane.access import Access
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.batching import Batcher
 from online_inference.app.dataplane.validation import Validator
@@ -51,7 +52,8 @@ def create_plane(settings: Settings, loader: Loader | None = None, prepare: Sequ
     """The data plane of one service: ``loader`` replaces the default ``MODEL_URI`` loader (tests);
     ``prepare``: what the protocols build from each model before it is served."""
     admission = Admission.of(settings)
-    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission, prepare)
+    access = Access.of(settings.API_KEYS_FILE, settings.SECRETS_RECHECK_SECONDS)
+    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission, prepare, access)
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission, prepare: Sequence[Prepare] = ()):
+    def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission, prepare: Sequence[Prepare] = (),
+                 access: Access | None = None):
         self.loader = loader
+        self.access = access or Access(None)  # who may call what (API keys), asked by every protocol before a body is read
         self.prepare = prepare  # run on each model before it is served: ready means every endpoint answers
         self.metrics = metrics
         self.admission = admission  # what requests in flight hold, and how long they may wait

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grpclib.const import Status
 
 from online_inference.app.errors import (InvalidInput, ModelNotFound, ModelNotReady, NoContributions, Overloaded,
-                                         PayloadTooLarge, RequestTimeout, ServiceError)
+                                         PayloadTooLarge, PermissionDenied, RequestTimeout, ServiceError, Unauthenticated)
 
 # The service's errors as gRPC's codes: the most specific class first. What Triton answers: a
 # client's mistake INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not ready and a full queue
@@ -19,6 +19,8 @@ STATUS: tuple[tuple[type[ServiceError], Status], ...] = (
     (RequestTimeout, Status.DEADLINE_EXCEEDED),
     (InvalidInput, Status.INVALID_ARGUMENT),
     (NoContributions, Status.UNIMPLEMENTED),
+    (Unauthenticated, Status.UNAUTHENTICATED),
+    (PermissionDenied, Status.PERMISSION_DENIED),
 )
 
 

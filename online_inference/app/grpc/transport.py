@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from grpclib.metadata import Deadline
 from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Server
 
+from online_inference.app.dataplane.access import Access
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.workqueue import WorkQueue
 from online_inference.app.errors import InvalidInput, ServiceError
@@ -83,10 +84,14 @@ class GrpcServer(Server):
     """grpclib's server with the limits of :class:`Call` and :class:`.connection.PolicedProtocol`."""
 
     def __init__(self, services: Collection[Any], limits: GrpcLimits, admission: Admission, queue: WorkQueue,
-                 work: Collection[str], observe: Callable[[str, str, float], None]) -> None:
+                 work: Collection[str], observe: Callable[[str, str, float], None],
+                 groups: Mapping[str, str | None] | None = None, access: Access | None = None) -> None:
         """``work``: the RPCs (``/package.Service/Method``) whose messages are work: charged in full,
-        refused for load, queued. ``observe``: told of each unary RPC's end (its path, code, seconds)."""
+        refused for load, queued. ``observe``: told of each unary RPC's end (its path, code, seconds).
+        ``groups``: each RPC's API key group, which ``access`` checks before a message is read."""
         self.limits = limits
+        self.groups = groups or {}
+        self.access = access or Access(None)
         self.observe = observe
         self.admission = admission
         self.queue = queue

@@ -18,6 +18,7 @@ from typing import Any
 
 from online_inference.app.asgi import Message, raising, replay
 from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
+from online_inference.app.dataplane.access import PathGroups
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.dataplane.rules import value_count_bound
 from online_inference.app.dataplane.workqueue import WorkQueue
@@ -28,11 +29,13 @@ from online_inference.app.settings import Settings
 ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 class Front:
-    def __init__(self, app: ASGI, plane: DataPlane, settings: Settings, direct: Mapping[tuple[str, str], ASGI]):
+    def __init__(self, app: ASGI, plane: DataPlane, settings: Settings, direct: Mapping[tuple[str, str], ASGI],
+                 groups: PathGroups | None = None):
         """``app`` answers every request but those ``direct`` routes by (method, path) to their own
-        handler (each hands what it does not answer to ``app``)."""
+        handler (each hands what it does not answer to ``app``); ``groups``: each path's API key group."""
         self.app = app
         self.plane = plane
+        self.groups = groups or PathGroups({})
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
         self.direct = direct
         self.admission: Admission = plane.admission

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from online_inference.app.dataplane.access import PathGroups
 from online_inference.app.dataplane.plane import DataPlane, Served
 from online_inference.app.protocols.native import explanation
 from online_inference.app.protocols.native.hotpath import PATH
@@ -110,7 +111,7 @@ def hoist_definitions(document: dict[str, Any]) -> None:
                 schemas.update(media.get("schema", {}).pop("$defs", {}))
 
 
-def install_openapi(app: FastAPI, plane: DataPlane) -> None:
+def install_openapi(app: FastAPI, plane: DataPlane, groups: PathGroups | None = None) -> None:
     """Regenerate the document when the served model changes (it may load after start-up)."""
     cache: dict[str | None, dict[str, Any]] = {}
 

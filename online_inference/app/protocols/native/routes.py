@@ -23,6 +23,9 @@ from online_inference.app.protocols.rest.responses import (ERROR_RESPONSES, NO_C
                                                           PredictResponse, json_response)
 
 router = APIRouter()
+# Which API key group may call each endpoint (None: a probe, open to all): see dataplane/access.py.
+ACCESS: dict[str, str | None] = {PATH: "inference", explanation.PATH: "inference", "/model": "metadata",
+                                 "/metrics": "metrics", "/health": None}
 
 
 @router.post(

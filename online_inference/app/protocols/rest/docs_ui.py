@@ -17,6 +17,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs-assets"
+# Which API key group may read each page (see dataplane/access.py): the API's description is metadata.
+ACCESS: dict[str, str | None] = {"/docs": "metadata", "/docs/oauth2-redirect": "metadata",
+                                 ASSETS_URL + "/{file}": "metadata", "/openapi.json": "metadata"}
 
 
 def assets_directory() -> Path:

@@ -47,6 +47,16 @@ def input_tensor(request: Any, given: Any) -> tensors.InputTensor:
                                numbers_only=True)  # protobuf's floats: never a boolean
 
 
+# Which API key group may call each RPC (None: a probe, open to all): see dataplane/access.py.
+ACCESS: dict[str, str | None] = {
+    "/inference.GRPCInferenceService/ServerLive": None, "/inference.GRPCInferenceService/ServerReady": None,
+    "/inference.GRPCInferenceService/ModelReady": None, "/grpc.health.v1.Health/Check": None,
+    "/grpc.health.v1.Health/Watch": None,
+    "/inference.GRPCInferenceService/ServerMetadata": "metadata", "/inference.GRPCInferenceService/ModelMetadata": "metadata",
+    "/inference.GRPCInferenceService/ModelInfer": "inference",
+}
+
+
 class Inference(GRPCInferenceServiceBase):
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane

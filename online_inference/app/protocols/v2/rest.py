@@ -25,6 +25,13 @@ MODEL_RESPONSES = {**ERROR_RESPONSES,
                    404: {"model": ErrorResponse, "description": "No model of that name (or version) is served."}}
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not ready: the model is loading or failed."}}
 LIVE = b'{"live":true}'
+# Which API key group may call each endpoint (None: a probe, open to all): see dataplane/access.py.
+ACCESS: dict[str, str | None] = {
+    "/v2/health/live": None, "/v2/health/ready": None,
+    "/v2/models/{name}/ready": None, "/v2/models/{name}/versions/{version}/ready": None,
+    "/v2": "metadata", "/v2/": "metadata", "/v2/models/{name}": "metadata", "/v2/models/{name}/versions/{version}": "metadata",
+    "/v2/models/{name}/infer": "inference", "/v2/models/{name}/versions/{version}/infer": "inference",
+}
 
 
 def input_tensor(tensor: RequestInput, extra: memoryview, numbers_only: bool) -> tensors.InputTensor:

@@ -1,0 +1,180 @@
+"""Who may call what: API keys, each with a name and the groups of endpoints it may call.
+
+The keys come from ``API_KEYS_FILE`` (a mounted Secret), stored as hashes, one a line::
+
+    # name   digest of the key                                                        groups
+    triage   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  inference,metadata
+
+Every protocol asks the same question (:meth:`Access.check`) before it reads a body: REST with its
+``Authorization`` header, gRPC with its ``authorization`` metadata, both ``Bearer <key>`` (the
+scheme in any case, RFC 9110 §11.1). No key, or one the file does not hold, is
+:class:`Unauthenticated`; a known key outside the endpoint's group :class:`PermissionDenied`. A
+key is hashed and its digest compared with every stored one in constant time; a key itself is
+never kept or logged, only its name. Which group an endpoint belongs to is the protocol's to say
+(``None``: a probe, open to all); this module knows only the groups.
+
+The file is re-read when it changes (checked at most every ``SECRETS_RECHECK_SECONDS``, on the
+next request), so that a key can be revoked without a restart: a bad line stops the service at
+start with its number (:class:`KeysFileError`), and a bad file read later keeps the last good keys,
+loudly (an error in the log each time it is checked, until it is fixed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from online_inference.app.errors import PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("inference", "metadata", "metrics", "model-repository")
+ANY_KEY = "any key"  # what an endpoint no protocol declares needs: a known key (then, likely, 404)
+LINE = re.compile(r"(?P<name>[A-Za-z0-9._-]{1,64})\s+sha256:(?P<digest>[0-9a-fA-F]{64})\s+(?P<groups>[a-z-]+(?:,[a-z-]+)*)")
+BEARER = re.compile(r"bearer +(?P<token>[A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)  # RFC 9110 §11.6.2's token68
+
+
+class KeysFileError(ValueError):
+    """A keys file that cannot be used, with the number of its bad line."""
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    digest: bytes  # sha256 of the key
+    groups: frozenset[str]
+
+
+def digest_of(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def parse_keys(text: str, where: str) -> list[Key]:
+    """The keys of a file's text; KeysFileError naming the first bad line."""
+    keys: list[Key] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = LINE.fullmatch(line)
+        if match is None:
+            raise KeysFileError(f"{where} line {number}: expected '<name> sha256:<64 hex digits> <group>[,<group>...]'")
+        groups = frozenset(match["groups"].split(","))
+        unknown = sorted(groups - set(GROUPS))
+        if unknown:
+            raise KeysFileError(f"{where} line {number}: unknown groups {unknown}; the groups are {list(GROUPS)}")
+        if any(key.name == match["name"] for key in keys):
+            raise KeysFileError(f"{where} line {number}: the name {match['name']!r} is given twice")
+        keys.append(Key(match["name"], bytes.fromhex(match["digest"]), groups))
+    return keys
+
+
+class KeysFile:
+    """The keys of ``API_KEYS_FILE``, re-read when the file changes."""
+
+    def __init__(self, path: Path, recheck_seconds: float):
+        self.path = path
+        self.recheck_seconds = recheck_seconds
+        self.keys = parse_keys(self.read(), str(path))  # a bad file stops the start
+        self.stamp = self.file_stamp()
+        self.checked = time.monotonic()
+
+    def read(self) -> str:
+        try:
+            return self.path.read_text()
+        except OSError as error:
+            raise KeysFileError(f"{self.path}: {error.strerror or error}") from None
+
+    def file_stamp(self) -> tuple[float, int, int] | None:
+        try:
+            status = self.path.stat()  # a Secret volume swaps a symlink: the target's stamp changes
+        except OSError:
+            return None
+        return status.st_mtime, status.st_size, status.st_ino
+
+    def current(self) -> list[Key]:
+        """The keys, re-read first if the file changed since it was last checked."""
+        now = time.monotonic()
+        if now - self.checked >= self.recheck_seconds:
+            self.checked = now
+            stamp = self.file_stamp()
+            if stamp != self.stamp:
+                self.reload(stamp)
+        return self.keys
+
+    def reload(self, stamp: tuple[float, int, int] | None) -> None:
+        try:
+            keys = parse_keys(self.read(), str(self.path))
+        except KeysFileError as error:  # keep the last good keys, and say so until the file is fixed
+            log.error("API keys not reloaded, keeping the %d last good ones: %s", len(self.keys), error)
+            return
+        self.keys, self.stamp = keys, stamp
+        log.warning("API keys reloaded from %s: %s", self.path, ", ".join(key.name for key in keys) or "none")
+
+
+class Access:
+    """The check every protocol makes before it reads a request's body."""
+
+    def __init__(self, keys: KeysFile | None):
+        self.keys = keys  # None: no API_KEYS_FILE, every endpoint open
+
+    @classmethod
+    def of(cls, path: Path | None, recheck_seconds: float) -> Access:
+        return cls(KeysFile(path, recheck_seconds) if path is not None else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.keys is not None
+
+    def check(self, group: str | None, authorization: Sequence[str]) -> str | None:
+        """The name of the key that may call an endpoint of ``group`` (None: open, or no keys),
+        given the request's ``Authorization`` values; Unauthenticated or PermissionDenied otherwise."""
+        if self.keys is None or group is None:
+            return None
+        key = self.known_key(authorization)
+        if group != ANY_KEY and group not in key.groups:
+            raise PermissionDenied(f"the API key {key.name!r} may not call {group} endpoints")
+        return key.name
+
+    def known_key(self, authorization: Sequence[str]) -> Key:
+        assert self.keys is not None
+        if len(authorization) != 1:
+            raise Unauthenticated("an API key is needed: one 'Authorization: Bearer <key>' header" if not authorization
+                                  else "give one Authorization header, not several")
+        match = BEARER.fullmatch(authorization[0].strip(" \t"))
+        if match is None:
+            raise Unauthenticated("an API key is needed: 'Authorization: Bearer <key>'")
+        digest = digest_of(match["token"])
+        found = None
+        for key in self.keys.current():  # every digest compared, in constant time: no early exit
+            if hmac.compare_digest(key.digest, digest):
+                found = key
+        if found is None:
+            raise Unauthenticated("unknown API key")
+        return found
+
+
+class PathGroups:
+    """The group of each REST path, from the protocols' path templates (``/v2/models/{name}/infer``:
+    a ``{...}`` is one path segment), matched exactly against the request's decoded path, as the
+    router matches it. A path no template matches needs :data:`ANY_KEY`: with keys on, nothing is
+    open unless a protocol says so."""
+
+    def __init__(self, templates: dict[str, str | None]):
+        self.exact = {path: group for path, group in templates.items() if "{" not in path}
+        self.patterns = [(re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))), group)
+                         for path, group in templates.items() if "{" in path]
+
+    def group_of(self, path: str) -> str | None:
+        if path in self.exact:
+            return self.exact[path]
+        for pattern, group in self.patterns:
+            if pattern.fullmatch(path):
+                return group
+        return ANY_KEY
