@@ -1,6 +1,7 @@
 """Spec: the Kubernetes and KServe manifests validate offline against the Kubernetes schemas; the
 InferenceService's predictor runs the same container as the Deployment; probes point at real
-routes; a stop drains within the grace period; memory is sized from the measured RSS; checkov
+routes; a stop drains within the grace period; memory is sized from the measured RSS; the TLS and
+API keys patch gives a valid Deployment whose probes go over HTTPS to open endpoints; checkov
 passes on manifests and Dockerfiles, every suppression with a reason."""
 
 from __future__ import annotations
@@ -181,3 +182,57 @@ def test_every_checkov_suppression_has_a_reason() -> None:
             assert len(match.group(2).strip()) > 20, match.group(0)
         for match in re.finditer(r'checkov\.io/skip\d+: "(CKV\w+)=(.*)"', text):
             assert len(match.group(2).strip()) > 20, match.group(0)
+
+
+SECURE_PATCH = DEPLOY / "kubernetes" / "secure" / "tls-and-keys.patch.yaml"
+MERGE_KEYS = {"containers": "name", "env": "name", "volumes": "name", "volumeMounts": "mountPath", "ports": "containerPort"}
+
+
+def strategic_merge(base: Any, patch: Any, field: str = "") -> Any:
+    """What ``kubectl patch`` (a strategic merge patch) does to these manifests: objects merged
+    key by key (null removes one), lists of objects merged by their merge key."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = strategic_merge(base.get(key), value, key) if key in base else value
+        return merged
+    if isinstance(base, list) and field in MERGE_KEYS:
+        key = MERGE_KEYS[field]
+        merged_list = [dict(item) for item in base]
+        for item in patch:
+            same = [i for i, old in enumerate(merged_list) if old[key] == item[key]]
+            if same:
+                merged_list[same[0]] = strategic_merge(merged_list[same[0]], item)
+            else:
+                merged_list.append(item)
+        return merged_list
+    return patch
+
+
+def secure_deployment() -> dict[str, Any]:
+    return strategic_merge(by_kind("Deployment"), load_all(SECURE_PATCH)[0])  # type: ignore[no-any-return]
+
+
+def test_the_tls_and_keys_patch_gives_a_valid_deployment() -> None:
+    kubernetes_validate.validate(secure_deployment(), K8S_VERSION, strict=True)
+
+
+def test_with_tls_and_keys_the_probes_go_over_https_to_open_endpoints_and_the_secrets_are_mounted_read_only() -> None:
+    pod = secure_deployment()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert set(container[probe]) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {"httpGet"}
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert container[probe]["httpGet"]["path"] in ("/health", "/v2/health/live")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"tls": "heart-inference-tls", "api-keys": "heart-inference-api-keys"}
+    assert all(mounts[name]["readOnly"] for name in secrets)
+    for setting, volume in (("TLS_CERT_FILE", "tls"), ("TLS_KEY_FILE", "tls"), ("API_KEYS_FILE", "api-keys")):
+        assert Path(env[setting]).parent == Path(mounts[volume]["mountPath"])
+    assert Path(env["TLS_CERT_FILE"]).name == "tls.crt" and Path(env["TLS_KEY_FILE"]).name == "tls.key"  # a kubernetes.io/tls Secret's keys
+    assert set(env) <= set(Settings.fields()) | {e["name"] for e in by_kind("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
