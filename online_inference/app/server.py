@@ -13,6 +13,11 @@ gRPC (``GRPC_PORT``: :mod:`.grpc.transport`) runs on the same loop: it listens j
 (a port it cannot bind fails the start, exit 3, before the model loads), and drains beside it. At
 the signal its health service answers NOT_SERVING; at the stop it listens no more and sends GOAWAY
 on its connections, and its RPCs in flight get ``TIMEOUT_GRACEFUL_SHUTDOWN`` too.
+
+TLS (``TLS_CERT_FILE``, :mod:`.tls`) is on both listeners or on neither: uvicorn takes
+:attr:`.tls.ServerTls.https` through its ``ssl_context_factory``, grpclib :attr:`~.tls.ServerTls.grpc`,
+and the task that serves a renewed certificate runs on the loop from the start to the stop. TLS
+settings or files that cannot be served stop the start, as other settings do.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from online_inference.app.dataplane.plane import Loader
 from online_inference.app.http.edge import EdgeLimits, EdgeProtocol
 from online_inference.app.compose import create_app, create_grpc
 from online_inference.app.grpc.transport import GrpcServer
+from online_inference.app.tls import ServerTls
 
 log = logging.getLogger(__name__)
 BACKLOG_WAIT_SECONDS = 1.0  # at most this long accepting what the kernel accepted before the stop
@@ -43,20 +49,26 @@ BACKLOG_WAIT_SECONDS = 1.0  # at most this long accepting what the kernel accept
 
 class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_drain: Callable[[], None],
-                 grpc: Callable[[], GrpcServer] | None = None):
-        """``grpc`` makes the gRPC server (on the running loop) that starts and stops with this one."""
+                 grpc: Callable[[], GrpcServer] | None = None, tls: ServerTls | None = None):
+        """``grpc`` makes the gRPC server (on the running loop) that starts and stops with this one;
+        ``tls``: the contexts of both listeners (``config``'s ``ssl_context_factory`` gives its ``https``)."""
         super().__init__(config)
         self.on_drain = on_drain
         self.make_grpc = grpc
         self.grpc: GrpcServer | None = None
+        self.tls = tls
+        self.renewals: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """gRPC listens first: a port it cannot bind fails the start before the model loads (a
         process that exits while onnxruntime loads in its thread aborts)."""
+        if self.tls is not None:
+            log.info("%s", self.tls.describe())
+            self.renewals = asyncio.ensure_future(self.tls.watch())
         if self.make_grpc is not None:
             self.grpc = self.make_grpc()
             try:
-                await self.grpc.start_listening()
+                await self.grpc.start_listening(ssl=None if self.tls is None else self.tls.grpc)
             except OSError as error:
                 log.error("gRPC cannot listen on port %d: %s", self.grpc.limits.port, error)
                 sys.exit(3)  # uvicorn's STARTUP_FAILURE
@@ -72,6 +84,8 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
         if grpc_stopped is not None:
             await grpc_stopped
+        if self.renewals is not None:
+            self.renewals.cancel()
 
     async def accept_waiting_connections(self) -> None:
         """Let the loop accept the connections waiting in the listeners' queues: a listening socket
@@ -83,12 +97,27 @@ class Server(uvicorn.Server):
             await asyncio.sleep(0.001)
 
 
-def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicorn.Config:
+class TlsEdgeProtocol(EdgeProtocol):
+    """The edge behind TLS. The charging pauses writing at any byte (``high=0``) to learn when an
+    answer is out; a TCP transport pauses over the high-water mark, but uvloop's TLS transport at it
+    (``size >= high``, sslproto's ``_control_app_writing``), so at 0 it would pause for good, the
+    answer's body never written: ``high=1`` pauses it at any byte. (For :mod:`.http.charging` to
+    take over: it owns the limits.)"""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=1)
+
+
+def uvicorn_config(settings: Settings, app: Any, admission: Admission, tls: ServerTls | None = None) -> uvicorn.Config:
+    """``tls``: HTTPS with its context (uvicorn's public ``ssl_context_factory``: :mod:`.tls` says why)."""
+    https = None if tls is None else (lambda config, default: tls.https)
+    edge = EdgeProtocol if tls is None else TlsEdgeProtocol
     return uvicorn.Config(
         app,
         host=settings.HOST,
         port=settings.PORT,
-        http=functools.partial(EdgeProtocol, limits=EdgeLimits.of(settings), admission=admission),  # type: ignore[arg-type]
+        http=functools.partial(edge, limits=EdgeLimits.of(settings), admission=admission),  # type: ignore[arg-type]
         loop="uvloop",
         ws="none",
         lifespan="on",
@@ -99,14 +128,17 @@ def uvicorn_config(settings: Settings, app: Any, admission: Admission) -> uvicor
         limit_concurrency=settings.LIMIT_CONCURRENCY,
         proxy_headers=False,  # the service reads no client address
         server_header=False,
+        ssl_context_factory=https,
     )
 
 
 def build_server(settings: Settings, loader: Loader | None = None) -> Server:
-    """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread)."""
+    """The server of ``python -m online_inference.app`` (and of the tests that run it in a thread).
+    TLS settings or files that cannot be served raise :class:`SettingsError`."""
+    tls = ServerTls.of(settings)
     app = create_app(settings, loader)
-    return Server(uvicorn_config(settings, app, app.plane.admission), on_drain=app.drain,
-                  grpc=functools.partial(create_grpc, settings, app))
+    return Server(uvicorn_config(settings, app, app.plane.admission, tls), on_drain=app.drain,
+                  grpc=functools.partial(create_grpc, settings, app), tls=tls)
 
 
 def ignore(sig: int, frame: FrameType | None) -> None:
@@ -119,7 +151,10 @@ def main() -> None:
     except SettingsError as error:
         sys.exit(f"heart-online-inference: {error}")
     logging.basicConfig(level=settings.LOG_LEVEL.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = build_server(settings)
+    try:
+        server = build_server(settings)
+    except SettingsError as error:  # TLS files that cannot be served
+        sys.exit(f"heart-online-inference: {error}")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, ignore)
     server.run()

@@ -109,9 +109,11 @@ class GrpcServer(Server):
         return PolicedProtocol(handler, self._config, self._h2_config, limits=self.limits.connection,
                                connections=self.connections)
 
-    async def start_listening(self) -> None:
-        await self.start(self.limits.host, self.limits.port)
-        log.info("gRPC (Open Inference Protocol) on %s:%d", self.limits.host, self.port)
+    async def start_listening(self, ssl: Any = None) -> None:
+        """Listen on the limits' host and port; with ``ssl`` (an ``ssl.SSLContext`` whose ALPN is h2),
+        TLS only: a plain-text client fails the handshake."""
+        await self.start(self.limits.host, self.limits.port, ssl=ssl)
+        log.info("gRPC (Open Inference Protocol) on %s:%d%s", self.limits.host, self.port, " over TLS" if ssl else "")
 
     @property
     def port(self) -> int:
