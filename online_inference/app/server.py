@@ -97,27 +97,14 @@ class Server(uvicorn.Server):
             await asyncio.sleep(0.001)
 
 
-class TlsEdgeProtocol(EdgeProtocol):
-    """The edge behind TLS. The charging pauses writing at any byte (``high=0``) to learn when an
-    answer is out; a TCP transport pauses over the high-water mark, but uvloop's TLS transport at it
-    (``size >= high``, sslproto's ``_control_app_writing``), so at 0 it would pause for good, the
-    answer's body never written: ``high=1`` pauses it at any byte. (For :mod:`.http.charging` to
-    take over: it owns the limits.)"""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        transport.set_write_buffer_limits(high=1)
-
-
 def uvicorn_config(settings: Settings, app: Any, admission: Admission, tls: ServerTls | None = None) -> uvicorn.Config:
     """``tls``: HTTPS with its context (uvicorn's public ``ssl_context_factory``: :mod:`.tls` says why)."""
     https = None if tls is None else (lambda config, default: tls.https)
-    edge = EdgeProtocol if tls is None else TlsEdgeProtocol
     return uvicorn.Config(
         app,
         host=settings.HOST,
         port=settings.PORT,
-        http=functools.partial(edge, limits=EdgeLimits.of(settings), admission=admission),  # type: ignore[arg-type]
+        http=functools.partial(EdgeProtocol, limits=EdgeLimits.of(settings), admission=admission),  # type: ignore[arg-type]
         loop="uvloop",
         ws="none",
         lifespan="on",

@@ -65,7 +65,10 @@ class ChargingProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        transport.set_write_buffer_limits(high=0)  # resume_writing() then says the buffer is empty
+        # resume_writing() then says the buffer is empty. A TCP transport pauses over the high-water
+        # mark, uvloop's TLS transport at it (size >= high: sslproto's _control_app_writing), where
+        # 0 would pause it for good and no answer body would be written: behind TLS, 1 pauses at any byte.
+        transport.set_write_buffer_limits(high=1 if transport.get_extra_info("sslcontext") is not None else 0)
 
     def on_headers_complete(self) -> None:
         try:
