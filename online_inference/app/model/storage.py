@@ -2,19 +2,24 @@
 
 Downloads stream into ``MODEL_CACHE_DIR`` and are renamed into place only when complete, so a
 half-written file is never read; a download that fails removes its partial file, and one that was
-interrupted (the process stopped or killed) leaves one that the next fetch sweeps away, with any
-other artifact a fetch no longer uses: the cache holds at most the artifact in use. Transient failures (connection errors, timeouts, 429, 5xx) are
+stopped (SIGTERM: the process exits while its download runs in a daemon thread) is removed at the
+exit, and one that was killed leaves one that the next fetch sweeps away, with any other artifact a
+fetch no longer uses: the cache holds at most the artifact in use. Transient failures (connection errors, timeouts, 429, 5xx) are
 retried with exponential backoff; anything else fails at once with the reason. S3 requests are
 signed with SigV4 by ``httpx-auth`` from the standard ``AWS_*`` variables (anonymous if none).
+:func:`current_etag` asks the store (HEAD) for the artifact's ETag, so that a poll can tell a
+changed artifact without downloading it.
 Logs name the artifact without its query string, and never a credential.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 CHUNK_BYTES = 1 << 20
 PART_PREFIX = ".part-"  # a download in progress
+PARTIAL: set[str] = set()  # this process's downloads in progress: their partial files
+PARTIAL_LOCK = threading.Lock()
 
 
 class StorageError(Exception):
@@ -84,6 +91,14 @@ def s3_request(uri: str, env: Mapping[str, str]) -> tuple[str, httpx.Auth | None
     return url, auth
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """An artifact's bytes, and the store's ETag of them (None: a file, or a store that gives none)."""
+
+    payload: bytes
+    etag: str | None = None
+
+
 def cached_path(url: str, policy: FetchPolicy) -> Path:
     return policy.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
 
@@ -103,9 +118,9 @@ def sweep(policy: FetchPolicy, keep: Path) -> None:
             log.warning("could not remove %s from the model cache: %s", path, error)
 
 
-def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown: str) -> Path:
+def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown: str) -> tuple[Path, str | None]:
     """One GET streamed to a partial file in the cache dir, renamed into place when complete and
-    removed if anything fails (the store, the network, a full disk)."""
+    removed if anything fails (the store, the network, a full disk); the path and the answer's ETag."""
     import httpx
 
     target = cached_path(url, policy)
@@ -115,6 +130,8 @@ def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown:
                 transient = response.status_code in RETRY_STATUSES
                 raise StorageError(f"{shown}: HTTP {response.status_code} {response.reason_phrase}", transient)
             part = tempfile.NamedTemporaryFile(dir=policy.cache_dir, prefix=PART_PREFIX, delete=False)
+            with PARTIAL_LOCK:
+                PARTIAL.add(part.name)
             try:
                 with part:  # closing flushes: a full disk may first show there
                     for chunk in response.iter_bytes(CHUNK_BYTES):
@@ -123,14 +140,32 @@ def download_once(url: str, auth: httpx.Auth | None, policy: FetchPolicy, shown:
             except BaseException:
                 Path(part.name).unlink(missing_ok=True)
                 raise
+            finally:
+                with PARTIAL_LOCK:
+                    PARTIAL.discard(part.name)
+            etag = response.headers.get("etag")
     except httpx.TransportError as error:
         raise StorageError(f"{shown}: {type(error).__name__}: {error}", transient=True) from error
     except OSError as error:  # the cache dir (not writable, full) or the TLS trust store
         raise StorageError(f"{shown}: {error.strerror or error}: {error.filename or policy.cache_dir}") from error
-    return target
+    return target, etag
 
 
-def fetch_remote(uri: str, policy: FetchPolicy, env: Mapping[str, str]) -> Path:
+@atexit.register
+def remove_partial_files() -> None:
+    """At the exit (a stop during a download: the download's thread is a daemon, which never gets
+    to its own clean-up), the partial files of the downloads still running."""
+    with PARTIAL_LOCK:
+        names = list(PARTIAL)
+    for name in names:
+        try:
+            Path(name).unlink(missing_ok=True)
+            log.info("removed %s from the model cache: a download the exit interrupted", Path(name).name)
+        except OSError as error:  # not ours to remove any more: the next fetch's sweep tries again
+            log.warning("could not remove %s from the model cache: %s", name, error)
+
+
+def fetch_remote(uri: str, policy: FetchPolicy, env: Mapping[str, str]) -> tuple[Path, str | None]:
     scheme = urlsplit(uri).scheme
     url, auth = s3_request(uri, env) if scheme == "s3" else (uri, None)
     shown = redact(uri)
@@ -158,11 +193,17 @@ def local_path(uri: str) -> Path:
 
 def fetch_model(uri: str, policy: FetchPolicy, env: Mapping[str, str] | None = None) -> bytes:
     """The artifact's bytes; StorageError with the reason when it cannot be had."""
+    return fetch_artifact(uri, policy, env).payload
+
+
+def fetch_artifact(uri: str, policy: FetchPolicy, env: Mapping[str, str] | None = None) -> Fetched:
+    """:func:`fetch_model`, with the ETag the store gave the bytes."""
     env = os.environ if env is None else env
     started = time.perf_counter()
     scheme = urlsplit(uri).scheme
+    etag = None
     if scheme in ("s3", "http", "https"):
-        path = fetch_remote(uri, policy, env)
+        path, etag = fetch_remote(uri, policy, env)
     elif scheme in ("", "file"):
         path = local_path(uri)
     else:
@@ -172,6 +213,23 @@ def fetch_model(uri: str, policy: FetchPolicy, env: Mapping[str, str] | None = N
     except OSError as error:
         raise StorageError(f"{redact(uri)}: {error.strerror}: {path}") from error
     log.info("fetched model %s (%d bytes) in %.3fs", redact(uri), len(payload), time.perf_counter() - started)
-    return payload
+    return Fetched(payload, etag)
 
 
+def current_etag(uri: str, policy: FetchPolicy, env: Mapping[str, str] | None = None) -> str | None:
+    """The store's ETag of the artifact now (one HEAD, signed like the GET): None for a file or a
+    store that gives none; StorageError when the store cannot say."""
+    import httpx
+
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("s3", "http", "https"):
+        return None
+    url, auth = s3_request(uri, os.environ if env is None else env) if scheme == "s3" else (uri, None)
+    try:
+        response = httpx.head(url, auth=auth, timeout=policy.timeout_seconds, follow_redirects=True)
+    except httpx.TransportError as error:
+        raise StorageError(f"{redact(uri)}: {type(error).__name__}: {error}", transient=True) from error
+    if response.status_code != 200:
+        raise StorageError(f"{redact(uri)}: HTTP {response.status_code} {response.reason_phrase}",
+                           response.status_code in RETRY_STATUSES)
+    return response.headers.get("etag")
