@@ -107,6 +107,16 @@ class Settings:
     MODEL_LOAD_TIMEOUT_SECONDS: float = Setting(
         default=30.0, gt=0, description="Connect/read timeout of one download attempt."
     )
+    MODEL_LOAD_FROM_REQUEST: bool = Setting(
+        default=False, description="Whether a load through the repository API (POST /v2/repository/models/{name}/load, "
+        "RepositoryModelLoad) may name its artifact in its parameters: `uri` and `sha256`, both, the artifact checked "
+        "against that sha256. Off: a load fetches MODEL_URI again (pinned to MODEL_SHA256 if set)."
+    )
+    MODEL_POLL_SECONDS: float | None = Setting(
+        default=None, gt=0, description="If set, MODEL_URI is checked this often (the store's ETag where it gives one, "
+        "else the sha256 of the bytes) and a changed artifact is loaded as the repository API loads one: checked, then "
+        "swapped in; a failed one leaves the model served. Unset: no poll."
+    )
     HOST: str = Setting(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in images).")
     PORT: int = Setting(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = Setting(

@@ -3,7 +3,8 @@
 Every metric is kept as plain numbers and turned into metric families when scraped:
 prometheus_client's own metrics take a lock and check their state on every update. Only the event
 loop's thread updates the counts (every handler is a coroutine), so they need no lock; the
-loader's thread only sets the loaded model's card. prometheus_client itself is imported, and the
+threads that load models (one at a time: dataplane/repository.py) only set the card served and
+count the loads. prometheus_client itself is imported, and the
 registry built, on the first scrape: nothing before a scrape needs it.
 """
 
@@ -63,6 +64,7 @@ class Serving:
         self.rpcs: dict[tuple[str, str], int] = {}  # (/package.Service/Method, gRPC code) → unary RPCs handled
         self.rpc_latency: dict[str, Latencies] = {}  # /package.Service/Method → their durations
         self.model: ModelCard | None = None  # once loaded and checked
+        self.loads: dict[tuple[str, str], int] = {}  # (trigger, result) → model loads (dataplane/repository.py)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -90,6 +92,11 @@ class Serving:
         if model is not None:
             info.add_metric([model.name, model.version, model.sha256 or ""], 1)
         ready = GaugeMetricFamily("model_ready", "1 when the model is loaded and checked.", value=int(model is not None))
+        loads = CounterMetricFamily("model_loads", "Model loads by trigger (start, api: the repository API, poll) and "
+                                    "result (ok, failed: the model served before still serves).", labels=["trigger", "result"])
+        for (trigger, result), count in sorted(self.loads.items()):
+            loads.add_metric([trigger, result], count)
+        yield loads
         rows = CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows)
         yield from (requests, latency, inference, rows, classes, failures, info, ready, *self.collect_rpcs(), *self.collect_load())
 
@@ -162,8 +169,13 @@ class Metrics:
         failures = self.serving.validation_failures
         failures[protocol] = failures.get(protocol, 0) + 1
 
-    def set_model(self, card: ModelCard) -> None:
+    def set_model(self, card: ModelCard | None) -> None:
+        """The model served now (None: none, unloaded or failed)."""
         self.serving.model = card
+
+    def count_load(self, trigger: str, result: str) -> None:
+        loads = self.serving.loads
+        loads[trigger, result] = loads.get((trigger, result), 0) + 1
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

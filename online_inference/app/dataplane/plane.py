@@ -1,5 +1,6 @@
-"""The data plane: owns the model's life cycle (loading → ready | failed), the card's rules on the
-rows every protocol decodes (:class:`Rows`), and inference.
+"""The data plane: the model served (:class:`Served`: published whole, swapped whole), the card's
+rules on the rows every protocol decodes (:class:`Rows`), and inference. Its life cycle (the load at
+start, the repository API's loads and unloads, the poll) is :mod:`.repository`'s.
 
 Protocols (:mod:`...protocols`) convert their wire formats and call in here; nothing in this module
 knows about HTTP beyond raising :mod:`errors` that carry their status.
@@ -7,7 +8,6 @@ knows about HTTP beyond raising :mod:`errors` that carry their status.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,32 +19,27 @@ import numpy as np
 from online_inference.app.dataplane.access import Access
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.batching import Batcher
+from online_inference.app.dataplane.repository import Options, Repository, Source
 from online_inference.app.dataplane.validation import Validator
 from online_inference.app.settings import Settings
 from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady, NoContributions, PayloadTooLarge
 from online_inference.app.dataplane.rules import CardRules
 from online_inference.app.dataplane.metrics import Metrics
 from online_inference.app.model.session import ModelSession, Prediction
-from online_inference.app.model.storage import FetchPolicy, fetch_model
+from online_inference.app.model.storage import fetch_model
 from online_inference.card import ModelCard
 
-log = logging.getLogger(__name__)
 
 Loader = Callable[[], ModelSession]
 Prepare = Callable[["Served"], object]
-State = Literal["loading", "ready", "failed"]
+State = Literal["loading", "ready", "failed", "unloaded"]
 T = TypeVar("T")
 SHARED_CALL_ROWS = 64  # requests of up to this many rows share model calls; a larger one gains nothing
 
 
 def default_loader(settings: Settings) -> Loader:
     """Fetch ``MODEL_URI`` (with retries) and open it, pinned to ``MODEL_SHA256`` if set."""
-    policy = FetchPolicy(
-        attempts=settings.MODEL_LOAD_ATTEMPTS,
-        backoff_seconds=settings.MODEL_LOAD_BACKOFF_SECONDS,
-        timeout_seconds=settings.MODEL_LOAD_TIMEOUT_SECONDS,
-        cache_dir=settings.MODEL_CACHE_DIR,
-    )
+    policy = Options.of(settings).policy
     return lambda: ModelSession(fetch_model(settings.MODEL_URI, policy), settings.MODEL_SHA256)
 
 
@@ -53,7 +48,8 @@ def create_plane(settings: Settings, loader: Loader | None = None, prepare: Sequ
     ``prepare``: what the protocols build from each model before it is served."""
     admission = Admission.of(settings)
     access = Access.of(settings.API_KEYS_FILE, settings.SECRETS_RECHECK_SECONDS)
-    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission, prepare, access)
+    return DataPlane(loader or default_loader(settings), Metrics(admission.counts), settings.MAX_BATCH_ROWS, admission, prepare, access,
+                     Options.of(settings))
 
 
 @dataclass(frozen=True)
@@ -67,12 +63,16 @@ class Rows:
 
 @dataclass(frozen=True, eq=False)  # one per load: compared (and hashed) by identity
 class Served:
-    """What a ready data plane serves: the session, and the card's rules and their explanations."""
+    """What a ready data plane serves: the session, and the card's rules and their explanations. A
+    request holds the one it started with to its end, whatever is served meanwhile; its small
+    calls are shared only with other requests of the same Served (``batcher``: a call never mixes
+    the rows of two models)."""
 
     session: ModelSession
     rules: CardRules
     card: ModelCard = field(init=False)  # the session's, read on every request
     validator: Validator = field(init=False)  # pydantic's reading of the card, which explains bad input
+    batcher: Batcher[Prediction] = field(init=False)  # this model's shared calls (DataPlane.build)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "card", self.session.card)
@@ -99,8 +99,7 @@ class Served:
 
 class DataPlane:
     def __init__(self, loader: Loader, metrics: Metrics, max_rows: int, admission: Admission, prepare: Sequence[Prepare] = (),
-                 access: Access | None = None):
-        self.loader = loader
+                 access: Access | None = None, options: Options | None = None):
         self.access = access or Access(None)  # who may call what (API keys), asked by every protocol before a body is read
         self.prepare = prepare  # run on each model before it is served: ready means every endpoint answers
         self.metrics = metrics
@@ -110,45 +109,59 @@ class DataPlane:
         self.draining = False  # the server is stopping: still answering, no longer ready
         self.reason: str | None = None
         self.served: Served | None = None
-        self.batcher = Batcher(lambda X, explain: self.run_model(self.ready(), X, explain))  # small requests' shared calls
+        self.repository = Repository(self, loader, options or Options())  # loads, unloads, the poll
 
     def load(self) -> None:
-        """Load the model once; record ready or failed (with the reason). Never raises."""
-        started = time.perf_counter()
-        try:
-            session = self.loader()
-            served = Served(session, CardRules(session.card, self.max_rows))
-            for build in self.prepare:
-                build(served)
-        except Exception as error:  # any failure of the artifact is reported, not raised
-            self.state, self.reason = "failed", str(error) or type(error).__name__
-            log.error("model failed to load: %s", self.reason)
-            return
-        self.admission.serve(served.rules.values_limit)
-        self.metrics.set_model(session.card)
-        self.served, self.state = served, "ready"  # published last: whoever sees it sees all of it
-        card = session.card
-        log.info("model %s %s ready (sha256 %s) in %.3fs", card.name, card.version, card.sha256, time.perf_counter() - started)
+        """Load the model once (``MODEL_URI``, or the loader given); record ready or failed (with the
+        reason). Never raises."""
+        self.repository.load_now(Source(None), "start")
 
     def start_loading(self) -> threading.Thread:
-        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
+        """The load at start in a thread of its own (then the poll, if one is set)."""
+        thread = threading.Thread(target=self.repository.run, name="model-loader", daemon=True)
         thread.start()
         return thread
+
+    def build(self, session: ModelSession) -> Served:
+        """What serving ``session`` takes (its rules, and what the protocols prepare): raises if any of it fails."""
+        served = Served(session, CardRules(session.card, self.max_rows))
+        object.__setattr__(served, "batcher", Batcher(lambda X, explain: self.run_model(served, X, explain)))
+        for build in self.prepare:
+            build(served)
+        return served
+
+    def publish(self, served: Served) -> None:
+        """Serve ``served`` from now on: requests that hold the one before finish on it."""
+        self.admission.serve(served.rules.values_limit)
+        self.metrics.set_model(served.card)
+        self.reason = None
+        self.served, self.state = served, "ready"  # published last: whoever sees it sees all of it
+
+    def withdraw(self, state: State, reason: str) -> None:
+        """Serve no model (unloaded, or failed with nothing to serve), saying why."""
+        self.served, self.state, self.reason = None, state, reason
+        self.metrics.set_model(None)
 
     def drain(self) -> None:
         self.draining = True
 
     def health(self) -> dict[str, Any]:
         """``status``: ready (the model is loaded and checked: every endpoint answers), loading,
-        failed (with the reason), or draining (the server is stopping)."""
+        failed (with the reason), unloaded (through the repository API), or draining (the server
+        is stopping); ``last_load``: how the last load through the repository API (or the poll) ended."""
         if self.draining:
             return {"status": "draining"}
-        if self.served is not None:
-            card = self.served.card
-            return {"status": "ready", "model": {"name": card.name, "version": card.version, "sha256": card.sha256}}
-        body: dict[str, Any] = {"status": self.state}
-        if self.reason:
-            body["reason"] = self.reason
+        served = self.served
+        if served is not None:
+            card = served.card
+            body: dict[str, Any] = {"status": "ready", "model": {"name": card.name, "version": card.version, "sha256": card.sha256}}
+        else:
+            body = {"status": self.state}
+            if self.reason:
+                body["reason"] = self.reason
+        last = self.repository.last_load
+        if last is not None:
+            body["last_load"] = last.to_dict()
         return body
 
     def ready(self) -> Served:
@@ -183,11 +196,11 @@ class DataPlane:
             served.check_explainable()
         if not self.may_share(served, X):
             return self.run_model(served, X, explain)
-        return await self.batcher.submit(X, explain)
+        return await served.batcher.submit(X, explain)
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
-        """Whether ``X`` may join a shared call: small enough to gain, and for the model served now."""
-        return len(X) <= SHARED_CALL_ROWS and served is self.served
+        """Whether ``X`` may join a shared call (of its own model's: ``served.batcher``): small enough to gain."""
+        return len(X) <= SHARED_CALL_ROWS
 
     def run_model(self, served: Served, X: np.ndarray, explain: bool = False) -> Prediction:
         """One call of the model, timed and counted."""
