@@ -150,4 +150,5 @@ def test_reflection_lists_and_describes_the_services(service: Running) -> None:
                            timeout=60, check=True)
     described = json.loads(found.stdout)
     assert described["services"] == ["grpc.health.v1.Health", "inference.GRPCInferenceService"]
-    assert described["methods"] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+    assert described["methods"] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
+                                   "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"]

@@ -4,7 +4,9 @@ data plane. Decoding and encoding only: a request's input becomes an :class:`.te
 (typed ``contents`` as its values, ``raw_input_contents`` as its bytes), which REST's rules check
 (:mod:`.tensors`, :meth:`Served.matrix`); the answer carries each output's bytes in
 ``raw_output_contents``, in the order of its ``outputs``, as Triton answers (``tritonclient.grpc``
-reads them). The transport (:mod:`...grpc`) reads each message within its limits and turns the
+reads them). And Triton's model repository RPCs (RepositoryIndex, RepositoryModelLoad,
+RepositoryModelUnload: Triton's messages, which ``tritonclient.grpc`` sends), on the data plane's
+repository. The transport (:mod:`...grpc`) reads each message within its limits and turns the
 service's errors into gRPC's codes."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from online_inference.app.dataplane.plane import DataPlane, Served
-from online_inference.app.errors import InvalidInput, ModelNotReady
+from online_inference.app.errors import InvalidInput, ModelNotFound, ModelNotReady
 from online_inference.app.protocols.v2 import tensors
 from online_inference.app.protocols.v2.proto import grpc_predict_v2_pb2 as pb
 from online_inference.app.protocols.v2.proto.grpc_predict_v2_grpc import GRPCInferenceServiceBase
@@ -54,6 +56,9 @@ ACCESS: dict[str, str | None] = {
     "/grpc.health.v1.Health/Watch": None,
     "/inference.GRPCInferenceService/ServerMetadata": "metadata", "/inference.GRPCInferenceService/ModelMetadata": "metadata",
     "/inference.GRPCInferenceService/ModelInfer": "inference",
+    "/inference.GRPCInferenceService/RepositoryIndex": "model-repository",
+    "/inference.GRPCInferenceService/RepositoryModelLoad": "model-repository",
+    "/inference.GRPCInferenceService/RepositoryModelUnload": "model-repository",
 }
 
 
@@ -100,6 +105,35 @@ class Inference(GRPCInferenceServiceBase):
             response.raw_output_contents.append(
                 np.ascontiguousarray(output.values, dtype=tensors.NUMPY_TYPES[output.datatype]).tobytes())
         await stream.send_message(response)
+
+    async def RepositoryIndex(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        check_repository(request.repository_name)
+        index = pb.RepositoryIndexResponse.ModelIndex
+        await stream.send_message(pb.RepositoryIndexResponse(models=[index(**e) for e in self.plane.repository.index(request.ready)]))
+
+    async def RepositoryModelLoad(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        check_repository(request.repository_name)
+        await self.plane.repository.load(request.model_name, parameters(request.parameters))
+        await stream.send_message(pb.RepositoryModelLoadResponse())
+
+    async def RepositoryModelUnload(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        check_repository(request.repository_name)
+        await self.plane.repository.unload(request.model_name, parameters(request.parameters))
+        await stream.send_message(pb.RepositoryModelUnloadResponse())
+
+
+def check_repository(name: str) -> None:
+    """This server has one repository, unnamed: a request names none (Triton's "every repository")."""
+    if name:
+        raise ModelNotFound(f"no repository {name!r}: this server has one, unnamed (leave repository_name empty)")
+
+
+def parameters(given: Any) -> dict[str, Any]:
+    """A ``map<string, ModelRepositoryParameter>`` as plain values (each its one ``parameter_choice``)."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param") for key, value in given.items()}
 
 
 def decode(request: Any, served: Served) -> tuple[np.ndarray, list[str]]:

@@ -1,7 +1,8 @@
 """The Open Inference Protocol (V2) over REST, with Triton's binary tensor data extension
 (:mod:`.binary`): reads its JSON (and bytes) into tensors (:mod:`.tensors`), which the data plane
 checks and answers, and writes the answer back. Every path takes the model's version too
-(``/versions/{version}``)."""
+(``/versions/{version}``). And Triton's model repository extension (``/v2/repository/...``):
+the index, a load (in the background of the server: the data plane's repository) and an unload."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from online_inference.app.errors import InvalidInput
 from online_inference.app.protocols.rest.deps import DataPlaneDep, read_json_body
 from online_inference.app.protocols.rest.responses import ERROR_RESPONSES, ErrorResponse, json_response
 from online_inference.app.protocols.v2 import binary, tensors
-from online_inference.app.protocols.v2.types import InferenceRequest, InferenceResponse, ModelMetadata, RequestInput, parse_request
+from online_inference.app.protocols.v2.types import (InferenceRequest, InferenceResponse, ModelMetadata, RepositoryIndexEntry,
+                                                     RepositoryIndexRequest, RepositoryModelRequest, RequestInput,
+                                                     parse_repository_request, parse_request)
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (V2)"])
 
@@ -31,6 +34,14 @@ ACCESS: dict[str, str | None] = {
     "/v2/models/{name}/ready": None, "/v2/models/{name}/versions/{version}/ready": None,
     "/v2": "metadata", "/v2/": "metadata", "/v2/models/{name}": "metadata", "/v2/models/{name}/versions/{version}": "metadata",
     "/v2/models/{name}/infer": "inference", "/v2/models/{name}/versions/{version}/infer": "inference",
+    "/v2/repository/index": "model-repository", "/v2/repository/models/{name}/load": "model-repository",
+    "/v2/repository/models/{name}/unload": "model-repository",
+}
+REPOSITORY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Done: the model is served (load) or is not any more (unload). No body.", "content": None},
+    400: {"model": ErrorResponse, "description": "Invalid parameters, or a load that failed (why: the old model still serves)."},
+    404: {"model": ErrorResponse, "description": "No model of that name is served."},
+    415: ERROR_RESPONSES[415],
 }
 
 
@@ -154,3 +165,35 @@ async def answer_inference(served: Served, request: Request, plane: DataPlane) -
     header = orjson.dumps(answer)
     return Response(header + blob, media_type=binary.BINARY_MEDIA_TYPE,
                     headers={"Inference-Header-Content-Length": str(len(header))})
+
+
+@router.post("/repository/index", summary="Model repository: the model, its version and state", tags=["Model repository"],
+             response_model=list[RepositoryIndexEntry], responses={400: ERROR_RESPONSES[400], 415: ERROR_RESPONSES[415]},
+             openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                 "schema": RepositoryIndexRequest.model_json_schema()}}}})
+async def repository_index(request: Request, plane: DataPlaneDep) -> Response:
+    body = parse_repository_request(await read_json_body(request), RepositoryIndexRequest)
+    return json_response(plane.repository.index(body.ready))
+
+
+REPOSITORY_DOCS: dict[str, Any] = {
+    "tags": ["Model repository"], "response_class": Response, "responses": REPOSITORY_RESPONSES,
+    "openapi_extra": {"requestBody": {"required": False, "content": {"application/json": {
+        "schema": RepositoryModelRequest.model_json_schema()}}}},
+}
+
+
+@router.post("/repository/models/{name}/load", summary="Model repository: load the model again (fetched and checked), "
+             "then serve it", **REPOSITORY_DOCS)
+async def repository_load(name: str, request: Request, plane: DataPlaneDep) -> Response:
+    body = parse_repository_request(await read_json_body(request), RepositoryModelRequest)
+    await plane.repository.load(name, body.parameters or {})
+    return Response(status_code=200)
+
+
+@router.post("/repository/models/{name}/unload", summary="Model repository: serve the model no more (not ready) until a load",
+             **REPOSITORY_DOCS)
+async def repository_unload(name: str, request: Request, plane: DataPlaneDep) -> Response:
+    body = parse_repository_request(await read_json_body(request), RepositoryModelRequest)
+    await plane.repository.unload(name, body.parameters or {})
+    return Response(status_code=200)

@@ -60,7 +60,39 @@ class InferenceResponse(BaseModel):
     outputs: list[ResponseOutput]
 
 
+class RepositoryIndexRequest(BaseModel):
+    """Triton's model repository extension: the index's body (none is ``{}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ready: bool = Field(False, description="Only the models ready for inference.")
+
+
+class RepositoryIndexEntry(BaseModel):
+    name: str
+    version: str | None = None
+    state: str = Field(description="READY, LOADING or UNAVAILABLE (unloaded, or failed: the reason says).")
+    reason: str | None = Field(None, description="Why the model is not ready.")
+
+
+class RepositoryModelRequest(BaseModel):
+    """A load's or an unload's body (none is ``{}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: dict[str, Any] | None = Field(None, description=(
+        "load: `uri` and `sha256` (both), the artifact to load instead of MODEL_URI, where MODEL_LOAD_FROM_REQUEST allows "
+        "it; unload: `unload_dependents` (a model has none here)."))
+
+
 REQUEST_ADAPTER = TypeAdapter(InferenceRequest)
+
+
+def parse_repository_request(body: bytes, kind: type[BaseModel]) -> Any:
+    """A repository request's body (empty: the defaults), InvalidInput if it is not of ``kind``."""
+    try:
+        return kind.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        problems = [Problem(reason=f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}") for e in error.errors()]
+        raise InvalidInput(f"invalid repository request ({kind.__name__})", problems) from None
 
 
 def parse_request(body: bytes) -> InferenceRequest:
