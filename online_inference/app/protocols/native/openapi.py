@@ -1,6 +1,8 @@
 """The OpenAPI document, with the ``/predict`` and ``/explain`` body schema, examples and answers
 generated from the card (``/explain``'s example answer is the served model's, for the card's
-example row), and the card's description."""
+example row), and the card's description. With API keys on, it declares the bearer scheme and, on
+each operation that needs a key, ``security`` and the key's group (``x-api-key-group``), so that
+Swagger UI's "Authorize" sends the key; the probes declare none."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from online_inference.app.dataplane.access import PathGroups
+from online_inference.app.dataplane.access import ANY_KEY, PathGroups
 from online_inference.app.dataplane.plane import DataPlane, Served
 from online_inference.app.protocols.native import explanation
 from online_inference.app.protocols.native.hotpath import PATH
@@ -22,11 +24,9 @@ from online_inference.app.protocols.rest.responses import PROBABILITY, WARNINGS,
 from online_inference.card import ModelCard, legend
 
 
-def request_body(plane: DataPlane) -> dict[str, Any] | None:
-    """The request body of ``/predict`` as the loaded card describes it (None until loaded)."""
-    if plane.served is None:
-        return None
-    schema = dict(predict_request(plane.served).json_schema)
+def request_body(served: Served) -> dict[str, Any]:
+    """The request body of ``/predict`` as the served model's card describes it."""
+    schema = dict(predict_request(served).json_schema)
     examples = schema.get("examples", [])
     return {
         "required": True,
@@ -111,23 +111,65 @@ def hoist_definitions(document: dict[str, Any]) -> None:
                 schemas.update(media.get("schema", {}).pop("$defs", {}))
 
 
+BEARER = {"bearer": {"type": "http", "scheme": "bearer"}}  # Swagger UI's "Authorize" asks for the key
+
+
+def group_text(group: str) -> str:
+    return "any known API key" if group == ANY_KEY else f"an API key of the group `{group}`"
+
+
+def refusals(document: dict[str, Any], group: str) -> dict[str, Any]:
+    """The answers 401 and 403 of an operation that needs a key of ``group``, in the service's error shape."""
+    shape = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    error = shape if "ErrorResponse" in document.get("components", {}).get("schemas", {}) else {}
+    return {"401": {"description": "No API key, or one the service does not know (`WWW-Authenticate: Bearer`).", **error},
+            "403": {"description": f"An API key outside the group `{group}`.", **error}}
+
+
+def declare_security(document: dict[str, Any], groups: PathGroups) -> None:
+    """The bearer scheme, and on each operation whose path needs a key its ``security``, group (in
+    ``x-api-key-group`` and its description) and refusals; a probe (group None) declares none."""
+    document.setdefault("components", {})["securitySchemes"] = BEARER
+    for path, operations in document["paths"].items():
+        group = groups.group_of(path)
+        if group is None:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            operation["x-api-key-group"] = group
+            needs = f"Needs {group_text(group)}."
+            operation["description"] = f"{operation['description']}\n\n{needs}" if operation.get("description") else needs
+            operation.setdefault("responses", {}).update(refusals(document, group))
+
+
+def document_of(app: FastAPI, served: Served | None, security: PathGroups | None) -> dict[str, Any]:
+    """The document for ``served`` (None: no model yet); ``security``: each path's API key group,
+    when keys are on."""
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    if served is not None:
+        card, body = served.card, request_body(served)
+        document["info"]["description"] = f"{card.description}\n\n{app.description}"
+        for path in (PATH, explanation.PATH):
+            document["paths"][path]["post"]["requestBody"] = body
+        document["components"]["schemas"].update(answer_schemas(card))
+        show_example(document, explanation.PATH, explanation_example(served))
+    hoist_definitions(document)
+    if security is not None:
+        declare_security(document, security)
+    return document
+
+
 def install_openapi(app: FastAPI, plane: DataPlane, groups: PathGroups | None = None) -> None:
-    """Regenerate the document when the served model changes (it may load after start-up)."""
-    cache: dict[str | None, dict[str, Any]] = {}
+    """Regenerate the document when the served model changes (it may load after start-up); with
+    API keys on (``plane.access``), ``groups`` says which key each operation needs. The document is
+    cached by what it is made of: the model's sha256 and whether keys are on."""
+    cache: dict[tuple[str | None, bool], dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        key = plane.served.card.sha256 if plane.served else None
+        served, keys_on = plane.served, plane.access.enabled  # read once: the document is of this model
+        key = (served.card.sha256 if served else None, keys_on)
         if key not in cache:
-            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            body = request_body(plane)
-            if body is not None and plane.served is not None:
-                card = plane.served.card
-                document["info"]["description"] = f"{card.description}\n\n{app.description}"
-                for path in (PATH, explanation.PATH):
-                    document["paths"][path]["post"]["requestBody"] = body
-                document["components"]["schemas"].update(answer_schemas(card))
-                show_example(document, explanation.PATH, explanation_example(plane.served))
-            hoist_definitions(document)
+            document = document_of(app, served, (groups or PathGroups({})) if keys_on else None)
             cache.clear()
             cache[key] = document
         return cache[key]
