@@ -11,6 +11,15 @@ predict columns, its three largest contributions by absolute value (``top1_featu
 ``top1_contribution``, ... ``top3_contribution``; logit units, the server's digits; empty cells when
 fewer are non-zero), and JSON output keeps the whole answer row (contributions, baseline, reasons).
 A model whose card says it has no contributions fails before any row is sent, with the card's why.
+
+A service with API keys: ``--api-key KEY`` (or the environment variable ``HEART_API_KEY``; the flag
+wins) is sent as ``Authorization: Bearer KEY`` on every request (``/health``, ``/model``,
+``/predict``, ``/explain``); the key is never printed, not even in an error. A 401 (no key, or an
+unknown one) or a 403 (a key outside the endpoint's group) exits non-zero at once with the server's
+reason. A service with TLS (an ``https://`` URL): ``--cacert FILE`` verifies it against that CA
+(default: the system's CAs), and ``--cert FILE --key FILE`` is the client certificate that mutual
+TLS asks for; a certificate the client cannot verify, or a handshake the server refuses, fails at
+once (never retried).
 Needs only httpx (no numpy, no pandas); the card is read with the package's own card.py.
 """
 
@@ -19,6 +28,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
+import ssl
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +43,9 @@ import httpx
 from online_inference.card import ModelCard, read_json
 
 RETRY_STATUSES = {502, 503, 504}
+KEY_ENV = "HEART_API_KEY"
+REFUSED = {401: f"give an API key of its group: --api-key or {KEY_ENV}", 403: "a key of another group"}
+TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # what a Bearer token may hold (RFC 6750's b64token)
 PREDICT, EXPLAIN = "/predict", "/explain"
 TOP = 3  # the largest contributions a CSV row of --explain shows
 
@@ -102,20 +117,65 @@ class Progress:
             sys.stderr.flush()
 
 
+@dataclass(frozen=True)
+class Tls:
+    """How the client checks the server (``cacert``: its CA; None: the system's) and, for mutual
+    TLS, its own certificate (``key``: None when the certificate's file holds the key too)."""
+
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies the server with: its default, or a context with these files."""
+        if self.cacert is None and self.cert is None:
+            return True
+        try:
+            context = ssl.create_default_context(cafile=self.cacert)
+            if self.cert is not None:
+                context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as error:  # a missing file; no PEM, or a key that is not the certificate's
+            raise ClientError(f"TLS files {self.describe()}: {getattr(error, 'reason', None) or error}") from None
+        return context
+
+    def describe(self) -> str:
+        return ", ".join(f"--{name} {path}" for name, path in vars(self).items() if path is not None)
+
+
+def tls_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a TLS failure (a certificate not verified, a handshake refused): another
+    try would fail the same way. A connection that ended mid-handshake (a restarting server) is not one."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return not isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 class InferenceClient:
-    def __init__(self, url: str, retries: int = 5, backoff: float = 0.2, timeout: float = 30.0):
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    def __init__(self, url: str, retries: int = 5, backoff: float = 0.2, timeout: float = 30.0,
+                 api_key: str | None = None, tls: Tls = Tls(), transport: httpx.BaseTransport | None = None):
+        """``api_key``: sent as ``Authorization: Bearer`` on every request; ``transport``: httpx's
+        (tests)."""
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, verify=tls.verify(),
+                                 transport=transport)
         self.retries = retries
         self.backoff = backoff
+        # A server that asks for a client certificate may just close a connection without one (TLS 1.3)
+        self.hint = " (if the server asks for a client certificate: --cert and --key)" \
+            if self.http.base_url.scheme == "https" and tls.cert is None else ""
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Retries connection errors and 502/503/504 with exponential backoff; raises on 4xx."""
+        """Retries connection errors and 502/503/504 with exponential backoff; raises on 4xx and
+        on a TLS failure."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
+                problem = self.transport_problem(method, path, error)
             else:
                 if response.status_code not in RETRY_STATUSES:
                     break
@@ -125,8 +185,21 @@ class InferenceClient:
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         if response.status_code >= 400:
-            raise ClientError(f"{method} {path}: HTTP {response.status_code}: {reason(response)}")
+            raise ClientError(refusal(method, path, response))
         return response
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()  # its connections too: a server waits for an idle one at its stop
+
+    def transport_problem(self, method: str, path: str, error: httpx.TransportError) -> str:
+        """What went wrong, for a later try; a TLS failure raises at once (it would fail again)."""
+        problem = f"{type(error).__name__}: {error}"
+        if tls_failure(error):
+            raise ClientError(f"{method} {path}: TLS: {problem}") from None
+        return problem + self.hint
 
     def wait_ready(self, seconds: float) -> dict[str, Any]:
         """Poll ``/health`` until 200; a failed model ends the wait at once."""
@@ -134,13 +207,17 @@ class InferenceClient:
         while True:
             try:
                 response = self.http.get("/health")
+                if response.status_code in REFUSED:
+                    raise ClientError(refusal("GET", "/health", response))
                 body = response.json()
                 if response.status_code == 200:
                     return body  # type: ignore[no-any-return]
                 if body.get("status") == "failed":
                     raise ClientError(f"model failed to load: {body.get('reason')}")
                 problem = f"status {body.get('status')}"
-            except (httpx.TransportError, ValueError) as error:
+            except httpx.TransportError as error:
+                problem = self.transport_problem("GET", "/health", error)
+            except ValueError as error:
                 problem = f"{type(error).__name__}: {error}"
             if time.monotonic() >= deadline:
                 raise ClientError(f"service not ready after {seconds:g}s ({problem})")
@@ -163,6 +240,12 @@ class InferenceClient:
             predictions.extend(self.predict(table.features, batch, endpoint))
             progress.advance(len(batch))
         return predictions
+
+
+def refusal(method: str, path: str, response: httpx.Response) -> str:
+    """A 4xx's message: the status, the server's reason and, for 401 and 403, what to do."""
+    hint = f" ({REFUSED[response.status_code]})" if response.status_code in REFUSED else ""
+    return f"{method} {path}: HTTP {response.status_code}: {reason(response)}{hint}"
 
 
 def reason(response: httpx.Response) -> str:
@@ -237,31 +320,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=5, help="retries of connection errors and 503")
     parser.add_argument("--explain", action="store_true",
                         help=f"call {EXPLAIN}: add each row's {TOP} largest contributions (JSON: the whole answer row)")
+    add_access_args(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    check_access_args(parser, args)
     return args
 
 
+def add_access_args(parser: argparse.ArgumentParser) -> None:
+    access = parser.add_argument_group("API keys and TLS")
+    access.add_argument("--api-key", metavar="KEY", default=None,
+                        help=f"sent as 'Authorization: Bearer KEY' on every request (default: ${KEY_ENV})")
+    access.add_argument("--cacert", type=Path, metavar="FILE", help="verify the https server against this PEM CA")
+    access.add_argument("--cert", type=Path, metavar="FILE", help="client certificate (PEM) for mutual TLS")
+    access.add_argument("--key", type=Path, metavar="FILE", help="the private key (PEM) of --cert, unless --cert holds it")
+
+
+def check_access_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The key (the flag, else the environment) and TLS files as the client can use them; an
+    error never shows the key."""
+    where = "--api-key" if args.api_key is not None else f"${KEY_ENV}"
+    if args.api_key is None:
+        args.api_key = os.environ.get(KEY_ENV) or None  # empty: no key
+    if args.api_key is not None and not TOKEN.fullmatch(args.api_key):
+        parser.error(f"the API key ({where}) is not a Bearer token: letters, digits and -._~+/ then any '='")
+    if args.key is not None and args.cert is None:
+        parser.error("--key needs --cert")
+    if (args.cacert or args.cert) and not args.url.lower().startswith("https://"):
+        parser.error("--cacert and --cert need an https:// --url")
+
+
+def warn_plain_text(url: str, api_key: str | None) -> None:
+    """Say so when the key would cross a network unencrypted (loopback is not one)."""
+    host = httpx.URL(url).host
+    if api_key and httpx.URL(url).scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"warning: the API key goes to {host} in plain text (http://): use https://", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    client = InferenceClient(args.url, retries=args.retries)
-    if args.wait:
-        client.wait_ready(args.wait)
-    card = client.card()
-    if args.explain and card.contributions.method == "none":
-        raise ClientError(f"--explain: {card.name} {card.version} has no contributions: {card.contributions.why}")
-    table = read_table(args.csv, card.feature_names, card.target)
-    if not table.rows:
-        raise ClientError(f"{args.csv}: no rows")
-    progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
-    predictions = client.predict_all(table, args.batch_size, progress, EXPLAIN if args.explain else PREDICT)
+    warn_plain_text(args.url, args.api_key)
+    tls = Tls(args.cacert, args.cert, args.key)
+    with InferenceClient(args.url, retries=args.retries, api_key=args.api_key, tls=tls) as client:
+        if args.wait:
+            client.wait_ready(args.wait)
+        card = client.card()
+        if args.explain and card.contributions.method == "none":
+            raise ClientError(f"--explain: {card.name} {card.version} has no contributions: {card.contributions.why}")
+        table = read_table(args.csv, card.feature_names, card.target)
+        if not table.rows:
+            raise ClientError(f"{args.csv}: no rows")
+        progress = Progress(len(table.rows), enabled=len(table.rows) > args.batch_size)
+        predictions = client.predict_all(table, args.batch_size, progress, EXPLAIN if args.explain else PREDICT)
+    report(args, card, table, predictions)
+    return 0
+
+
+def report(args: argparse.Namespace, card: ModelCard, table: Table, predictions: list[dict[str, Any]]) -> None:
+    """The predictions where ``--output`` says, and on stderr what was sent and, with labels, the summary."""
     write_predictions(args.output or Path("/dev/stdout"), predictions, card.target, args.explain)
     if args.output:
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     print(f"{card.name} {card.version}: {len(predictions)} rows sent", file=sys.stderr)
     if table.labels is not None:
         print(summarize(table.labels, predictions, card), file=sys.stderr)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except ClientError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = str(error).replace(args.api_key, "<API key>") if args.api_key else str(error)  # never the key
+        print(f"error: {message}", file=sys.stderr)
         return 1
 
 

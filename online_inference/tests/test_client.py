@@ -5,12 +5,21 @@ probability's digits as the server answered them; its confusion matrix names eac
 label when the card has them. With ``--explain`` it calls ``/explain``: each CSV row adds the
 server's three largest contributions (its digits), JSON keeps the whole answer row, the summary
 is the same, and a model whose card has no contributions fails before any row is sent, with the
-card's reason (a 501 of ``/explain`` is not retried)."""
+card's reason (a 501 of ``/explain`` is not retried).
+
+Against a service with API keys, the key (``--api-key``, else ``HEART_API_KEY``; the flag wins)
+goes as ``Authorization: Bearer`` on every request; no key, an unknown one or one outside the
+endpoint's group exits non-zero at once with the server's reason, and the key is printed nowhere.
+Against HTTPS, ``--cacert`` verifies the service (without it, the test CA's certificate is refused
+at once), and ``--cert``/``--key`` pass mutual TLS (without them the handshake fails). The
+certificates are made at test time with Debian's ``openssl`` (tests/certs.py)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +30,16 @@ import numpy as np
 import pytest
 
 from online_inference.app.model.session import ModelSession
+from online_inference.app.settings import Settings
 from online_inference.card import NO_CONTRIBUTIONS
 from online_inference.client import main as client_main
-from online_inference.client import EXPLAIN, ClientError, InferenceClient, roc_auc, write_predictions
+from online_inference.client import (EXPLAIN, KEY_ENV, PREDICT, ClientError, InferenceClient, roc_auc, warn_plain_text,
+                                     write_predictions)
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.helpers import bundled_card, bundled_session, bundled_session_with, live_server, metric_value
+from online_inference.tests.certs import Pki, tls_server
+from online_inference.tests.helpers import (bundled_card, bundled_session, bundled_session_with, live_server,
+                                            metric_value)
 
 TOP_COLUMNS = [f"top{k}_{cell}" for k in (1, 2, 3) for cell in ("feature", "contribution")]
 
@@ -219,3 +232,186 @@ def test_explain_leaves_the_cells_past_the_non_zero_contributions_empty(tmp_path
     with output.open() as handle:
         rows = [[row[c] for c in TOP_COLUMNS] for row in csv.DictReader(handle)]
     assert rows == [["ca", "0.4147306", "sex", "-3e-07", "", ""], ["", "", "", "", "", ""]]
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+KEYS = {"triage": (secrets.token_urlsafe(24), "inference,metadata"), "reader": (secrets.token_urlsafe(24), "metadata")}
+
+
+def write_keys_file(path: Path, keys: dict[str, tuple[str, str]]) -> Path:
+    """An API_KEYS_FILE of ``keys`` (name → key, groups), as the service reads it: each key hashed."""
+    lines = [f"{name} sha256:{hashlib.sha256(key.encode()).hexdigest()} {groups}" for name, (key, groups) in keys.items()]
+    path.write_text("# written by the test\n" + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def keyed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service with API keys on (:data:`KEYS`)."""
+    keys_file = write_keys_file(tmp_path_factory.mktemp("keys") / "api-keys", KEYS)
+    with live_server(settings=Settings(environment={"API_KEYS_FILE": str(keys_file)})) as url:
+        yield url
+
+
+def predicts(args: list[str], output: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """The client's stderr once it wrote every row of the Kaggle table; the key in neither stream."""
+    rows = client_csv(args, output)
+    out, err = capsys.readouterr()
+    assert len(rows) == 297 and not any(key in out + err for key, _ in KEYS.values())
+    return err
+
+
+def refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The client's stderr once it exited 1; the key in neither stream."""
+    assert client_main(args) == 1
+    out, err = capsys.readouterr()
+    assert not any(key in out + err for key, _ in KEYS.values()), "the client printed a key"
+    return err
+
+
+def test_the_api_key_flag_is_sent_as_a_bearer_token(keyed_url: str, kaggle_csv: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    predicts([str(kaggle_csv), "--url", keyed_url, "--wait", "5", "--api-key", KEYS["triage"][0]], tmp_path / "p.csv", capsys)
+    predicts([str(kaggle_csv), "--url", keyed_url, "--explain", "--api-key", KEYS["triage"][0]], tmp_path / "e.csv", capsys)
+
+
+def test_the_api_key_comes_from_the_environment(keyed_url: str, kaggle_csv: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(KEY_ENV, KEYS["triage"][0])
+    predicts([str(kaggle_csv), "--url", keyed_url], tmp_path / "p.csv", capsys)
+
+
+def test_the_api_key_flag_wins_over_the_environment(keyed_url: str, kaggle_csv: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(KEY_ENV, KEYS["reader"][0])  # metadata only: /predict would be refused
+    predicts([str(kaggle_csv), "--url", keyed_url, "--api-key", KEYS["triage"][0]], tmp_path / "p.csv", capsys)
+
+
+def test_without_a_key_the_client_exits_with_the_servers_reason(keyed_url: str, kaggle_csv: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    err = refused([str(kaggle_csv), "--url", keyed_url, "--retries", "3"], capsys)
+    assert "GET /model: HTTP 401: an API key is needed" in err and "--api-key or HEART_API_KEY" in err, err
+
+
+def test_an_unknown_key_exits_with_the_servers_reason_and_is_never_printed(keyed_url: str, kaggle_csv: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    unknown = secrets.token_urlsafe(24)
+    err = refused([str(kaggle_csv), "--url", keyed_url, "--api-key", unknown], capsys)
+    assert "GET /model: HTTP 401: unknown API key" in err and unknown not in err, err
+
+
+def test_a_key_of_another_group_exits_with_the_servers_reason(keyed_url: str, kaggle_csv: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "never.csv"
+    err = refused([str(kaggle_csv), "--url", keyed_url, "--api-key", KEYS["reader"][0], "--output", str(output)], capsys)
+    assert "POST /predict: HTTP 403:" in err and "'reader' may not call inference endpoints" in err, err
+    assert not output.exists()
+
+
+def recording(statuses: dict[str, int]) -> tuple[list[httpx.Request], httpx.MockTransport]:
+    """A transport that answers each path with its status (200 otherwise) and keeps the requests."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = statuses.get(request.url.path, 200)
+        body = {"error": "an API key is needed"} if status >= 400 else {"status": "ready", "predictions": []}
+        return httpx.Response(status, json=body)
+
+    return seen, httpx.MockTransport(answer)
+
+
+def test_the_key_goes_with_every_request() -> None:
+    seen, transport = recording({})
+    key = KEYS["triage"][0]
+    client = InferenceClient("http://model.test", api_key=key, transport=transport)
+    client.wait_ready(1)
+    with pytest.raises(ClientError):
+        client.card()  # not a card: the request was sent all the same
+    for endpoint in (PREDICT, EXPLAIN):
+        client.predict(["age"], [[1.0]], endpoint)
+    assert [r.url.path for r in seen] == ["/health", "/model", PREDICT, EXPLAIN]
+    assert [r.headers.get_list("authorization") for r in seen] == [[f"Bearer {key}"]] * 4
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_is_never_retried(status: int) -> None:
+    seen, transport = recording({PREDICT: status, "/health": status})
+    client = InferenceClient("http://model.test", retries=5, backoff=0.01, transport=transport)
+    with pytest.raises(ClientError, match=f"POST {PREDICT}: HTTP {status}: an API key is needed"):
+        client.predict(["age"], [[1.0]])
+    with pytest.raises(ClientError, match=f"GET /health: HTTP {status}"):
+        client.wait_ready(5)  # a refused wait ends at once
+    assert [r.url.path for r in seen] == [PREDICT, "/health"]
+
+
+def test_a_key_that_is_no_bearer_token_is_refused_without_being_shown(kaggle_csv: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(KEY_ENV, "s3cret\r\nX-Injected: 1")
+    with pytest.raises(SystemExit) as exit_:
+        client_main([str(kaggle_csv)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "the API key ($HEART_API_KEY) is not a Bearer token" in err and "s3cret" not in err
+
+
+def test_a_key_sent_in_plain_text_past_loopback_is_warned_of(capsys: pytest.CaptureFixture[str]) -> None:
+    key = KEYS["triage"][0]
+    for url in ("http://127.0.0.1:8000", "http://localhost:8000", "https://model.test", "http://model.test"):
+        warn_plain_text(url, key)
+    warn_plain_text("http://model.test", None)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: the API key goes to model.test in plain text (http://): use https://"], err
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A test CA, the server's certificate for 127.0.0.1 and a client's, made with Debian's openssl."""
+    return Pki.make(tmp_path_factory.mktemp("pki"))
+
+
+def https_server(pki: Pki, mutual: bool) -> Iterator[str]:
+    """The service over HTTPS with the test CA's certificate (mutual: clients need one of its
+    certificates too); its https:// URL once /health answers."""
+    tls = {"TLS_CERT_FILE": str(pki.server.cert), "TLS_KEY_FILE": str(pki.server.key)}
+    if mutual:
+        tls["TLS_CLIENT_CA_FILE"] = str(pki.ca.cert)
+    with tls_server(Settings(environment=tls), pki) as service:
+        yield service.url
+
+
+@pytest.fixture(scope="module")
+def https_url(pki: Pki) -> Iterator[str]:
+    yield from https_server(pki, mutual=False)
+
+
+@pytest.fixture(scope="module")
+def mutual_url(pki: Pki) -> Iterator[str]:
+    yield from https_server(pki, mutual=True)
+
+
+def test_cacert_verifies_the_https_service(https_url: str, pki: Pki, kaggle_csv: Path, tmp_path: Path) -> None:
+    rows = client_csv([str(kaggle_csv), "--url", https_url, "--wait", "5", "--cacert", str(pki.ca.cert)], tmp_path / "p.csv")
+    assert len(rows) == 297
+
+
+def test_without_cacert_the_test_cas_certificate_is_refused_at_once(https_url: str, kaggle_csv: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert client_main([str(kaggle_csv), "--url", https_url, "--retries", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "GET /model: TLS:" in err and "CERTIFICATE_VERIFY_FAILED" in err and "attempts" not in err, err
+
+
+def test_cert_and_key_pass_mutual_tls(mutual_url: str, pki: Pki, kaggle_csv: Path, tmp_path: Path) -> None:
+    tls = ["--cacert", str(pki.ca.cert), "--cert", str(pki.client.cert), "--key", str(pki.client.key)]
+    assert len(client_csv([str(kaggle_csv), "--url", mutual_url, *tls], tmp_path / "p.csv")) == 297
+
+
+def test_without_a_client_certificate_mutual_tls_refuses_the_client(mutual_url: str, pki: Pki, kaggle_csv: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert client_main([str(kaggle_csv), "--url", mutual_url, "--cacert", str(pki.ca.cert), "--retries", "1"]) == 1
+    assert "GET /model" in (err := capsys.readouterr().err) and "--cert and --key" in err, err
