@@ -22,6 +22,12 @@ RUN_BY_TESTS = {
     r"(make model SPEC=|MODEL_URI=file://\$PWD/my-model\.onnx make serve$|make client CSV=my-table\.csv$)":
         "tests/test_own_model.py, on a toy table it makes: only the files' paths and the port differ",
 }
+RUN_BY_TESTS.update({
+    r"(mkdir -p secrets && )?make api-key NAME=": "tests/test_expose_safely.py, its line into the keys file",
+    r"openssl req -x509 ": "tests/test_expose_safely.py, verbatim in a fresh folder",
+    r"KEY=<the key printed above>$": "tests/test_expose_safely.py, with the key make api-key printed",
+    r"curl -s --cacert secrets/tls\.crt ": "tests/test_expose_safely.py, only the port differs",
+})
 NOT_RUNNABLE_HERE = {
     r"<sha256>|<user>|<ingress>|my-bucket": "a placeholder for the user's own value",
     r"DOCKER_BUILDKIT=1 docker build ": "pulls the official bases; `make images` builds the same Dockerfiles on stand-ins",
