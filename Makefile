@@ -30,6 +30,7 @@ help:
 	@echo "make push REGISTRY=docker.io/<user>  publish them"
 	@echo "make lock    re-compile requirements/*.txt (pinned, hash-locked) from requirements/*.in"
 	@echo "make grpc-stubs  re-generate the gRPC stubs (app/protocols/v2/proto/) from the kserve wheel's descriptor"
+	@echo "make api-key NAME=triage GROUPS=inference,metadata  a new API key (shown once) and its API_KEYS_FILE line"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -120,6 +121,12 @@ lock: | $(VENV)/bin/python
 # trimmed to the RPCs the service answers: online_inference/devtools/grpc_stubs.py.
 grpc-stubs: $(VENV)/.dev
 	$(PY) -m online_inference.devtools.grpc_stubs
+
+# A new API key for NAME, which may call the endpoints of GROUPS (inference, metadata, metrics):
+# printed once, with the line to add to the API_KEYS_FILE (its digest: the file never holds a key).
+.PHONY: api-key
+api-key: $(VENV)/.runtime
+	$(PY) -m online_inference.devtools.api_key --name "$(NAME)" --groups "$(GROUPS)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

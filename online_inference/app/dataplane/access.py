@@ -8,10 +8,13 @@ The keys come from ``API_KEYS_FILE`` (a mounted Secret), stored as hashes, one a
 Every protocol asks the same question (:meth:`Access.check`) before it reads a body: REST with its
 ``Authorization`` header, gRPC with its ``authorization`` metadata, both ``Bearer <key>`` (the
 scheme in any case, RFC 9110 §11.1). No key, or one the file does not hold, is
-:class:`Unauthenticated`; a known key outside the endpoint's group :class:`PermissionDenied`. A
-key is hashed and its digest compared with every stored one in constant time; a key itself is
-never kept or logged, only its name. Which group an endpoint belongs to is the protocol's to say
-(``None``: a probe, open to all); this module knows only the groups.
+:class:`NoValidKey` (Unauthenticated: 401, UNAUTHENTICATED); a known key outside the endpoint's
+group :class:`KeyOutsideGroups` (PermissionDenied: 403, PERMISSION_DENIED); each says why in its
+``reason``, which /metrics counts. A key is hashed and its digest compared with every stored one
+in constant time; a key itself is never kept or logged, only its name (the protocols log each
+authenticated call by it, on the logger ``online_inference.access``). Which group an endpoint
+belongs to is the protocol's to say (``None``: a probe, open to all); this module knows only the
+groups, and the rules of a line (:func:`key_of`), which ``make api-key`` checks its line with.
 
 The file is re-read when it changes (checked at most every ``SECRETS_RECHECK_SECONDS``, on the
 next request), so that a key can be revoked without a restart: a bad line stops the service at
@@ -31,17 +34,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from online_inference.app.errors import PermissionDenied, Unauthenticated
+from online_inference.app.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("inference", "metadata", "metrics", "model-repository")
 ANY_KEY = "any key"  # what an endpoint no protocol declares needs: a known key (then, likely, 404)
-LINE = re.compile(r"(?P<name>[A-Za-z0-9._-]{1,64})\s+sha256:(?P<digest>[0-9a-fA-F]{64})\s+(?P<groups>[a-z-]+(?:,[a-z-]+)*)")
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+GROUP_LIKE = re.compile(r"[a-z-]{1,32}")
+DIGEST = re.compile(r"sha256:(?P<hex>[0-9a-fA-F]{64})")
+FORMAT = "three fields, '<name> sha256:<64 hex digits> <group>[,<group>...]'"
 BEARER = re.compile(r"bearer +(?P<token>[A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)  # RFC 9110 §11.6.2's token68
+calls = logging.getLogger("online_inference.access")  # a line per authenticated call: the key's name, never the key
 
 
-class KeysFileError(ValueError):
-    """A keys file that cannot be used, with the number of its bad line."""
+class KeysFileError(SettingsError):
+    """A keys file that cannot be used, with the number of its bad line (at start: the process
+    exits 1 with it, as for any setting that cannot be served)."""
+
+
+class NoValidKey(Unauthenticated):
+    """No key, or not one the file holds; ``reason`` (missing, malformed, unknown) labels /metrics' count."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class KeyOutsideGroups(PermissionDenied):
+    """A known key outside the endpoint's group."""
+
+    reason = "forbidden"
+
+
+REFUSED = (NoValidKey, KeyOutsideGroups)  # what Access.check raises
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,34 @@ def digest_of(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def key_of(line: str) -> Key:
+    """The key of one line of the file (without its comment); ValueError saying which rule it breaks
+    (never echoing the line: a key pasted in place of its digest must not reach the log)."""
+    fields = line.split()
+    if len(fields) != 3:
+        raise ValueError(f"expected {FORMAT}")
+    name, digest, groups = fields
+    if NAME.fullmatch(name) is None:
+        raise ValueError("a name is 1 to 64 of A-Z a-z 0-9 . _ -")
+    match = DIGEST.fullmatch(digest)
+    if match is None:
+        raise ValueError("expected sha256:<64 hex digits> after the name")
+    given = frozenset(groups.split(","))
+    unknown = sorted(given - set(GROUPS))
+    if unknown:  # named only if they look like words (a key pasted there is never shown)
+        named = [group for group in unknown if GROUP_LIKE.fullmatch(group)]
+        raise ValueError(f"unknown groups{f' {named}' if named else ''}; the groups are {list(GROUPS)}")
+    return Key(name, bytes.fromhex(match["hex"]), given)
+
+
+def key_line(name: str, key: str, groups: str) -> str:
+    """The file's line of ``key``: its name, its digest (never the key) and its groups (``a,b``),
+    checked as the file's lines are; ValueError saying what is wrong."""
+    line = f"{name} sha256:{digest_of(key).hex()} {groups}"
+    key_of(line)
+    return line
+
+
 def parse_keys(text: str, where: str) -> list[Key]:
     """The keys of a file's text; KeysFileError naming the first bad line."""
     keys: list[Key] = []
@@ -62,16 +116,13 @@ def parse_keys(text: str, where: str) -> list[Key]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        match = LINE.fullmatch(line)
-        if match is None:
-            raise KeysFileError(f"{where} line {number}: expected '<name> sha256:<64 hex digits> <group>[,<group>...]'")
-        groups = frozenset(match["groups"].split(","))
-        unknown = sorted(groups - set(GROUPS))
-        if unknown:
-            raise KeysFileError(f"{where} line {number}: unknown groups {unknown}; the groups are {list(GROUPS)}")
-        if any(key.name == match["name"] for key in keys):
-            raise KeysFileError(f"{where} line {number}: the name {match['name']!r} is given twice")
-        keys.append(Key(match["name"], bytes.fromhex(match["digest"]), groups))
+        try:
+            key = key_of(line)
+        except ValueError as error:
+            raise KeysFileError(f"{where} line {number}: {error}") from None
+        if any(other.name == key.name for other in keys):
+            raise KeysFileError(f"{where} line {number}: the name {key.name!r} is given twice")
+        keys.append(key)
     return keys
 
 
@@ -134,29 +185,30 @@ class Access:
 
     def check(self, group: str | None, authorization: Sequence[str]) -> str | None:
         """The name of the key that may call an endpoint of ``group`` (None: open, or no keys),
-        given the request's ``Authorization`` values; Unauthenticated or PermissionDenied otherwise."""
+        given the request's ``Authorization`` values; NoValidKey or KeyOutsideGroups otherwise."""
         if self.keys is None or group is None:
             return None
         key = self.known_key(authorization)
         if group != ANY_KEY and group not in key.groups:
-            raise PermissionDenied(f"the API key {key.name!r} may not call {group} endpoints")
+            raise KeyOutsideGroups(f"the API key {key.name!r} may not call {group} endpoints")
         return key.name
 
     def known_key(self, authorization: Sequence[str]) -> Key:
         assert self.keys is not None
+        if not authorization or not any(value.strip(" \t") for value in authorization):
+            raise NoValidKey("an API key is needed: 'Authorization: Bearer <key>'", "missing")
         if len(authorization) != 1:
-            raise Unauthenticated("an API key is needed: one 'Authorization: Bearer <key>' header" if not authorization
-                                  else "give one Authorization header, not several")
+            raise NoValidKey("give one Authorization header, not several", "malformed")
         match = BEARER.fullmatch(authorization[0].strip(" \t"))
         if match is None:
-            raise Unauthenticated("an API key is needed: 'Authorization: Bearer <key>'")
+            raise NoValidKey("an API key is needed: 'Authorization: Bearer <key>'", "malformed")
         digest = digest_of(match["token"])
         found = None
         for key in self.keys.current():  # every digest compared, in constant time: no early exit
             if hmac.compare_digest(key.digest, digest):
                 found = key
         if found is None:
-            raise Unauthenticated("unknown API key")
+            raise NoValidKey("unknown API key", "unknown")
         return found
 
 

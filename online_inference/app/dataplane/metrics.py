@@ -61,6 +61,7 @@ class Serving:
         self.rows = 0
         self.classes: dict[int, int] = {}
         self.validation_failures: dict[str, int] = {}  # protocol → requests rejected as invalid
+        self.key_refusals: dict[tuple[str, str], int] = {}  # (reason, protocol) → requests refused for their API key
         self.rpcs: dict[tuple[str, str], int] = {}  # (/package.Service/Method, gRPC code) → unary RPCs handled
         self.rpc_latency: dict[str, Latencies] = {}  # /package.Service/Method → their durations
         self.model: ModelCard | None = None  # once loaded and checked
@@ -87,6 +88,10 @@ class Serving:
         failures = CounterMetricFamily("validation_failures", "Requests rejected as invalid, by protocol.", labels=["protocol"])
         for protocol, count in self.validation_failures.items():
             failures.add_metric([protocol], count)
+        refusals = CounterMetricFamily("api_key_refusals", "Requests refused for their API key, by reason (missing, "
+                                       "malformed, unknown: 401; forbidden: 403) and protocol.", labels=["reason", "protocol"])
+        for (reason, protocol), count in self.key_refusals.items():
+            refusals.add_metric([reason, protocol], count)
         model = self.model
         info = GaugeMetricFamily("model_info", "The loaded model (value 1).", labels=["name", "version", "sha256"])
         if model is not None:
@@ -98,18 +103,20 @@ class Serving:
             loads.add_metric([trigger, result], count)
         yield loads
         rows = CounterMetricFamily("predicted_rows", "Rows predicted.", value=self.rows)
-        yield from (requests, latency, inference, rows, classes, failures, info, ready, *self.collect_rpcs(), *self.collect_load())
+        yield from (requests, latency, inference, rows, classes, failures, refusals, info, ready, *self.collect_rpcs(),
+                    *self.collect_load())
 
     def collect_rpcs(self) -> Iterator[Metric]:
         """gRPC's unary RPCs, under the names and labels of grpc-ecosystem's interceptors
         (``grpc_server_handled_total``, ``grpc_server_handling_seconds``), which dashboards expect."""
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-        handled = CounterMetricFamily("grpc_server_handled", "gRPC unary RPCs completed, by method and code.",
+        handled = CounterMetricFamily("grpc_server_handled", "gRPC RPCs completed, by method and code (every unary "
+                                      "one, and streaming ones refused for their API key).",
                                       labels=["grpc_service", "grpc_method", "grpc_code"])
         for (path, code), count in self.rpcs.items():
             handled.add_metric([*service_and_method(path), code], count)
-        seconds = HistogramMetricFamily("grpc_server_handling_seconds", "gRPC unary RPC latency by method.",
+        seconds = HistogramMetricFamily("grpc_server_handling_seconds", "gRPC RPC latency by method (those handled).",
                                         labels=["grpc_service", "grpc_method"])
         for path, latencies in self.rpc_latency.items():
             seconds.add_metric(list(service_and_method(path)), latencies.cumulative(), latencies.sum)
@@ -152,9 +159,12 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         tally(self.serving.requests, (route, method, status), self.serving.latency, route, seconds)
 
-    def observe_rpc(self, path: str, code: str, seconds: float) -> None:
-        """One unary gRPC call ``/package.Service/Method`` ended with ``code`` (OK, INVALID_ARGUMENT...)."""
+    def observe_rpc(self, path: str, code: str, seconds: float, key_refusal: str | None = None) -> None:
+        """One gRPC call ``/package.Service/Method`` ended with ``code`` (OK, INVALID_ARGUMENT...):
+        every unary one, and a streaming one refused for its API key (``key_refusal``: why)."""
         tally(self.serving.rpcs, (path, code), self.serving.rpc_latency, path, seconds)
+        if key_refusal is not None:
+            self.count_key_refusal(key_refusal, "grpc")
 
     def observe_inference(self, labels: np.ndarray, seconds: float) -> None:
         """One successful call of the model: its duration, its rows and the classes it predicted."""
@@ -164,6 +174,11 @@ class Metrics:
         classes = serving.classes
         for label, count in count_labels(labels):
             classes[label] = classes.get(label, 0) + count
+
+    def count_key_refusal(self, reason: str, protocol: str) -> None:
+        """A request refused for its API key: ``reason`` is the refusal's (dataplane/access.py)."""
+        refusals = self.serving.key_refusals
+        refusals[reason, protocol] = refusals.get((reason, protocol), 0) + 1
 
     def count_validation_failure(self, protocol: str) -> None:
         failures = self.serving.validation_failures
