@@ -1,5 +1,11 @@
 """The front: the outermost ASGI layer, what every request passes before it is answered.
 
+- With ``API_KEYS_FILE``, a request's API key is checked first, before anything reads its body
+  (:mod:`dataplane.access`: the path's group, as the protocols declare it, and every
+  ``Authorization`` header): a refusal is answered here, 401 or 403 in the service's error body,
+  counted in /metrics, its body unread (then dropped as it arrives, or, on a connection that
+  closes after the answer, read and dropped before the close: :meth:`Front.refuse`); an
+  authenticated call is logged by its key's name. Without it nothing is checked (one test).
 - The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
 - A request for work (``POST``) waits for its turn once its body has arrived (:mod:`dataplane.workqueue`),
@@ -13,17 +19,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from online_inference.app.asgi import Message, raising, replay
 from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
-from online_inference.app.dataplane.access import PathGroups
+from online_inference.app.dataplane.access import REFUSED, PathGroups, calls
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.dataplane.rules import value_count_bound
 from online_inference.app.dataplane.workqueue import WorkQueue
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
 from online_inference.app.http.body import BodyLimit
+from online_inference.app.http.charging import body_framing
 from online_inference.app.settings import Settings
 
 ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -36,7 +45,9 @@ class Front:
         self.app = app
         self.plane = plane
         self.groups = groups or PathGroups({})
+        self.access = plane.access if plane.access.enabled else None  # None: no API_KEYS_FILE, nothing to check
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
+        self.linger_seconds = settings.TIMEOUT_BODY / 2  # a refusal's body dropped before the edge's deadline
         self.direct = direct
         self.admission: Admission = plane.admission
         self.queue = WorkQueue(plane.admission)
@@ -44,11 +55,49 @@ class Front:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.access is not None:
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                return await self.refuse(refusal, scope, receive, send)
         receive = self.limit.wrap(scope, receive)
         ticket = scope.get("extensions", {}).get(TICKET)  # the edge's (absent when served without it)
         if scope["method"] == "POST" and ticket is not None and not self.starts_at_once(ticket):
             return await self.in_turn(ticket, scope, receive, send)
         await self.route(scope, receive, send)
+
+    def refusal(self, scope: dict[str, Any]) -> ServiceError | None:
+        """Why the request's API key may not call its path (counted), or None, its call then logged
+        by the key's name (a probe's is not: it needs none)."""
+        assert self.access is not None
+        authorization = [value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"]
+        try:
+            name = self.access.check(self.groups.group_of(scope["path"]), authorization)
+        except REFUSED as error:
+            self.plane.metrics.count_key_refusal(error.reason, "rest")
+            return error
+        if name is not None:
+            calls.info("api key %r: %s %s", name, scope["method"], scope["path"])
+        return None
+
+    async def refuse(self, error: ServiceError, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer ``error`` before the body is read. A connection that stays open drops the body as it
+        comes (uvicorn's, after an answer, as for the edge's 503s). One that closes after the answer
+        first reads and drops what the client still sends of a declared length, within half of
+        TIMEOUT_BODY (the edge's deadline, whose 408 would follow the answer): a close with bytes
+        unread resets the connection, and a client still sending loses the answer (the edge's
+        lingering close, done in ASGI). A chunked body, which the edge would charge as it came, is
+        not waited for."""
+        send = without_body(send) if scope["method"] == "HEAD" else send
+        send = closing(send) if self.plane.draining else send
+        declared, _ = body_framing(scope["headers"])
+        if not (declared and (self.plane.draining or closes_after(scope))):
+            return await send_error(send, error)
+        await send_error(send, error, more=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.linger_seconds):
+                while (await receive()).get("more_body", False):
+                    continue  # dropped: the client has its answer
+        await send({"type": "http.response.body", "body": b""})
 
     def starts_at_once(self, ticket: Ticket) -> bool:
         """Whether a request for work starts it now: most do (a small body, charged in full at its
@@ -109,13 +158,20 @@ class Front:
         self.plane.drain()
 
 
-async def send_error(send: Any, error: ServiceError) -> None:
-    """``error``'s answer, before the request's body is read."""
+async def send_error(send: Any, error: ServiceError, more: bool = False) -> None:
+    """``error``'s answer, before the request's body is read (``more``: the answer ends later, with
+    an empty last message)."""
     body = error_body(error)
     headers = [(k.encode(), v.encode()) for k, v in error_headers(error).items()]
     await send({"type": "http.response.start", "status": error.status_code,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def closes_after(scope: dict[str, Any]) -> bool:
+    """Whether uvicorn closes the connection after this request's answer: HTTP/1.0, or ``Connection: close``."""
+    return scope["http_version"] == "1.0" or any(
+        name == b"connection" and b"close" in value.lower() for name, value in scope["headers"])
 
 
 def closing(send: Any) -> Any:

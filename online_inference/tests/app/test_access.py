@@ -4,7 +4,8 @@ holds; ``make api-key``'s line is one the service reads, its name and groups che
 rules. The check: a probe needs nothing, a path no protocol declares any known key, and each
 refusal carries its reason (missing, malformed, unknown: 401 with ``WWW-Authenticate: Bearer``;
 forbidden: 403). The file is re-read at most every SECRETS_RECHECK_SECONDS, a bad one keeping
-the last good keys."""
+the last good keys. The front answers a refusal without reading the body, and with no keys file
+checks nothing. (Against the real process: tests/reliability/test_api_keys.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import logging
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from online_inference.app.compose import create_app
 from online_inference.app.dataplane.access import (ANY_KEY, Access, KeyOutsideGroups, KeysFile, KeysFileError, NoValidKey,
                                                    PathGroups, digest_of, key_line, parse_keys)
 from online_inference.app.errors import error_headers
+from online_inference.app.settings import Settings
 from online_inference.devtools import api_key
+from online_inference.tests.helpers import bundled_session
 
 KEY, OTHER = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 FILE = f"""# who    digest    groups
@@ -144,3 +149,38 @@ def test_paths_match_their_templates_one_segment_at_a_time() -> None:
     assert [groups.group_of(p) for p in ("/predict", "/v2/models/m/infer", "/health")] == ["inference", "inference", None]
     assert {groups.group_of(p) for p in ("/PREDICT", "/predict/", "//predict", "/v2/models/a/b/infer", "/v2/models//infer",
                                          "/health/", "/", "")} == {ANY_KEY}
+
+
+def asgi(app: Any, path: str, headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> tuple[int, dict[bytes, bytes], bytes]:
+    """One POST through ``app``, whose body must never be read."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "POST", "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 8000), "headers": [(b"content-type", b"application/json"), (b"content-length", b"9"), *headers]}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_the_front_answers_a_refusal_before_reading_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(FILE)
+    app = create_app(Settings(environment={}).replace(API_KEYS_FILE=path), loader=bundled_session)
+    app.plane.load()
+    status, headers, body = asgi(app, "/predict", [])
+    assert (status, headers[b"www-authenticate"], body) == (401, b"Bearer", b'{"error":"an API key is needed: \'Authorization: Bearer <key>\'"}')
+    assert asgi(app, "/predict", [(b"authorization", f"Bearer {OTHER}".encode())])[0] == 403
+    assert app.plane.metrics.serving.key_refusals == {("missing", "rest"): 1, ("forbidden", "rest"): 1}
+
+
+def test_without_a_keys_file_the_front_checks_nothing(settings: Settings) -> None:
+    app = create_app(settings, loader=bundled_session)
+    assert app.access is None  # the one test a request pays
