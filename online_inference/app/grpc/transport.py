@@ -2,7 +2,11 @@
 composition gives it (:mod:`...compose`), with the limits and the drain grpclib lacks.
 
 Every unary RPC is read here before its service sees it (:class:`.call.Call`, the stream its
-handler gets): the 5-byte prefix first, so that a message over its limit is refused RESOURCE_EXHAUSTED
+handler gets). With ``API_KEYS_FILE``, its ``authorization`` metadata is checked first, before
+anything is read (:mod:`...dataplane.access`, the group its service declares): UNAUTHENTICATED or
+PERMISSION_DENIED with the service's error message, counted by reason; an authenticated call is
+logged by its key's name (a streaming RPC's too: health's Watch needs none, reflection any known
+key). Then the 5-byte prefix, so that a message over its limit is refused RESOURCE_EXHAUSTED
 unread (``MAX_BODY_BYTES`` for the work, ModelInfer; :data:`.call.SMALL_MESSAGE` for the rest,
 which carry names); then it is charged to the memory budget before its body is read, as REST's
 requests are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE, with
@@ -33,7 +37,7 @@ from grpclib.metadata import Deadline
 from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Server
 
-from online_inference.app.dataplane.access import Access
+from online_inference.app.dataplane.access import ANY_KEY, REFUSED, Access, calls
 from online_inference.app.dataplane.admission import Admission
 from online_inference.app.dataplane.workqueue import WorkQueue
 from online_inference.app.errors import InvalidInput, ServiceError
@@ -84,10 +88,11 @@ class GrpcServer(Server):
     """grpclib's server with the limits of :class:`Call` and :class:`.connection.PolicedProtocol`."""
 
     def __init__(self, services: Collection[Any], limits: GrpcLimits, admission: Admission, queue: WorkQueue,
-                 work: Collection[str], observe: Callable[[str, str, float], None],
+                 work: Collection[str], observe: Callable[[str, str, float, str | None], None],
                  groups: Mapping[str, str | None] | None = None, access: Access | None = None) -> None:
         """``work``: the RPCs (``/package.Service/Method``) whose messages are work: charged in full,
-        refused for load, queued. ``observe``: told of each unary RPC's end (its path, code, seconds).
+        refused for load, queued. ``observe``: told of each unary RPC's end (its path, code, seconds,
+        and why its API key was refused, if it was).
         ``groups``: each RPC's API key group, which ``access`` checks before a message is read."""
         self.limits = limits
         self.groups = groups or {}
@@ -121,7 +126,10 @@ class GrpcServer(Server):
         return int(self._server.sockets[0].getsockname()[1])
 
     def unary(self, path: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``func`` served within the limits, once its API key may call it (``groups``' group of
+        ``path``; with no keys, or a probe, nothing is checked), its message not yet read."""
         work = path in self.work
+        group = self.group_of(path)
 
         async def serve(stream: Any) -> None:
             started = time.perf_counter()
@@ -130,8 +138,10 @@ class GrpcServer(Server):
             task = asyncio.current_task()
             assert task is not None
             self.in_flight.add(task)
-            code = Status.OK
+            code, refused = Status.OK, None
             try:
+                if group is not None:
+                    self.authorize(path, group, call)
                 if deadline is INVALID_TIMEOUT:
                     raise InvalidInput("the grpc-timeout header is not a timeout")
                 async with asyncio.timeout(None if call.deadline is None else call.deadline.time_remaining()):
@@ -140,7 +150,7 @@ class GrpcServer(Server):
                 code = Status.DEADLINE_EXCEEDED
                 raise GRPCError(code, "the deadline passed") from None
             except ServiceError as error:
-                code = status_of(error)
+                code, refused = status_of(error), error.reason if isinstance(error, REFUSED) else None
                 await call.refuse(error)
             except GRPCError as error:
                 code = error.status
@@ -154,13 +164,27 @@ class GrpcServer(Server):
             finally:
                 call.release()
                 self.in_flight.discard(task)
-                self.observe(path, code.name, time.perf_counter() - started)
+                self.observe(path, code.name, time.perf_counter() - started, refused)
 
         return serve
 
-    def stream(self, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def group_of(self, path: str) -> str | None:
+        """The API key group that may call ``path`` (one no service declares: any known key); None
+        when nothing is checked (no keys, or a probe)."""
+        return self.groups.get(path, ANY_KEY) if self.access.enabled else None
+
+    def authorize(self, path: str, group: str, call: Call) -> None:
+        """The RPC's ``authorization`` metadata checked (REFUSED raised), before its message is read;
+        an authenticated call is logged by its key's name."""
+        name = self.access.check(group, call.metadata.getall("authorization", []))
+        if name is not None:
+            calls.info("api key %r: %s", name, path)
+
+    def stream(self, path: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """A streaming RPC: its messages bounded in size (:class:`.call.Call`), its deadline grpclib's,
-        counted while it runs (see :meth:`stop`)."""
+        counted while it runs (see :meth:`stop`); its API key checked as a unary RPC's (health's Watch
+        is a probe; reflection's needs a known key), a refusal observed as a unary RPC's end."""
+        group = self.group_of(path)
 
         async def serve(stream: Any) -> None:
             call = Call(stream, self, work=False, deadline=None, unary=False)
@@ -168,7 +192,12 @@ class GrpcServer(Server):
             assert task is not None
             self.streaming.add(task)
             try:
+                if group is not None:
+                    self.authorize(path, group, call)
                 await func(call)
+            except REFUSED as error:
+                await call.refuse(error)
+                self.observe(path, status_of(error).name, time.monotonic() - call.began, error.reason)
             except ServiceError as error:
                 await call.refuse(error)
             finally:
@@ -221,6 +250,6 @@ class Limited:
         mapping = {}
         for path, handler in self.service.__mapping__().items():
             unary = handler.cardinality is Cardinality.UNARY_UNARY
-            handler = handler._replace(func=self.server.unary(path, handler.func) if unary else self.server.stream(handler.func))
+            handler = handler._replace(func=self.server.unary(path, handler.func) if unary else self.server.stream(path, handler.func))
             mapping[path] = handler
         return mapping
