@@ -4,9 +4,9 @@ composition gives it (:mod:`...compose`), with the limits and the drain grpclib 
 Every unary RPC is read here before its service sees it (:class:`.call.Call`, the stream its
 handler gets). With ``API_KEYS_FILE``, its ``authorization`` metadata is checked first, before
 anything is read (:mod:`...dataplane.access`, the group its service declares): UNAUTHENTICATED or
-PERMISSION_DENIED with the service's error message, counted by reason; an authenticated call is
-logged by its key's name (a streaming RPC's too: health's Watch needs none, reflection any known
-key). Then the 5-byte prefix, so that a message over its limit is refused RESOURCE_EXHAUSTED
+PERMISSION_DENIED with the service's error message, counted by reason; with ``ACCESS_LOG`` an
+authenticated call is logged by its key's name (a streaming RPC's too: health's Watch needs none,
+reflection any known key). Then the 5-byte prefix, so that a message over its limit is refused RESOURCE_EXHAUSTED
 unread (``MAX_BODY_BYTES`` for the work, ModelInfer; :data:`.call.SMALL_MESSAGE` for the rest,
 which carry names); then it is charged to the memory budget before its body is read, as REST's
 requests are (:mod:`...dataplane.admission`; one that does not fit is refused UNAVAILABLE, with
@@ -58,11 +58,12 @@ class GrpcLimits:
     body_timeout: float
     grace: float
     connection: ConnectionLimits
+    access_log: bool = False  # ACCESS_LOG: each authenticated RPC logged by its key's name
 
     @classmethod
     def of(cls, settings: Settings) -> GrpcLimits:
         return cls(settings.HOST, settings.GRPC_PORT, settings.MAX_BODY_BYTES, settings.TIMEOUT_BODY,
-                   settings.TIMEOUT_GRACEFUL_SHUTDOWN, ConnectionLimits.of(settings))
+                   settings.TIMEOUT_GRACEFUL_SHUTDOWN, ConnectionLimits.of(settings), settings.ACCESS_LOG)
 
 
 INVALID_TIMEOUT = object()  # a stream's deadline when its grpc-timeout header is not a timeout
@@ -175,9 +176,9 @@ class GrpcServer(Server):
 
     def authorize(self, path: str, group: str, call: Call) -> None:
         """The RPC's ``authorization`` metadata checked (REFUSED raised), before its message is read;
-        an authenticated call is logged by its key's name."""
+        with ACCESS_LOG, an authenticated call is logged by its key's name."""
         name = self.access.check(group, call.metadata.getall("authorization", []))
-        if name is not None:
+        if name is not None and self.limits.access_log:
             calls.info("api key %r: %s", name, path)
 
     def stream(self, path: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:

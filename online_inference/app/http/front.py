@@ -4,8 +4,11 @@
   (:mod:`dataplane.access`: the path's group, as the protocols declare it, and every
   ``Authorization`` header): a refusal is answered here, 401 or 403 in the service's error body,
   counted in /metrics, its body unread (then dropped as it arrives, or, on a connection that
-  closes after the answer, read and dropped before the close: :meth:`Front.refuse`); an
-  authenticated call is logged by its key's name. Without it nothing is checked (one test).
+  closes after the answer, read and dropped before the close: :meth:`Front.refuse`). With
+  ``ACCESS_LOG`` (uvicorn's access log: method, path, status) an authenticated call is logged by
+  its key's name too, on ``online_inference.access`` (off by default, as a line per request costs
+  a one-row /predict much: bench/results/access_cost.json). Without API_KEYS_FILE nothing is
+  checked (one test).
 - The body is read within its size limit (:mod:`body`), whoever reads it.
 - ``HEAD`` is answered as ``GET``, without the body.
 - A request for work (``POST``) waits for its turn once its body has arrived (:mod:`dataplane.workqueue`),
@@ -46,6 +49,7 @@ class Front:
         self.plane = plane
         self.groups = groups or PathGroups({})
         self.access = plane.access if plane.access.enabled else None  # None: no API_KEYS_FILE, nothing to check
+        self.log_calls = settings.ACCESS_LOG  # each authenticated call's key named, beside uvicorn's access log
         self.limit = BodyLimit(settings.MAX_BODY_BYTES)
         self.linger_seconds = settings.TIMEOUT_BODY / 2  # a refusal's body dropped before the edge's deadline
         self.direct = direct
@@ -66,8 +70,8 @@ class Front:
         await self.route(scope, receive, send)
 
     def refusal(self, scope: dict[str, Any]) -> ServiceError | None:
-        """Why the request's API key may not call its path (counted), or None, its call then logged
-        by the key's name (a probe's is not: it needs none)."""
+        """Why the request's API key may not call its path (counted), or None; with ACCESS_LOG its
+        call is then logged by the key's name (a probe's is not: it needs none)."""
         assert self.access is not None
         authorization = [value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"]
         try:
@@ -75,7 +79,7 @@ class Front:
         except REFUSED as error:
             self.plane.metrics.count_key_refusal(error.reason, "rest")
             return error
-        if name is not None:
+        if name is not None and self.log_calls:
             calls.info("api key %r: %s %s", name, scope["method"], scope["path"])
         return None
 

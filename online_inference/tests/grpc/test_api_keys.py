@@ -4,7 +4,7 @@ group and the metadata RPCs one of the metadata group; no key or a wrong one is 
 known key of another group PERMISSION_DENIED, each with REST's error message, decided before the
 message is read; the probes (ServerLive, ServerReady, ModelReady, grpc.health.v1's Check and
 Watch) need none, server reflection any known key. /metrics counts the refusals by reason under
-``protocol="grpc"``; the log names each authenticated RPC's key, never the key."""
+``protocol="grpc"``; with ACCESS_LOG the log names each authenticated RPC's key, never the key."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ LIST_SERVICES = b"\x3a\x00"  # ServerReflectionRequest{list_services: ""} (field
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedService]:
-    with keyed_service(tmp_path_factory.mktemp("grpc-keys"), keys_text(KEYS)) as running:
+    with keyed_service(tmp_path_factory.mktemp("grpc-keys"), keys_text(KEYS), ACCESS_LOG="true") as running:
         yield running
 
 

@@ -7,8 +7,8 @@ paths, the docs) is no way around it, nor are header tricks (two headers, an emp
 scheme, the key in the query string), a pipelined request, or HTTP/1.0. The file is re-read when
 it changes (a revoked key is refused within SECRETS_RECHECK_SECONDS; a bad file later keeps the
 last good keys, loudly); a bad file at start stops the service with its line's number. /metrics
-counts refusals by reason; the log names each authenticated call's key, and never holds a key.
-(gRPC's side: tests/grpc/test_api_keys.py.)"""
+counts refusals by reason; with ACCESS_LOG the log names each authenticated call's key; it never
+holds a key sent as one. (gRPC's side: tests/grpc/test_api_keys.py.)"""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ PREDICT = orjson.dumps({"features": CARD.feature_names, "data": [ROW]})
 V2_BODY = orjson.dumps({"inputs": [{"name": CARD.input_name, "shape": [1, len(ROW)], "datatype": "FP32", "data": ROW}]})
 HOLDERS = {"inference": "clinic", "metadata": "catalog", "metrics": "prometheus"}  # each group's key's name
 KEYS = {group: secrets.token_urlsafe(32) for group in HOLDERS}
+URL_KEY = secrets.token_urlsafe(32)  # an inference key a client puts in a URL (where no key is read)
 OTHER = {"inference": "metrics", "metadata": "inference", "metrics": "metadata"}  # a key of another group
 RECHECK = 0.2  # SECRETS_RECHECK_SECONDS
 ENDPOINTS = [  # (group, method, path, body)
@@ -53,8 +54,9 @@ ENDPOINTS = [  # (group, method, path, body)
 PROBES = ["/health", "/v2/health/live", "/v2/health/ready", f"/v2/models/{NAME}/ready", f"/v2/models/{NAME}/versions/{VERSION}/ready"]
 
 
-def keys_text(keys: dict[str, str]) -> str:
-    return "# name, digest, groups\n" + "".join(key_line(HOLDERS[group], key, group) + "\n" for group, key in keys.items())
+def keys_text(keys: dict[str, str], url_key: bool = False) -> str:
+    lines = [key_line(HOLDERS[group], key, group) for group, key in keys.items()]
+    return "# name, digest, groups\n" + "".join(line + "\n" for line in lines + [key_line("in-a-url", URL_KEY, "inference")] * url_key)
 
 
 def replace(path: Path, text: str) -> None:
@@ -85,7 +87,7 @@ class KeyedService:
 @contextmanager
 def keyed_service(folder: Path, keys: str, **env: str) -> Iterator[KeyedService]:
     """``python -m online_inference.app`` with ``keys`` as its API_KEYS_FILE, its output kept in a
-    file the test reads (info level: the access log), stopped with SIGTERM at the end."""
+    file the test reads (at the info level), stopped with SIGTERM at the end."""
     keys_file, log = folder / "api_keys", folder / "service.log"
     keys_file.write_text(keys)
     with log.open("wb") as output:
@@ -104,7 +106,7 @@ def keyed_service(folder: Path, keys: str, **env: str) -> Iterator[KeyedService]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedService]:
-    with keyed_service(tmp_path_factory.mktemp("keys"), keys_text(KEYS)) as service:
+    with keyed_service(tmp_path_factory.mktemp("keys"), keys_text(KEYS, url_key=True), ACCESS_LOG="true") as service:
         yield service
 
 
@@ -219,7 +221,8 @@ def test_header_tricks_get_no_further_than_the_key(server: KeyedService, values:
 
 @pytest.mark.parametrize("query", ["?api_key={key}", "?access_token={key}", "?authorization=Bearer%20{key}", "?key={key}"])
 def test_a_key_in_the_query_string_is_no_key(server: KeyedService, query: str) -> None:
-    assert_refused(request(server, "POST", "/predict", PREDICT, query=query.format(key=KEYS["inference"])), 401)
+    assert_refused(request(server, "POST", "/predict", PREDICT, query=query.format(key=URL_KEY)), 401)
+    assert request(server, "POST", "/predict", PREDICT, bearer(URL_KEY)).status_code == 200  # a key, in its header
 
 
 def test_other_headers_carry_no_key(server: KeyedService) -> None:
@@ -318,7 +321,7 @@ def metric_value_with(server: KeyedService, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_each_authenticated_call_is_logged_by_its_keys_name(server: KeyedService) -> None:
+def test_with_access_log_each_authenticated_call_is_logged_by_its_keys_name(server: KeyedService) -> None:
     request(server, "POST", "/predict", PREDICT, bearer(KEYS["inference"]))
     request(server, "GET", f"/v2/models/{NAME}", headers=bearer(KEYS["metadata"]))
     wait_until(lambda: "api key 'catalog': GET /v2/models/" in server.output(), 5)
@@ -344,6 +347,7 @@ def test_a_revoked_key_is_refused_within_the_recheck_and_a_bad_file_keeps_the_la
         replace(service.keys_file, lines)  # fixed: read again, the key back
         wait_until(lambda: request(service, "POST", "/predict", PREDICT, bearer(revoked)).status_code == 200, 5, interval=0.02)
         assert kept not in service.output() and revoked not in service.output()
+        assert "online_inference.access" not in service.output()  # no ACCESS_LOG: no line per call
 
 
 @pytest.mark.parametrize(("bad", "said"), [
@@ -370,8 +374,10 @@ def test_a_missing_file_at_start_stops_the_service(tmp_path: Path) -> None:
 
 
 def test_no_key_is_ever_logged(server: KeyedService) -> None:
-    """Last in the module: every request above has been logged, at the info level."""
+    """Last in the module: every request above has been logged (ACCESS_LOG, at the info level). A
+    key put in a URL is logged as URLs are: uvicorn's access line holds the request target."""
     request(server, "POST", "/predict", PREDICT, bearer(KEYS["inference"]))
     output = server.output()
-    assert "api key 'clinic'" in output
+    assert "api key 'clinic'" in output and "api key 'in-a-url'" in output
     assert [group for group, key in KEYS.items() if key in output] == []
+    assert {line.split('"')[1].split("?")[0] for line in output.splitlines() if URL_KEY in line} == {"POST /predict"}
