@@ -44,7 +44,7 @@ from online_inference.card import ModelCard, read_json
 
 RETRY_STATUSES = {502, 503, 504}
 KEY_ENV = "HEART_API_KEY"
-REFUSED = {401: f"give an API key of its group: --api-key or {KEY_ENV}", 403: "a key of another group"}
+REFUSED = {401: f" (give an API key of its group: --api-key or {KEY_ENV})", 403: ""}  # the server's reason says the group
 TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # what a Bearer token may hold (RFC 6750's b64token)
 PREDICT, EXPLAIN = "/predict", "/explain"
 TOP = 3  # the largest contributions a CSV row of --explain shows
@@ -243,9 +243,8 @@ class InferenceClient:
 
 
 def refusal(method: str, path: str, response: httpx.Response) -> str:
-    """A 4xx's message: the status, the server's reason and, for 401 and 403, what to do."""
-    hint = f" ({REFUSED[response.status_code]})" if response.status_code in REFUSED else ""
-    return f"{method} {path}: HTTP {response.status_code}: {reason(response)}{hint}"
+    """A 4xx's message: the status, the server's reason and, for a 401, how to give a key."""
+    return f"{method} {path}: HTTP {response.status_code}: {reason(response)}{REFUSED.get(response.status_code, '')}"
 
 
 def reason(response: httpx.Response) -> str:
