@@ -33,13 +33,15 @@ ROOT = PACKAGE.parent
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 HAPROXY_README = ROOT / "online_inference" / "deploy" / "haproxy" / "README.md"
-DOCUMENTS = (README, ARCHITECTURE, HAPROXY_README)
+EXPLANATIONS = ROOT / "docs" / "EXPLANATIONS.md"
+DOCUMENTS = (README, ARCHITECTURE, HAPROXY_README, EXPLANATIONS)
 SIZE_RESULTS = PACKAGE / "docker" / "results" / "size.json"
 BENCH_RESULTS = PACKAGE / "bench" / "results" / "bench.json"
 COSTS_RESULTS = PACKAGE / "bench" / "results" / "costs.json"
 REPLICAS_RESULTS = PACKAGE / "bench" / "results" / "replicas.json"
 LOAD_RESULTS = PACKAGE / "bench" / "results" / "load.json"
 PROTOCOLS_RESULTS = PACKAGE / "bench" / "results" / "protocols.json"
+CONTRIBUTION_COST_RESULTS = PACKAGE / "bench" / "results" / "contribution_cost.json"
 SECTION = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- END generated:(?P=name) -->)", re.S)
 
 
@@ -307,6 +309,12 @@ def render_results(path: Path, render: Callable[[dict[str, Any]], str], how: str
     return rendered
 
 
+def contribution_cost_summary(results: dict[str, Any]) -> str:
+    from online_inference.bench.contribution_cost import render  # the measuring script's own table (it imports onnx)
+
+    return render(results)
+
+
 def bench_summary(results: dict[str, Any]) -> str:
     from online_inference.bench.render import render_summary
 
@@ -371,6 +379,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "replicas": render_results(REPLICAS_RESULTS, replicas_summary, "make replicas"),
     "load": render_results(LOAD_RESULTS, load_summary, "make bench"),
     "protocols": render_results(PROTOCOLS_RESULTS, protocols_summary, "make bench"),
+    "contribution-cost": render_results(CONTRIBUTION_COST_RESULTS, contribution_cost_summary, "make bench"),
 }
 
 
