@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -67,7 +68,7 @@ class Page:
              f"--user-data-dir={self.profile.name}", "--window-size=1280,1600", "--remote-debugging-pipe", *OFFLINE_FLAGS,
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False,  # the pipes' ends are CLOEXEC
-            preexec_fn=lambda: on_fds_3_and_4(to_browser, from_browser))
+            start_new_session=True, preexec_fn=lambda: on_fds_3_and_4(to_browser, from_browser))
         os.close(to_browser)
         os.close(from_browser)
         threading.Thread(target=self.receive, daemon=True).start()
@@ -85,8 +86,15 @@ class Page:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.process.kill()
-        self.process.wait(30)
+        """Close the browser, which ends its own processes (renderer, GPU) before it exits; they
+        write to the profile until then. Killed (its process group) only if it does not."""
+        self.session = None
+        os.write(self.writer, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the group this Page started
+            self.process.wait(30)
         os.close(self.writer)
         self.profile.cleanup()
 
