@@ -73,8 +73,9 @@ X = np.linspace(0, 1, 26, dtype=np.float32).reshape(2, 13)
 assert float(np.round(X, 3).sum()) > 0 and np.nonzero(X > 0.5)[0].size
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
-label, proba = session.run(None, {name: np.zeros((2, 13), dtype=np.float32)})
-assert proba.shape == (2, 2), proba.shape
+flags = {i.name: np.array(True) for i in session.get_overridable_initializers() if i.type == "tensor(bool)"}
+label, proba, *contributions = session.run(None, {name: np.zeros((2, 13), dtype=np.float32), **flags})  # the If too
+assert proba.shape == (2, 2) and all(c.shape == (2, 13) for c in contributions), proba.shape
 print("self-check ok: onnxruntime", ort.__version__, "numpy", np.__version__)
 """
 
