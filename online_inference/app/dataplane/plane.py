@@ -134,12 +134,13 @@ class DataPlane:
         """Serve ``served`` from now on: requests that hold the one before finish on it."""
         self.admission.serve(served.rules.values_limit)
         self.metrics.set_model(served.card)
-        self.reason = None
-        self.served, self.state = served, "ready"  # published last: whoever sees it sees all of it
+        self.served = served  # after what it needs: whoever sees it sees all of it
+        self.state, self.reason = "ready", None
 
     def withdraw(self, state: State, reason: str) -> None:
         """Serve no model (unloaded, or failed with nothing to serve), saying why."""
-        self.served, self.state, self.reason = None, state, reason
+        self.state, self.reason = state, reason
+        self.served = None  # last: whoever sees no model sees why
         self.metrics.set_model(None)
 
     def drain(self) -> None:
