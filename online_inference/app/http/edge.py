@@ -45,6 +45,7 @@ from online_inference.app.settings import Settings
 from online_inference.app.errors import HeaderFieldsTooLarge, RequestTimeout, ServiceError, URITooLong
 
 UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*", re.IGNORECASE)
+TLS_CLOSE_NOTIFY_WAIT = 1.0  # seconds an idle TLS connection's close waits for the client's close_notify
 
 
 @dataclass(frozen=True)
@@ -193,9 +194,25 @@ class EdgeProtocol(ChargingProtocol):
         if self.unanswered or self.transport.is_closing() or self.lingering:
             return
         if self.loop.time() >= self.idle_since + self.limits.idle_timeout:
-            self.transport.close()
+            self.close_idle()
         else:
             self.arm_idle_timer(self.idle_since)
+
+    def close_idle(self) -> None:
+        """Close a connection between requests. Behind TLS the close sends close_notify and uvloop
+        then waits for the client's for 30 s (its ssl_shutdown_timeout, which uvicorn does not let
+        us set), which an idle pooled connection never sends, as it reads nothing: a drain waited
+        for it. RFC 8446 §6.1 lets a closing side not wait: the TCP connection ends
+        ``TLS_CLOSE_NOTIFY_WAIT`` after, if the client has not answered by then."""
+        self.transport.close()
+        if self.transport.get_extra_info("sslcontext") is not None:
+            self.loop.call_later(TLS_CLOSE_NOTIFY_WAIT, self.transport.abort)
+
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's idle close (its own keep-alive timer), the way :meth:`close_idle` closes."""
+        if not self.transport.is_closing():
+            self.close_idle()
+        super().timeout_keep_alive_handler()
 
     def refuse(self, error: ServiceError, linger: bool = False) -> None:
         """Answer ``error`` (unless an earlier request's answer is still due: it would cut into

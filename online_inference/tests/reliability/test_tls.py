@@ -5,12 +5,14 @@ the handshake. ``TLS_CLIENT_CA_FILE`` asks every client for a certificate that C
 another CA's, is refused in the handshake. A renewed certificate and key (a Secret volume's swap)
 is served to new connections without a restart while an open keep-alive connection keeps the old
 one, and a bad renewed pair keeps the last good one, loudly. TLS settings or files that cannot be
-served stop the start with their reason. The HEALTHCHECK probes over TLS. Against the service's
+served stop the start with their reason. The HEALTHCHECK probes over TLS. A stop does not wait for an
+idle client's close_notify. Against the service's
 own server (:func:`build_server`) in a thread; certificates made with ``openssl`` at test time."""
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import subprocess
@@ -251,3 +253,25 @@ def test_the_healthcheck_presents_a_client_certificate_under_mutual_tls(mutual: 
 def test_without_tls_the_healthcheck_probes_plain_http() -> None:
     with live_server() as url:
         assert healthcheck(int(url.rsplit(":", 1)[1])).returncode == 0
+
+
+def test_a_stop_with_an_idle_keep_alive_client_ends_without_waiting_for_its_close_notify(pki: Pki, tmp_path: Path) -> None:
+    """An idle pooled connection reads nothing, so it never answers the server's close_notify:
+    the process exits at its idle deadline, not 30 s later (uvloop's TLS shutdown wait)."""
+    env = {**user_environment(), "PORT": "0", "GRPC_PORT": "0", "TIMEOUT_KEEP_ALIVE": "2",
+           "TLS_CERT_FILE": str(pki.server.cert), "TLS_KEY_FILE": str(pki.server.key)}
+    log = (tmp_path / "log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "online_inference.app"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ports: list[str] = []
+        wait_until(lambda: bool(ports.extend(re.findall(r"running on https://[\d.]+:(\d+)", (tmp_path / "log").read_text())) or ports), 60)
+        idle = pki.client_context().wrap_socket(socket.create_connection(("127.0.0.1", int(ports[0]))), server_hostname="127.0.0.1")
+        idle.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(100).startswith(b"HTTP/1.1 200")
+        stopped = time.monotonic()
+        process.terminate()
+        assert process.wait(20) == 0
+        assert time.monotonic() - stopped < 2 + 5  # TIMEOUT_KEEP_ALIVE, then at most TLS_CLOSE_NOTIFY_WAIT and the exit
+        idle.close()
+    finally:
+        process.kill()
