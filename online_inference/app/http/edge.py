@@ -27,6 +27,12 @@ every override calls the parent (checked on the uvicorn release pinned in requir
   deadline, or after answering its next request (the front says ``connection: close`` while
   draining).
 
+- Behind TLS, a connection closed between requests (its idle deadline, uvicorn's keep-alive
+  timer) does not wait for the client's close_notify: uvloop waits 30 s for it (its
+  ``ssl_shutdown_timeout``, which uvicorn does not expose), and an idle pooled connection, which
+  reads nothing, never sends it, so a drain waited that long. RFC 8446 §6.1 lets the closer not
+  wait: the TCP connection ends ``TLS_CLOSE_NOTIFY_WAIT`` after the close.
+
 A pipelined request whose head comes in the same read as the body before it goes to the parser
 unscreened: its head is then counted as it arrives, to the same limit, but its Upgrade is not removed.
 """
@@ -199,17 +205,12 @@ class EdgeProtocol(ChargingProtocol):
             self.arm_idle_timer(self.idle_since)
 
     def close_idle(self) -> None:
-        """Close a connection between requests. Behind TLS the close sends close_notify and uvloop
-        then waits for the client's for 30 s (its ssl_shutdown_timeout, which uvicorn does not let
-        us set), which an idle pooled connection never sends, as it reads nothing: a drain waited
-        for it. RFC 8446 §6.1 lets a closing side not wait: the TCP connection ends
-        ``TLS_CLOSE_NOTIFY_WAIT`` after, if the client has not answered by then."""
+        """Close a connection between requests; behind TLS, without waiting for close_notify (see above)."""
         self.transport.close()
         if self.transport.get_extra_info("sslcontext") is not None:
             self.loop.call_later(TLS_CLOSE_NOTIFY_WAIT, self.transport.abort)
 
-    def timeout_keep_alive_handler(self) -> None:
-        """uvicorn's idle close (its own keep-alive timer), the way :meth:`close_idle` closes."""
+    def timeout_keep_alive_handler(self) -> None:  # uvicorn's own idle close
         if not self.transport.is_closing():
             self.close_idle()
         super().timeout_keep_alive_handler()
