@@ -54,6 +54,15 @@ UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*", re.IGNORECASE)
 TLS_CLOSE_NOTIFY_WAIT = 1.0  # seconds an idle TLS connection's close waits for the client's close_notify
 
 
+def close_idle(transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a connection between requests; behind TLS, without waiting for close_notify (see above)."""
+    if transport.is_closing():
+        return
+    transport.close()
+    if transport.get_extra_info("sslcontext") is not None:
+        loop.call_later(TLS_CLOSE_NOTIFY_WAIT, transport.abort)
+
+
 @dataclass(frozen=True)
 class EdgeLimits:
     max_target: int
@@ -167,8 +176,7 @@ class EdgeProtocol(ChargingProtocol):
             self.arm_idle_timer(self.idle_since)
 
     def shutdown(self) -> None:
-        """uvicorn's, for a connection with a request in progress: it is answered, then closed. One
-        between requests stays open until its idle deadline or its next answer (see above)."""
+        """uvicorn's, for a connection with a request in progress (one between requests: see above)."""
         if self.unanswered:
             super().shutdown()
 
@@ -194,30 +202,21 @@ class EdgeProtocol(ChargingProtocol):
         self.idle_timer = self.loop.call_at(since + self.limits.idle_timeout, self.close_if_idle)
 
     def close_if_idle(self) -> None:
-        """One timer a connection, not one an answer: when it fires, an idle connection closes if its
-        time is up, or waits for the rest of it; a busy one is armed again by its next answer."""
+        """One timer a connection: an idle one closes when its time is up, a busy one re-arms at its next answer."""
         self.idle_timer = None
         if self.unanswered or self.transport.is_closing() or self.lingering:
             return
         if self.loop.time() >= self.idle_since + self.limits.idle_timeout:
-            self.close_idle()
+            close_idle(self.transport, self.loop)
         else:
             self.arm_idle_timer(self.idle_since)
 
-    def close_idle(self) -> None:
-        """Close a connection between requests; behind TLS, without waiting for close_notify (see above)."""
-        self.transport.close()
-        if self.transport.get_extra_info("sslcontext") is not None:
-            self.loop.call_later(TLS_CLOSE_NOTIFY_WAIT, self.transport.abort)
-
     def timeout_keep_alive_handler(self) -> None:  # uvicorn's own idle close
-        if not self.transport.is_closing():
-            self.close_idle()
+        close_idle(self.transport, self.loop)
         super().timeout_keep_alive_handler()
 
     def refuse(self, error: ServiceError, linger: bool = False) -> None:
-        """Answer ``error`` (unless an earlier request's answer is still due: it would cut into
-        it) and close; nothing more is parsed. ``linger``: a body is left unread (see above)."""
+        """Answer ``error`` (unless an earlier answer is due: it would cut into it) and close; ``linger``: a body is left unread."""
         done, self.lingering = self.lingering or self.transport.is_closing(), True
         own_answer_due, self.head = self.unanswered == (0 if self.head else 1) and not self.discarding, bytearray()
         if done:
