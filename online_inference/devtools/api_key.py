@@ -15,10 +15,13 @@ import sys
 from online_inference.app.dataplane.access import GROUPS, key_line
 
 KEY_BYTES = 32  # 256 random bits, 43 characters of base64url
+EPILOG = ("The key is shown only once: give it to its holder, who sends 'Authorization: Bearer <key>' (gRPC: the "
+          "'authorization' metadata). Add the line to the API_KEYS_FILE: the service reads it within "
+          "SECRETS_RECHECK_SECONDS, and removing the line revokes the key.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"), epilog=EPILOG)
     parser.add_argument("--name", required=True, help="who holds the key (the access log names it): 1 to 64 of A-Z a-z 0-9 . _ -")
     parser.add_argument("--groups", required=True, help=f"the endpoint groups it may call, comma-separated: {', '.join(GROUPS)}")
     args = parser.parse_args(argv)
@@ -27,11 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         line = key_line(args.name, key, ",".join(group.strip() for group in args.groups.split(",")))
     except ValueError as error:
         parser.error(str(error))
-    print(f"key:  {key}")
+    print(f"key:  {key}")  # the two lines alone, on one stream: the README pipes them (| tee | sed)
     print(f"line: {line}")
-    print("The key is shown only now: give it to its holder, who sends 'Authorization: Bearer <key>' (gRPC: the "
-          "'authorization' metadata). Add the line to the API_KEYS_FILE; the service reads it within "
-          "SECRETS_RECHECK_SECONDS, and removing the line revokes the key.", file=sys.stderr)
     return 0
 
 
