@@ -11,10 +11,11 @@ scheme in any case, RFC 9110 §11.1). No key, or one the file does not hold, is
 :class:`NoValidKey` (Unauthenticated: 401, UNAUTHENTICATED); a known key outside the endpoint's
 group :class:`KeyOutsideGroups` (PermissionDenied: 403, PERMISSION_DENIED); each says why in its
 ``reason``, which /metrics counts. A key is hashed and its digest compared with every stored one
-in constant time; a key itself is never kept or logged, only its name (the protocols log each
-authenticated call by it, on the logger ``online_inference.access``). Which group an endpoint
-belongs to is the protocol's to say (``None``: a probe, open to all); this module knows only the
-groups, and the rules of a line (:func:`key_of`), which ``make api-key`` checks its line with.
+in constant time; a key itself is never kept or logged, only its name (with ``ACCESS_LOG`` the
+protocols log each authenticated call by it, on the logger ``online_inference.access``). Which
+group an endpoint belongs to is the protocol's to say (``None``: a probe, open to all); this
+module knows only the groups, and the rules of a line (:func:`key_of`), which ``make api-key``
+checks its line with.
 
 The file is re-read when it changes (checked at most every ``SECRETS_RECHECK_SECONDS``, on the
 next request), so that a key can be revoked without a restart: a bad line stops the service at
@@ -46,7 +47,7 @@ DIGEST = re.compile(r"sha256:(?P<hex>[0-9a-fA-F]{64})")
 FORMAT = "three fields, '<name> sha256:<64 hex digits> <group>[,<group>...]'"
 # The scheme in any case (RFC 9110 §11.1), spelled so: re.IGNORECASE takes twice as long; then §11.6.2's token68.
 BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(?P<token>[A-Za-z0-9._~+/-]+=*)")
-calls = logging.getLogger("online_inference.access")  # a line per authenticated call: the key's name, never the key
+calls = logging.getLogger("online_inference.access")  # with ACCESS_LOG, a line per authenticated call: the key's name
 
 
 class KeysFileError(SettingsError):
