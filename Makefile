@@ -83,6 +83,7 @@ bench: $(VENV)/.dev numpy-wheel
 	$(PY) -m online_inference.bench.load
 	$(PY) -m online_inference.bench.protocol_speed
 	$(PY) -m online_inference.bench.contribution_cost
+	$(PY) -m online_inference.bench.access_cost
 	$(PY) -m online_inference.devtools.docs
 
 # 1, 2 and 3 replicas behind haproxy (online_inference/deploy/haproxy/haproxy.cfg) against one,

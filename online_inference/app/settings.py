@@ -123,7 +123,8 @@ class Settings:
         default="info", description="Log level of the service and of uvicorn."
     )
     ACCESS_LOG: bool = Setting(
-        default=False, description="Log every request (uvicorn's access log; metrics count every request either way)."
+        default=False, description="Log every request (uvicorn's access log, and with API_KEYS_FILE a line naming the "
+        "key's name, never the key; gRPC's RPCs too); metrics count every request either way."
     )
     MAX_BATCH_ROWS: int = Setting(
         default=10_000, ge=1, description="More rows than this in one request answer 413."
