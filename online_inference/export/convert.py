@@ -205,11 +205,15 @@ def session_of(onx: onnx.ModelProto) -> ort.InferenceSession:
 
 def logit_gap(baseline: float, contributions: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, how far baseline + Σ contributions is from the logit of the served probability,
-    and how far it may be: the tolerance plus what the Sigmoid's error does to a logit."""
+    and how far it may be: the contributions' tolerance, plus what the served probability's own
+    errors do to its logit. That probability is held to PROBABILITY_TOLERANCE of scikit-learn's
+    (its float32 score sums large raw terms whose rounding the centred contributions avoid: a
+    feature bounded in the thousands moves it by 1e-5), and its Sigmoid adds SIGMOID_ERROR; over
+    p (1 - p), the slope of the Sigmoid, that is a logit's."""
     p = positive.astype(np.float64)
     with np.errstate(divide="ignore"):
         logit = np.log(p) - np.log1p(-p)
-        allowed = CONTRIBUTION_TOLERANCE + SIGMOID_ERROR / (p * (1 - p))
+        allowed = CONTRIBUTION_TOLERANCE + (PROBABILITY_TOLERANCE + SIGMOID_ERROR) / (p * (1 - p))
     return np.abs(baseline + contributions.astype(np.float64).sum(axis=1) - logit), allowed
 
 

@@ -81,10 +81,21 @@ class HealthModel(ModelRef):
     sha256: str
 
 
+class LastLoad(BaseModel):
+    trigger: Literal["api", "poll"]
+    result: Literal["ok", "failed"]
+    source: str
+    at: str = Field(description="When it ended (UTC, ISO 8601).")
+    seconds: float
+    model: dict[str, str] | None = Field(default=None, description="The model it served.")
+    reason: str | None = Field(default=None, description="Why it failed (the model served before stays).")
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ready", "loading", "failed", "draining"]
+    status: Literal["ready", "loading", "failed", "unloaded", "draining"]
     model: HealthModel | None = None
     reason: str | None = Field(default=None, description="Why the model is not ready.")
+    last_load: LastLoad | None = Field(default=None, description="How the last load through the repository API (or the poll) ended.")
 
 
 class ProblemBody(BaseModel):
