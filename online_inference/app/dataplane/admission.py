@@ -104,7 +104,7 @@ class Counts:
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted", "charged_in_full")
 
     def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool, counted: bool):
         self.admission = admission
@@ -114,11 +114,8 @@ class Ticket:
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
         self.complete = False  # its body has all arrived
         self.counted = counted  # what its values become is charged (a small body's: at its head)
-
-    @property
-    def charged_in_full(self) -> bool:
-        """Its body has all come and what it holds is all charged: its work needs no more reading."""
-        return self.complete and self.counted
+        # Its body has all come and what it holds is all charged: its work needs no more reading.
+        self.charged_in_full = False
 
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
@@ -131,7 +128,7 @@ class Ticket:
         already; Overloaded if it does not fit."""
         if not self.counted:
             self.add(HELD_VALUE_BYTES * min(values, self.admission.values_limit or values))
-            self.counted = True
+            self.counted, self.charged_in_full = True, self.complete
 
     def add(self, charge: int) -> None:
         if not self.admission.take(charge):
@@ -146,7 +143,7 @@ class Ticket:
 
     def body_read(self) -> None:
         """Its body has all arrived: its wait for the work counts from now (not the client's upload)."""
-        self.since, self.complete = time.monotonic(), True
+        self.since, self.complete, self.charged_in_full = time.monotonic(), True, self.counted
 
 
 class Admission:
@@ -169,6 +166,8 @@ class Admission:
         self.values_limit = values_limit
         self.capacity = self.budget - parse_reserve(values_limit)  # what requests may hold together
         self.largest_body = largest_body(self.capacity, values_limit)
+        # What a small body's request costs, by its length: looked up, not worked out, per request.
+        self.small_costs = [request_cost(length, values_limit) for length in range(COUNTED_FROM_BYTES + 1)]
 
     def admit(self, declared: int, chunked: bool, arrived: float) -> Ticket:
         """The ticket of a request whose head declares ``declared`` body bytes (and whether more
@@ -180,7 +179,7 @@ class Admission:
             raise PayloadTooLarge(f"a body of {declared} bytes may hold {request_cost(declared, self.values_limit)} bytes, "
                                   f"more than MEMORY_BUDGET_BYTES ({self.budget}) leaves for requests ({self.capacity})")
         counted = 0 < declared <= COUNTED_FROM_BYTES
-        charge = request_cost(declared, self.values_limit) if counted else body_cost(declared)
+        charge = self.small_costs[declared] if counted else body_cost(declared)
         if not self.take(charge):
             raise self.overloaded()
         return Ticket(self, arrived, charge, declared, chunked, counted)

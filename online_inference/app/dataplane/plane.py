@@ -8,9 +8,10 @@ knows about HTTP beyond raising :mod:`errors` that carry their status.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -189,15 +190,17 @@ class DataPlane:
             self.metrics.count_validation_failure(protocol)
             raise
 
-    async def predict(self, served: Served, X: np.ndarray, explain: bool = False) -> Prediction:
-        """The model's answer for ``X`` (with each row's contributions if ``explain``: NoContributions
-        if the model has none); small requests that arrive together share one model call (see
-        :mod:`batching`)."""
+    def predict(self, served: Served, X: np.ndarray, explain: bool = False) -> Awaitable[Prediction]:
+        """The model's answer for ``X``, to await (with each row's contributions if ``explain``:
+        NoContributions if the model has none); small requests that arrive together share one
+        model call (see :mod:`batching`). Not a coroutine: one fewer frame for every request."""
         if explain:
             served.check_explainable()
-        if not self.may_share(served, X):
-            return self.run_model(served, X, explain)
-        return await served.batcher.submit(X, explain)
+        if self.may_share(served, X):
+            return served.batcher.submit(X, explain)
+        answer: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        answer.set_result(self.run_model(served, X, explain))
+        return answer
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
         """Whether ``X`` may join a shared call (of its own model's: ``served.batcher``): small enough to gain."""

@@ -66,17 +66,20 @@ class WorkQueue:
     def starts_now(self, ticket: Ticket) -> bool:
         """Start ``ticket``'s work now if nothing waits, it fits this turn and it is in time (most
         requests); else it must :meth:`enter`."""
-        if self.waiting or not self.fits(ticket) or self.admission.too_late(ticket):
+        load = weight(ticket)
+        if self.waiting or not self.fits(load) or self.admission.too_late(ticket):
             return False
-        self.start(ticket)
+        self.start(load)
         return True
 
-    def fits(self, ticket: Ticket) -> bool:
-        return self.started == 0 or self.started + weight(ticket) <= WORK_BYTES
+    def fits(self, load: int) -> bool:
+        """Whether work of this weight may start in this turn."""
+        return self.started == 0 or self.started + load <= WORK_BYTES
 
-    def start(self, ticket: Ticket) -> None:
-        self.started += weight(ticket)
-        self.schedule_next_turn()
+    def start(self, load: int) -> None:
+        self.started += load
+        if self.next_turn is None:
+            self.schedule_next_turn()
 
     def schedule_next_turn(self) -> None:
         if self.next_turn is None:
@@ -99,9 +102,9 @@ class WorkQueue:
             elif self.admission.too_late(ticket, now):
                 self.pop_waiting()
                 turn.set_exception(self.admission.shed())
-            elif self.fits(ticket):
+            elif self.fits(weight(ticket)):
                 self.pop_waiting()
-                self.start(ticket)
+                self.start(weight(ticket))
                 turn.set_result(None)
             else:
                 return self.schedule_next_turn()

@@ -12,12 +12,21 @@ from online_inference.app.asgi import Message, Receive
 from online_inference.app.errors import PayloadTooLarge
 
 
-def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The body's declared length (None if none) and whether it comes chunked (never both: the
+    parser refuses such a head), in one pass over the headers."""
+    declared, chunked, length_seen = None, False, False
     for name, value in headers:
-        if name == b"content-length":
-            value = value.strip(b" \t")  # the parser keeps the spaces around a value
-            return int(value) if value.isdigit() else None
-    return None
+        if name == b"content-length" and not length_seen:
+            value, length_seen = value.strip(b" \t"), True  # the parser keeps the spaces around a value
+            declared = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = chunked or b"chunked" in value.lower()
+    return declared, chunked and declared is None
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    return body_framing(headers)[0]
 
 
 class BodyLimit:
@@ -27,9 +36,11 @@ class BodyLimit:
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body over MAX_BODY_BYTES ({self.max_bytes} bytes)")
 
-    def wrap(self, scope: dict[str, Any], receive: Receive) -> Receive:
-        """``receive`` for this request, raising PayloadTooLarge rather than going past the limit."""
-        declared = declared_length(scope["headers"])
+    def wrap(self, scope: dict[str, Any], receive: Receive, declared: int | None = None) -> Receive:
+        """``receive`` for this request, raising PayloadTooLarge rather than going past the limit
+        (``declared``: its declared length, if known already; else read from its headers)."""
+        if declared is None:
+            declared = declared_length(scope["headers"])
         if declared is not None and declared <= self.max_bytes:
             return receive
         received = 0

@@ -76,6 +76,17 @@ class EdgeLimits:
         """A head shorter than this is within both size limits."""
         return min(self.max_target, self.max_header)
 
+    def problem_of_head(self, head: bytes | bytearray, start: int, end: int) -> ServiceError | None:
+        """What is wrong with the head in ``head[start:end]`` (perhaps incomplete), if anything."""
+        line_end = head.find(b"\r\n", start, end)
+        space = head.find(b" ", start, end)
+        target_end = head.rfind(b" ", space + 1, line_end) if line_end >= 0 else end
+        if space >= 0 and target_end - space - 1 > self.max_target:
+            return URITooLong(f"request target over MAX_REQUEST_TARGET_BYTES ({self.max_target} bytes)")
+        if (end - line_end if line_end >= 0 else end - start - self.max_target) > self.max_header:
+            return HeaderFieldsTooLarge(f"header block over MAX_HEADER_BYTES ({self.max_header} bytes)")
+        return None
+
     @classmethod
     def of(cls, settings: Settings) -> EdgeLimits:
         return cls(settings.MAX_REQUEST_TARGET_BYTES, settings.MAX_HEADER_BYTES, settings.TIMEOUT_HEADERS,
@@ -83,6 +94,9 @@ class EdgeLimits:
 
 
 class EdgeProtocol(ChargingProtocol):
+    __slots__ = ("limits", "head", "in_message", "in_head", "head_seen", "unanswered", "deadline", "idle_timer",
+                 "idle_since")  # (why slots: ChargingProtocol's)
+
     def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
@@ -102,28 +116,29 @@ class EdgeProtocol(ChargingProtocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
-        if not (self.in_message or self.head):
-            self.head_started = time.monotonic()
         if self.in_message:  # a body, or a pipelined head the parser holds
             self.head_seen += len(data) if self.in_head else 0
             if self.head_seen > self.limits.max_header:
                 return self.refuse(HeaderFieldsTooLarge(f"header block over MAX_HEADER_BYTES ({self.limits.max_header} bytes)"))
             super().data_received(data)
-        else:
+        elif self.head:
             self.hold_head(data)
+        else:  # a new request's first bytes
+            self.head_started = time.monotonic()
+            end = data.find(b"\r\n\r\n")
+            if 0 < end < self.limits.shortest and data[0] not in b"\r\n" and not UPGRADE.search(data, 0, end + 2):
+                super().data_received(data)  # most requests: a whole head in one read, nothing to remove: given as it came
+            else:
+                self.hold_head(data)
         if self.deadline is None and (self.head or self.in_message) and not self.transport.is_closing():
             self.arm_deadline()  # a read ended with a request incomplete
 
     def hold_head(self, data: bytes) -> None:
         """Add ``data`` to the head held; give it to the parser once complete, unless it is refused."""
-        if not self.head:  # most requests: a whole head in one read, nothing to remove: given as it came
-            end = data.find(b"\r\n\r\n")
-            if 0 < end < self.limits.shortest and data[0] not in b"\r\n" and not UPGRADE.search(data, 0, end + 2):
-                return super().data_received(data)
         self.head += data
         start = len(self.head) - len(self.head.lstrip(b"\r\n"))  # CRLFs before a request line are allowed
         end = self.head.find(b"\r\n\r\n", start)
-        problem = self.problem_of_head(self.head, start, end if end >= 0 else len(self.head))
+        problem = self.limits.problem_of_head(self.head, start, end if end >= 0 else len(self.head))
         if problem is not None:
             return self.refuse(problem)
         if end >= 0:
@@ -134,17 +149,6 @@ class EdgeProtocol(ChargingProtocol):
             self.idle_timer.cancel()
             self.idle_timer = None
             super().data_received(b"")  # uvicorn's keep-alive timer stops when data arrives (held here)
-
-    def problem_of_head(self, head: bytes | bytearray, start: int, end: int) -> ServiceError | None:
-        """What is wrong with the head in ``head[start:end]`` (perhaps incomplete), if anything."""
-        line_end = head.find(b"\r\n", start, end)
-        space = head.find(b" ", start, end)
-        target_end = head.rfind(b" ", space + 1, line_end) if line_end >= 0 else end
-        if space >= 0 and target_end - space - 1 > self.limits.max_target:
-            return URITooLong(f"request target over MAX_REQUEST_TARGET_BYTES ({self.limits.max_target} bytes)")
-        if (end - line_end if line_end >= 0 else end - start - self.limits.max_target) > self.limits.max_header:
-            return HeaderFieldsTooLarge(f"header block over MAX_HEADER_BYTES ({self.limits.max_header} bytes)")
-        return None
 
     def on_message_begin(self) -> None:
         if self.lingering:  # refused: what follows in the same read is not served
@@ -158,7 +162,8 @@ class EdgeProtocol(ChargingProtocol):
         if self.lingering:
             return
         self.in_head = False
-        self.cancel_deadline()  # the head's; the body's is armed if the read ends before the body does
+        if self.deadline is not None:  # the head's; the body's is armed if the read ends before the body does
+            self.cancel_deadline()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -166,7 +171,8 @@ class EdgeProtocol(ChargingProtocol):
             return
         super().on_message_complete()
         self.in_message = False
-        self.cancel_deadline()
+        if self.deadline is not None:
+            self.cancel_deadline()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

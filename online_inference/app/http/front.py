@@ -34,8 +34,7 @@ from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.dataplane.rules import value_count_bound
 from online_inference.app.dataplane.workqueue import WorkQueue
 from online_inference.app.errors import Overloaded, ServiceError, error_body, error_headers
-from online_inference.app.http.body import BodyLimit
-from online_inference.app.http.charging import body_framing
+from online_inference.app.http.body import BodyLimit, body_framing
 from online_inference.app.settings import Settings
 
 ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -63,11 +62,15 @@ class Front:
             refusal = self.refusal(scope)
             if refusal is not None:
                 return await self.refuse(refusal, scope, receive, send)
-        receive = self.limit.wrap(scope, receive)
         ticket = scope.get("extensions", {}).get(TICKET)  # the edge's (absent when served without it)
-        if scope["method"] == "POST" and ticket is not None and not self.starts_at_once(ticket):
-            return await self.in_turn(ticket, scope, receive, send)
-        await self.route(scope, receive, send)
+        if ticket is None:
+            receive = self.limit.wrap(scope, receive)
+        else:  # the edge read the body's framing
+            receive = self.limit.wrap(scope, receive, None if ticket.chunked else ticket.body_bytes)
+            if scope["method"] == "POST" and not (ticket.charged_in_full and self.queue.starts_now(ticket)):
+                return await self.in_turn(ticket, scope, receive, send)
+        handler, scope, send = self.route(scope, send)
+        await handler(scope, receive, send)
 
     def refusal(self, scope: dict[str, Any]) -> ServiceError | None:
         """Why the request's API key may not call its path (counted), or None; with ACCESS_LOG its
@@ -103,15 +106,12 @@ class Front:
                     continue  # dropped: the client has its answer
         await send({"type": "http.response.body", "body": b""})
 
-    def starts_at_once(self, ticket: Ticket) -> bool:
-        """Whether a request for work starts it now: most do (a small body, charged in full at its
-        head, that has all come, and room in this turn of the loop)."""
-        return ticket.charged_in_full and self.queue.starts_now(ticket)
-
     async def in_turn(self, ticket: Ticket, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Serve a request for work: once its body has come, its values are charged and it waits
-        for its turn (:mod:`dataplane.workqueue`). Refused for load, it is answered here (a 503 must cost
-        little, or shedding takes the time it frees)."""
+        """Serve a request for work that does not start it at once (most do: a small body, charged
+        in full at its head, that has all come, and room in this turn of the loop): once its body
+        has come, its values are charged and it waits for its turn (:mod:`dataplane.workqueue`).
+        Refused for load, it is answered here (a 503 must cost little, or shedding takes the time
+        it frees)."""
         if self.admission.too_late(ticket):
             return await send_error(send, self.admission.shed())
         try:
@@ -123,7 +123,8 @@ class Front:
             return await send_error(send, error)
         except ServiceError as error:  # over the size limit: the route answers it, as it reads it
             receive = raising(error)
-        await self.route(scope, receive, send)
+        handler, scope, send = self.route(scope, send)
+        await handler(scope, receive, send)
 
     async def wait_for_turn(self, ticket: Ticket, receive: Any) -> Any:
         """The ``receive`` of the rest of the request, once its turn has come: here if its body
@@ -149,13 +150,13 @@ class Front:
             return receive  # a disconnect: uvicorn's receive says so again
         return replay(message.get("body", b""), False, receive_in_turn)
 
-    async def route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def route(self, scope: dict[str, Any], send: Any) -> tuple[ASGI, dict[str, Any], Any]:
+        """Who answers the request, with the scope and the ``send`` it answers through."""
         if self.plane.draining:
             send = closing(send)
         if scope["method"] == "HEAD":
             scope, send = {**scope, "method": "GET"}, without_body(send)
-        handler = self.direct.get((scope["method"], scope["path"]), self.app)
-        await handler(scope, receive, send)
+        return self.direct.get((scope["method"], scope["path"]), self.app), scope, send
 
     def drain(self) -> None:
         """The server is stopping: see :mod:`server`."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from online_inference.app.http.charging import body_framing
+from online_inference.app.http.body import body_framing
 from online_inference.bench.server import Service, serve
 from online_inference.tests.helpers import metric_value, read_response
 
