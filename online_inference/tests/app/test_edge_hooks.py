@@ -6,14 +6,17 @@ tests in tests/reliability/test_edge.py and test_drain.py say what broke)."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from online_inference.app.http.charging import ChargingProtocol
 from online_inference.app.http.edge import EdgeProtocol
@@ -64,3 +67,25 @@ def test_each_override_calls_the_parent(cls: type, parent: type) -> None:
 def test_the_edge_stays_small(cls: type) -> None:
     source = inspect.getsource(cls)
     assert len(source.splitlines()) < 150
+
+
+def test_the_edge_adds_no_attribute_to_uvicorns_instance_dict() -> None:
+    """Its own state is in slots: past about 28 attributes in an instance's dict, every attribute
+    access on the protocol (uvicorn's own included) gets slower (docs/ARCHITECTURE.md)."""
+    from online_inference.app.dataplane.admission import Admission
+    from online_inference.app.http.edge import EdgeLimits
+    from online_inference.app.settings import Settings
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        """(never called)"""
+
+    async def instances() -> tuple[set[str], set[str]]:
+        config = uvicorn.Config(app, lifespan="off")
+        config.load()
+        settings = Settings()
+        kwargs = {"config": config, "server_state": ServerState(), "app_state": {}}
+        edge = EdgeProtocol(limits=EdgeLimits.of(settings), admission=Admission.of(settings), **kwargs)
+        return set(vars(edge)), set(vars(HttpToolsProtocol(**kwargs)))
+
+    ours, uvicorns = asyncio.run(instances())
+    assert ours == uvicorns
