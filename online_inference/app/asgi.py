@@ -12,11 +12,20 @@ Message = dict[str, Any]  # an ASGI message
 Receive = Callable[[], Awaitable[Message]]
 
 
-async def read_body(receive: Any) -> tuple[bytes, bool]:
-    """The body, and whether it all arrived (False: the client went away)."""
-    message = await receive()
+def whole_body(message: Message) -> bytes | None:
+    """The body, if this first message of it holds all of it (most bodies: one message)."""
     if message["type"] == "http.request" and not message.get("more_body", False):
-        return message.get("body", b""), True  # most bodies: in one message
+        return message.get("body", b"")  # type: ignore[no-any-return]
+    return None
+
+
+async def read_body(receive: Any, message: Message | None = None) -> tuple[bytes, bool]:
+    """The body, and whether it all arrived (False: the client went away); ``message``: its first
+    message, if it was received already."""
+    message = message if message is not None else await receive()
+    body = whole_body(message)
+    if body is not None:
+        return body, True
     chunks: list[bytes] = []
     while message["type"] == "http.request":
         chunks.append(message.get("body", b""))

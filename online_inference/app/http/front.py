@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from online_inference.app.asgi import Message, raising, replay
+from online_inference.app.asgi import Message, raising, replay, whole_body
 from online_inference.app.dataplane.admission import TICKET, Admission, Ticket
 from online_inference.app.dataplane.access import REFUSED, PathGroups, calls
 from online_inference.app.dataplane.plane import DataPlane
@@ -131,10 +131,11 @@ class Front:
         came whole in the first message (most do), else when its last part is read."""
         message = await receive()
         values = value_count_bound(message.get("body", b""))
-        if message["type"] == "http.request" and not message.get("more_body", False):
+        body = whole_body(message)
+        if body is not None:
             ticket.hold_values(values)
             await self.queue.enter(ticket)
-            return replay(message.get("body", b""), True, receive)
+            return replay(body, True, receive)
 
         async def receive_in_turn() -> Message:
             nonlocal values

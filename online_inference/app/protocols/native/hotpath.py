@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from online_inference.app.asgi import raising, read_body, replay
+from online_inference.app.asgi import raising, read_body, replay, whole_body
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.errors import ServiceError
 from online_inference.app.protocols.native.answer import answer_bytes
@@ -40,7 +40,10 @@ class HotPath:
         if served is None or not is_json_request(scope):
             return await self.app(scope, receive, send)
         try:
-            body, complete = await read_body(receive)
+            message = await receive()
+            body, complete = whole_body(message), True  # most bodies (no coroutine to read them)
+            if body is None:
+                body, complete = await read_body(receive, message)
         except ServiceError as error:  # over a limit: the route reads the same error and answers it
             return await self.app(scope, raising(error), send)
         X = predict_request(served).decoder.parse(body) if complete else None
