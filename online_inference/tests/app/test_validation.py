@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from online_inference.app.dataplane.rules import SMALL_BATCH
 from online_inference.app.protocols.native.decode import BUFFER_FROM_BYTES
 from online_inference.card import ModelCard
 from online_inference.tests.helpers import bundled_card, loaded, valid_row
@@ -353,3 +354,14 @@ def test_training_range_warnings_are_the_same_found_by_value_or_by_array(card: M
             assert by_value == by_array, X
             warned += bool(by_value)
     assert warned > 100  # rows outside the training range were exercised
+
+
+@pytest.mark.parametrize("rows", [1, SMALL_BATCH + 1, 40])  # value by value, as a whole array (orjson), simdjson
+@pytest.mark.parametrize("form", ["data", "instances"])
+def test_a_boolean_is_not_a_number_at_any_batch_size(client: TestClient, card: ModelCard, rows: int, form: str) -> None:
+    coded = next(f.name for f in card.features if f.is_integral and f.bounds.min <= 1 <= f.bounds.max)
+    body = rows_body(*[ROW] * (rows - 1), with_value(coded, True)) if form == "data" else \
+        {"instances": [instance()] * (rows - 1) + [instance(**{coded: True})]}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["problems"][0]["row"] == rows - 1, response.text

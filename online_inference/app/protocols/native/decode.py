@@ -10,8 +10,9 @@ explains every problem. It never accepts what the full path refuses:
   object).
 
 Two parsers, by size. orjson reads small bodies (either form) into Python objects; there no
-``true``/``false`` literal may appear (booleans are not numbers), and the number of ``"`` bytes
-must be exactly what the keys and names need, so no value is a string and no key is repeated.
+boolean may stand for a number (:meth:`...dataplane.rules.CardRules.check_parsed`), and the number
+of ``"`` bytes must be exactly what the keys and names need, so no value is a string and no key is
+repeated.
 simdjson reads larger ``features`` + ``data`` bodies, the form for batches, and hands the values
 over as one buffer of doubles: no Python object per value (docs/ARCHITECTURE.md compares the two
 by size). The buffer refuses any value that is not a
@@ -28,7 +29,7 @@ import numpy as np
 import orjson
 import simdjson
 
-from online_inference.app.dataplane.rules import CardRules, may_hold_booleans
+from online_inference.app.dataplane.rules import CardRules
 
 BOM = b"\xef\xbb\xbf"  # simdjson skips a leading byte-order mark; JSON (and the full path) refuse it
 # From this size simdjson reads a features + data body faster than orjson, between calls of the
@@ -102,8 +103,6 @@ class PredictDecoder:
 
     def parse_to_objects(self, body: bytes) -> np.ndarray | None:
         """Either form by orjson, as Python objects."""
-        if may_hold_booleans(body):
-            return None
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -121,10 +120,10 @@ class PredictDecoder:
                 return None
             if not all(type(i) is dict and i.keys() == self.name_set for i in instances):
                 return None
-            rows = [self.pick(i) for i in instances]
+            rows = list(map(self.pick, instances))
         else:
             return None
         if type(rows) is not list or not 1 <= len(rows) <= self.max_rows:
             return None
-        return self.rules.check(rows)
+        return self.rules.check_parsed(rows, body)
 
