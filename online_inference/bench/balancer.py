@@ -119,17 +119,18 @@ def haproxy_binary() -> str:
 
 
 @contextmanager
-def haproxy(addresses: dict[str, str], directory: Path, timeout: float = 10) -> Iterator[Balancer]:
-    """haproxy on the shipped configuration, listening on a free 127.0.0.1 port, its servers at
-    ``addresses`` (slot: host:port; a slot left out points at a port nothing listens on, so it
-    stays down); stopped at the end. Its log goes to ``directory``/haproxy.log."""
+def haproxy(addresses: dict[str, str], directory: Path, timeout: float = 10, config: Path = HAPROXY_CFG) -> Iterator[Balancer]:
+    """haproxy on the shipped configuration (or a variant of it: ``config``), listening on a free
+    127.0.0.1 port, its servers at ``addresses`` (slot: host:port; a slot left out points at a
+    port nothing listens on, so it stays down); stopped at the end. Its log goes to
+    ``directory``/haproxy.log."""
     port = free_port()
     stats_socket = directory / "haproxy.sock"
     log = directory / "haproxy.log"
     env = {**os.environ, "HAPROXY_BIND": f"127.0.0.1:{port}", "HAPROXY_STATS_SOCKET": str(stats_socket),
            **{slot_variable(slot): addresses.get(slot, f"127.0.0.1:{free_port()}") for slot in SLOTS}}
     with log.open("wb") as output:
-        process = subprocess.Popen([haproxy_binary(), "-db", "-f", str(HAPROXY_CFG)], env=env, stdout=output,
+        process = subprocess.Popen([haproxy_binary(), "-db", "-f", str(config)], env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
     balancer = Balancer(f"http://127.0.0.1:{port}", stats_socket, process, log)
     try:
