@@ -40,7 +40,7 @@ from sklearn.datasets import load_breast_cancer
 from online_inference.app.model.session import ModelSession
 from online_inference.card import read_json
 from online_inference.devtools.docs import README
-from online_inference.export.convert import logit_gap
+from online_inference.export.convert import float32_score_error, logit_gap
 from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text
 from online_inference.export.spec import HEART_SPEC, ModelSpec
 from online_inference.tests.helpers import serving, user_environment
@@ -292,8 +292,21 @@ def check_explanations_in_its_own_terms(url: str, spec: dict[str, Any], card: di
     rows = response.json()["predictions"]
     assert all(list(row["contributions"]) == names for row in rows)
     contributions = np.array([list(row["contributions"].values()) for row in rows], dtype=np.float32)
-    gap, allowed = logit_gap(rows[0]["baseline"], contributions, np.array([row["probability"] for row in rows], dtype=np.float32))
+    X = np.array([[float(r[n]) for n in names] for r in records], dtype=np.float32)
+    gap, allowed = logit_gap(rows[0]["baseline"], contributions, np.array([row["probability"] for row in rows], dtype=np.float32),
+                             score_error_of(card, X))
     assert np.all(gap <= allowed)
+
+
+def score_error_of(card: dict[str, Any], X: np.ndarray) -> np.ndarray | float:
+    """What float32 does to a linear card's score for the rows ``X`` (the export's bound), in logit units."""
+    features = card["features"]
+    if any(f.get("weight") is None and f.get("code_weights") is None for f in features):
+        return 0.0  # not a linear model's card
+    weights = np.array([f["weight"] or 0.0 if f.get("code_weights") is None else 0.0 for f in features])
+    raw_means = np.array([f["mean"] if f.get("code_weights") is None else 0.0 for f in features])
+    code_means = np.array([f["mean"] for f in features if f.get("code_weights") is not None])
+    return float32_score_error(weights, raw_means, code_means, card["contributions"]["baseline"], X)
 
 
 def check_it_exports_serves_and_answers(spec: dict[str, Any], table: str) -> None:
