@@ -104,7 +104,7 @@ class Counts:
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted", "charged_in_full")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted")
 
     def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool, counted: bool):
         self.admission = admission
@@ -114,8 +114,11 @@ class Ticket:
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
         self.complete = False  # its body has all arrived
         self.counted = counted  # what its values become is charged (a small body's: at its head)
-        # Its body has all come and what it holds is all charged: its work needs no more reading.
-        self.charged_in_full = False
+
+    @property
+    def charged_in_full(self) -> bool:
+        """Its body has all come and what it holds is all charged: its work needs no more reading."""
+        return self.complete and self.counted
 
     def grow(self, more_body: int) -> None:
         """A chunked body's next ``more_body`` bytes, charged; Overloaded if they do not fit."""
@@ -128,7 +131,7 @@ class Ticket:
         already; Overloaded if it does not fit."""
         if not self.counted:
             self.add(HELD_VALUE_BYTES * min(values, self.admission.values_limit or values))
-            self.counted, self.charged_in_full = True, self.complete
+            self.counted = True
 
     def add(self, charge: int) -> None:
         if not self.admission.take(charge):
@@ -143,7 +146,7 @@ class Ticket:
 
     def body_read(self) -> None:
         """Its body has all arrived: its wait for the work counts from now (not the client's upload)."""
-        self.since, self.complete, self.charged_in_full = time.monotonic(), True, self.counted
+        self.since, self.complete = time.monotonic(), True
 
 
 class Admission:

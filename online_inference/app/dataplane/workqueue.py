@@ -97,14 +97,15 @@ class WorkQueue:
         now = time.monotonic()
         while self.waiting:
             ticket, turn = self.waiting[0]
+            load = weight(ticket)
             if turn.done():  # cancelled: the client went away
                 self.pop_waiting()
             elif self.admission.too_late(ticket, now):
                 self.pop_waiting()
                 turn.set_exception(self.admission.shed())
-            elif self.fits(weight(ticket)):
+            elif self.fits(load):
                 self.pop_waiting()
-                self.start(weight(ticket))
+                self.start(load)
                 turn.set_result(None)
             else:
                 return self.schedule_next_turn()

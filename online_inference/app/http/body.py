@@ -25,10 +25,6 @@ def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
     return declared, chunked and declared is None
 
 
-def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    return body_framing(headers)[0]
-
-
 class BodyLimit:
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -40,7 +36,7 @@ class BodyLimit:
         """``receive`` for this request, raising PayloadTooLarge rather than going past the limit
         (``declared``: its declared length, if known already; else read from its headers)."""
         if declared is None:
-            declared = declared_length(scope["headers"])
+            declared, _ = body_framing(scope["headers"])
         if declared is not None and declared <= self.max_bytes:
             return receive
         received = 0
