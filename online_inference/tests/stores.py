@@ -1,5 +1,5 @@
-"""What the tests of model reloading share (#34): a model store over HTTP whose artifacts a test
-changes as it runs, and other models to swap to."""
+"""What the tests of model stores share: a model store over HTTP whose artifacts a test changes
+as it runs, other models to swap to (#34), and moto's S3 server with a client of it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.card import CARD_METADATA_KEY
@@ -23,6 +24,32 @@ from online_inference.tests.helpers import bundled_card
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "online_inference" / "data" / "heart.spec.json"
 GARBAGE = b"not an ONNX model at all\n" * 40
+
+
+@contextmanager
+def moto_s3(region: str = "us-east-1", key_id: str = "test", secret: str = "test", port: int | None = None,
+            bucket: str | None = None) -> Iterator[tuple[str, Any]]:
+    """moto's S3 server on 127.0.0.1 (on ``port``, or a free one), its endpoint and a client of it
+    with these credentials, and ``bucket`` created in ``region`` if given; stopped at the end
+    (moto's state is per process: each test names its own bucket)."""
+    import boto3  # the tests' S3 libraries, imported only by the tests that use them
+    from moto.server import ThreadedMotoServer
+
+    from online_inference.docker.dockercli import free_port
+
+    port = port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=key_id,
+                              aws_secret_access_key=secret)
+        if bucket is not None:
+            location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            client.create_bucket(Bucket=bucket, **location)
+        yield endpoint, client
+    finally:
+        server.stop()
 
 
 def sha256(payload: bytes) -> str:

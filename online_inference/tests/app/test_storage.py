@@ -15,16 +15,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 from online_inference.app.settings import BUNDLED_MODEL, Settings
 from online_inference.app.compose import create_app
 from online_inference.app.model.storage import FetchPolicy, StorageError, cached_path, fetch_model, redact
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.helpers import bundled_card, loaded, valid_row, wait_until
+from online_inference.tests.stores import moto_s3
 
 BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/v1/heart.onnx"  # moto's state is per process
 SECRET = "s3cr3t-never-logged"
@@ -34,16 +33,9 @@ MODEL_SHA256 = hashlib.sha256(MODEL_BYTES).hexdigest()
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key=SECRET)
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key=KEY, Body=MODEL_BYTES)
-    yield endpoint
-    server.stop()
+    with moto_s3(secret=SECRET, bucket=BUCKET) as (endpoint, s3):
+        s3.put_object(Bucket=BUCKET, Key=KEY, Body=MODEL_BYTES)
+        yield endpoint
 
 
 @pytest.fixture
@@ -140,17 +132,10 @@ def test_store_down_at_start_recovers_within_the_retry_window(tmp_path: Path, mo
     with TestClient(app) as client:
         wait_until(lambda: any("retry 1 of 7" in r.getMessage() for r in caplog.records), timeout=10)  # a download failed
         assert client.get("/health").json()["status"] == "loading"
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        try:
-            s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key=SECRET)
-            s3.create_bucket(Bucket=BUCKET)
+        with moto_s3(secret=SECRET, port=port, bucket=BUCKET) as (_, s3):
             s3.put_object(Bucket=BUCKET, Key=KEY, Body=MODEL_BYTES)
             assert loaded(app.plane, 30)
             assert client.get("/health").status_code == 200
-        finally:
-            server.stop()
 
 
 def test_store_that_stays_down_fails_after_the_last_attempt(tmp_path: Path) -> None:

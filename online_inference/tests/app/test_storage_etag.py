@@ -9,28 +9,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from online_inference.app.model.storage import FetchPolicy, StorageError, current_etag, fetch_artifact
 from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.docker.dockercli import free_port
-from online_inference.tests.stores import GARBAGE, ModelStore
+from online_inference.tests.stores import GARBAGE, ModelStore, moto_s3
 
 BUCKET, KEY = f"models-{uuid.uuid4().hex[:8]}", "heart/heart.onnx"
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[tuple[str, object]]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint, client
-    server.stop()
+    with moto_s3(bucket=BUCKET) as store:
+        yield store
 
 
 def test_the_etag_of_an_s3_object_is_the_gets_and_changes_with_it(s3: tuple[str, object], tmp_path: Path) -> None:

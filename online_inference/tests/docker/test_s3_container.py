@@ -8,37 +8,28 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from online_inference.app.settings import BUNDLED_MODEL
 from online_inference.docker.dockercli import HARDENED, running
 from online_inference.tests.docker.test_images import assert_predicts_like_the_model
-from online_inference.docker.dockercli import free_port
+from online_inference.tests.stores import moto_s3
 from online_inference.tests.helpers import wait_until
 
 
 @pytest.fixture(scope="module")
 def s3_model() -> Iterator[dict[str, str]]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing-secret")
     bucket = f"container-models-{uuid.uuid4().hex[:8]}"  # moto's state is per process: no clash
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.put_object(Bucket=bucket, Key="heart/heart.onnx", Body=BUNDLED_MODEL.read_bytes())
-    yield {
-        "MODEL_URI": f"s3://{bucket}/heart/heart.onnx",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing-secret",
-        "AWS_REGION": "eu-west-1",
-    }
-    server.stop()
+    with moto_s3("eu-west-1", "testing", "testing-secret", bucket=bucket) as (endpoint, s3):
+        s3.put_object(Bucket=bucket, Key="heart/heart.onnx", Body=BUNDLED_MODEL.read_bytes())
+        yield {
+            "MODEL_URI": f"s3://{bucket}/heart/heart.onnx",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret",
+            "AWS_REGION": "eu-west-1",
+        }
 
 
 def test_distroless_serves_a_model_from_s3(images: dict[str, str], s3_model: dict[str, str], kaggle_csv: Path, tmp_path: Path) -> None:
