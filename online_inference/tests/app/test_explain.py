@@ -20,7 +20,7 @@ from online_inference.app.compose import create_app
 from online_inference.app.dataplane.plane import DataPlane
 from online_inference.app.settings import Settings
 from online_inference.card import NO_CONTRIBUTIONS, ModelCard
-from online_inference.export.convert import logit_gap, random_valid_rows
+from online_inference.export.checks import logit_gap, random_valid_rows
 from online_inference.export.spec import HEART_SPEC, load_spec
 from online_inference.tests.helpers import bundled_session_with, loaded, valid_row
 

