@@ -20,12 +20,21 @@ EPILOG = ("The key is shown only once: give it to its holder, who sends 'Authori
           "SECRETS_RECHECK_SECONDS, and removing the line revokes the key.")
 
 
+def new_key() -> str:
+    """A random key of KEY_BYTES in base64url that a command line takes as a value: one that began
+    with '-' (one in 64) would be read as an option (``--api-key -x...``: "expected one argument"),
+    so it is drawn again."""
+    while (key := secrets.token_urlsafe(KEY_BYTES)).startswith("-"):
+        continue  # drawn again: see above
+    return key
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"), epilog=EPILOG)
     parser.add_argument("--name", required=True, help="who holds the key (the access log names it): 1 to 64 of A-Z a-z 0-9 . _ -")
     parser.add_argument("--groups", required=True, help=f"the endpoint groups it may call, comma-separated: {', '.join(GROUPS)}")
     args = parser.parse_args(argv)
-    key = secrets.token_urlsafe(KEY_BYTES)
+    key = new_key()
     try:
         line = key_line(args.name, key, ",".join(group.strip() for group in args.groups.split(",")))
     except ValueError as error:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from online_inference.docker.dockercli import free_port
 from online_inference.tests.certs import Pki, tls_server
 from online_inference.tests.helpers import (bundled_card, bundled_session, bundled_session_with, live_server,
                                             metric_value)
+from online_inference.devtools.api_key import new_key
 
 TOP_COLUMNS = [f"top{k}_{cell}" for k in (1, 2, 3) for cell in ("feature", "contribution")]
 
@@ -236,7 +236,7 @@ def test_explain_leaves_the_cells_past_the_non_zero_contributions_empty(tmp_path
 
 # --- API keys -------------------------------------------------------------------------------
 
-KEYS = {"triage": (secrets.token_urlsafe(24), "inference,metadata"), "reader": (secrets.token_urlsafe(24), "metadata")}
+KEYS = {"triage": (new_key(), "inference,metadata"), "reader": (new_key(), "metadata")}  # keys a command line takes
 
 
 def write_keys_file(path: Path, keys: dict[str, tuple[str, str]]) -> Path:
@@ -298,7 +298,7 @@ def test_without_a_key_the_client_exits_with_the_servers_reason(keyed_url: str, 
 
 def test_an_unknown_key_exits_with_the_servers_reason_and_is_never_printed(keyed_url: str, kaggle_csv: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    unknown = secrets.token_urlsafe(24)
+    unknown = new_key()
     err = refused([str(kaggle_csv), "--url", keyed_url, "--api-key", unknown], capsys)
     assert "GET /model: HTTP 401: unknown API key" in err and unknown not in err, err
 

@@ -72,6 +72,13 @@ def test_make_api_keys_line_is_one_the_service_reads(capsys: pytest.CaptureFixtu
     assert (key.name, key.groups) == ("triage.team-1", frozenset({"inference", "metadata"}))
 
 
+def test_an_issued_key_is_one_a_command_line_takes_as_a_value() -> None:
+    """A key that began with '-' would be read as an option (``--api-key -x...``, as the README gives it)."""
+    keys = [api_key.new_key() for _ in range(2000)]  # about 31 of them would begin with '-' if not drawn again
+    assert all(len(key) == 43 and not key.startswith("-") and re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys)
+    assert len(set(keys)) == len(keys)
+
+
 @pytest.mark.parametrize(("name", "groups", "said"), [
     ("tri age", "inference", "expected three fields"), ("tri/age", "inference", "a name is 1 to 64"),
     ("x" * 65, "inference", "a name is 1 to 64"), ("triage", "inference,admin", "unknown groups ['admin']"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import ssl
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from online_inference.client import main as client_main
 from online_inference.docker.dockercli import HARDENED, VARIANTS, docker, free_port, running
 from online_inference.tests.certs import Pki
+from online_inference.devtools.api_key import new_key
 
 
 def healthy(name: str, timeout: float) -> str:
@@ -39,7 +39,7 @@ def test_the_image_serves_over_tls_with_api_keys(images: dict[str, str], variant
     for name, source in (("tls.crt", pki.server.cert), ("tls.key", pki.server.key)):
         (folder / name).write_bytes(source.read_bytes())
         os.chmod(folder / name, 0o600)
-    key = secrets.token_urlsafe(32)
+    key = new_key()
     (folder / "api-keys").write_text(f"triage sha256:{hashlib.sha256(key.encode()).hexdigest()} inference,metadata\n")
     port = free_port()
     settings = {"TLS_CERT_FILE": "/secrets/tls.crt", "TLS_KEY_FILE": "/secrets/tls.key", "API_KEYS_FILE": "/secrets/api-keys"}
