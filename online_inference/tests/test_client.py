@@ -16,6 +16,7 @@ certificates are made at test time with Debian's ``openssl`` (tests/certs.py).""
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import json
@@ -31,9 +32,12 @@ import pytest
 from online_inference.app.model.session import ModelSession
 from online_inference.app.settings import Settings
 from online_inference.card import NO_CONTRIBUTIONS
-from online_inference.client import main as client_main
-from online_inference.client import (EXPLAIN, KEY_ENV, PREDICT, ClientError, InferenceClient, roc_auc, warn_plain_text,
-                                     write_predictions)
+import online_inference.client
+from online_inference.client.cli import main as client_main
+from online_inference.client.cli import warn_plain_text
+from online_inference.client.errors import ClientError
+from online_inference.client.report import roc_auc, write_predictions
+from online_inference.client.service import EXPLAIN, KEY_ENV, PREDICT, InferenceClient
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.certs import Pki, tls_server
@@ -139,6 +143,15 @@ def test_the_csv_keeps_the_digits_the_server_answered(tmp_path: Path) -> None:
     with output.open() as handle:
         written = [row["probability"] for row in csv.DictReader(handle)]
     assert [float(text) for text in written] == answered and written[1:4] == ["3e-07", "0.4147306", "0.99999994"]
+
+
+def test_the_client_imports_nothing_of_the_service_but_the_card() -> None:
+    """It runs where the service does not (a laptop with httpx): ``card.py`` is all it shares."""
+    package = Path(online_inference.client.__file__).parent
+    shared = {node.module for path in package.glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("online_inference.")
+              and not node.module.startswith("online_inference.client.")}
+    assert shared == {"online_inference.card"}
 
 
 def test_roc_auc_counts_ties_half() -> None:

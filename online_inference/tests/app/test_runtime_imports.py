@@ -26,7 +26,7 @@ with TestClient(app) as client:
     card = app.plane.served.card
     assert client.post("/predict", json={"features": card.feature_names, "data": [valid_row(card)]}).status_code == 200
     client.get("/openapi.json"); client.get("/metrics")
-import online_inference.client
+import online_inference.client.cli
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"sklearn", "pandas", "scipy", "skl2onnx", "onnx"})
 print(",".join(loaded))
 """

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from online_inference.client import main as client_main
+from online_inference.client.cli import main as client_main
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import DOCKER, HARDENED, VARIANTS, docker, free_port, inspect, running
 from online_inference.tests.browser import render

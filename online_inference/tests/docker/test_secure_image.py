@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from online_inference.client import main as client_main
+from online_inference.client.cli import main as client_main
 from online_inference.docker.dockercli import HARDENED, VARIANTS, docker, free_port, running
 from online_inference.tests.certs import Pki
 from online_inference.devtools.api_key import new_key

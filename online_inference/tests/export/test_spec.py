@@ -18,7 +18,7 @@ from online_inference.export.data import load_table
 from online_inference.export.spec import HEART_SPEC, ModelSpec, load_spec
 
 PACKAGE = Path(__file__).resolve().parents[2]
-SERVICE_CODE = [*sorted((PACKAGE / "app").rglob("*.py")), PACKAGE / "card.py", PACKAGE / "client.py", PACKAGE / "healthcheck.py"]
+SERVICE_CODE = [*sorted((PACKAGE / "app").rglob("*.py")), PACKAGE / "card.py", *sorted((PACKAGE / "client").rglob("*.py")), PACKAGE / "healthcheck.py"]
 
 SPEC: dict[str, Any] = {
     "name": "toy-risk-classifier", "version": "0.1.0", "description": "A toy.", "target": "outcome",
