@@ -147,6 +147,29 @@ def verdicts(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, bool]
     return met
 
 
+def render(results: dict[str, Any]) -> str:
+    """The protocols' table: ms and rows/s per size, each against ``/predict`` in the same run."""
+    settings, by_rows = results["settings"], results["results"]
+    names = list(next(iter(by_rows.values())))
+    targets = settings["targets"]
+    lines = [f"Measured by `python -m online_inference.bench.protocol_speed` (`make bench`) on commit `{settings['commit'][:12]}` "
+             f"({settings['machine']}): the service on one core, one client on the other (httpx; gRPC: `tritonclient.grpc`), "
+             f"the protocols taking turns request by request; median (and p99) of {settings['requests']} round trips each, "
+             "the clients' own encoding included.", "",
+             "| Rows per request | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for rows, measured in by_rows.items():
+        cells = [f"{m['ms']:.2f} ms (p99 {m['p99_ms']:.2f}), {m['rows_per_s']:,} rows/s" + ("" if name == names[0] else f" ({m['ratio']:.2f}×)")
+                 for name, m in measured.items()]
+        lines.append(f"| {int(rows):,} | " + " | ".join(cells) + " |")
+    met = results["met"]
+    rest = ", ".join(f"{name} {'✅' if ok else '❌'}" for name, ok in met.items() if name != "V2 gRPC")
+    lines += ["", f"Targets (issue #30): V2 REST's rows/s ≥ {targets['rows_ratio_min']}× `{names[0]}`'s at "
+              f"{' and '.join(f'{r:,}' for r in targets['rows_ratio_at'])} rows, latency ≤ {targets['latency_ratio_max']}× at "
+              f"{targets['latency_ratio_at']} row: {rest}; gRPC's raw tensors at {targets['grpc_rows_ratio_at']:,} rows ≥ "
+              f"{targets['grpc_rows_ratio_min']}× `{names[0]}`'s rows/s: {'✅' if met['V2 gRPC'] else '❌'}."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=101, help="round trips per protocol and size (median, p99)")

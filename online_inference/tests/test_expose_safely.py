@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from online_inference.devtools.docs import README
+from online_inference.devtools.paths import README
 from online_inference.tests.helpers import user_environment, wait_until
 
 ROOT = README.parent

@@ -39,7 +39,7 @@ from sklearn.datasets import load_breast_cancer
 
 from online_inference.app.model.session import ModelSession
 from online_inference.card import read_json
-from online_inference.devtools.docs import README
+from online_inference.devtools.paths import README
 from online_inference.export.checks import float32_score_error, logit_gap
 from online_inference.export.data import SHIPPED_TABLE, generated_rows, table_text
 from online_inference.export.spec import HEART_SPEC, ModelSpec

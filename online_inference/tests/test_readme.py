@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from online_inference.devtools.docs import README
+from online_inference.devtools.paths import README
 from online_inference.devtools.docs import main as docs_main
 from online_inference.tests.helpers import live_server
 

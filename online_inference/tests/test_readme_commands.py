@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from online_inference.devtools.docs import README
+from online_inference.devtools.paths import README
 
 RUN_BY_TESTS = {
     r"make serve\b": "tests/test_fresh_clone.py (PORT=0), and `make test` itself runs in CI",
