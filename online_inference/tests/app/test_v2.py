@@ -100,8 +100,8 @@ def test_malformed_binary_data_answers_400_with_its_reason(client: TestClient, c
     assert reason in response.json()["error"], response.text
 
 
-def test_the_server_declares_the_binary_extension(triton_client) -> None:  # type: ignore[no-untyped-def]
-    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+def test_the_server_declares_the_binary_and_repository_extensions(triton_client) -> None:  # type: ignore[no-untyped-def]
+    assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data", "model_repository"]
 
 
 @pytest.mark.parametrize("binary_out", [False, True], ids=["JSON out", "binary out"])

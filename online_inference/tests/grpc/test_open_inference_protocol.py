@@ -58,7 +58,7 @@ def test_tritonclient_sees_a_live_ready_server_and_its_model(service: Running) -
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL) and client.is_model_ready(MODEL, CARD.version)
     server = client.get_server_metadata(as_json=True)
-    assert server["name"] == "heart-online-inference" and server["extensions"] == ["binary_tensor_data"]
+    assert server["name"] == "heart-online-inference" and server["extensions"] == ["binary_tensor_data", "model_repository"]
     model = client.get_model_metadata(MODEL, as_json=True)
     assert model == client.get_model_metadata(MODEL, CARD.version, as_json=True)
     assert model["name"] == MODEL and model["versions"] == [CARD.version] and model["platform"] == "onnxruntime_onnx"

@@ -17,7 +17,9 @@ from online_inference.app.errors import InvalidInput, PayloadTooLarge
 from online_inference.app.model.session import Prediction, TensorSpec
 
 SERVER_NAME = "heart-online-inference"
-EXTENSIONS = ["binary_tensor_data"]
+# Triton's names for what this server speaks beyond the core protocol (both over REST and gRPC):
+# binary tensors and the model repository (index, load, unload), as a client asks before it uses them.
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
 DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BF16", "BYTES"}  # the protocol's
