@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from online_inference.app.dataplane.admission import Admission
+from online_inference.app.dataplane.admission import FIXED_BYTES, Admission
 from online_inference.app.settings import BUNDLED_MODEL, Settings
 from online_inference.app.dataplane.plane import DataPlane, Loader
 from online_inference.app.server import Server, build_server, uvicorn_config
@@ -225,6 +225,17 @@ def receive_more(sock: socket.socket) -> bytes:
     return chunk
 
 
+
+
+def assert_nothing_charged(url: str, timeout: float = 10) -> None:
+    """Once every client has gone, the memory budget holds nothing but the scrape's own request
+    (FIXED_BYTES): no request, refused, cut off, timed out or dropped, kept its charge (a charge
+    kept would shrink the budget for good, until the service refused everything)."""
+    try:
+        wait_until(lambda: metric_value(url, "inflight_bytes") == FIXED_BYTES, timeout)
+    except TimeoutError:
+        raise AssertionError(f"{metric_value(url, 'inflight_bytes') - FIXED_BYTES:,.0f} bytes still charged "
+                             f"{timeout:g} s after every client left") from None
 
 
 def metric_value(url: str, name: str, **labels: str) -> float:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import metric_value, bundled_card, read_response, valid_row
+from online_inference.tests.helpers import assert_nothing_charged, metric_value, bundled_card, read_response, valid_row
 
 CARD = bundled_card()
 KEEP_ALIVE, HEADERS, BODY_TIMEOUT = 1, 2, 1  # seconds
@@ -34,6 +34,7 @@ def predict(body: bytes = BODY, extra: bytes = b"") -> bytes:
 def server() -> Iterator[Service]:
     with serve("onnx", cpus="0,1", env=ENV) as service:
         yield service
+        assert_nothing_charged(service.url)  # after every test of the module
 
 
 def connect(server: Service) -> socket.socket:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import bundled_card, read_response, valid_row
+from online_inference.tests.helpers import assert_nothing_charged, bundled_card, read_response, valid_row
 from online_inference.tests.v2_cases import INFER_PATH, MALFORMED_BINARY
 
 CARD = bundled_card()
@@ -27,6 +27,7 @@ GOOD = json.dumps({"features": NAMES, "data": [ROW]})
 def server() -> Iterator[Service]:
     with serve("onnx", cpus="0,1", env={"TIMEOUT_HEADERS": "1", "MAX_BODY_BYTES": str(8 * 1024 * 1024)}) as service:
         yield service
+        assert_nothing_charged(service.url)  # after every test of the module
 
 
 def post(server: Service, body: bytes | str, content_type: str = "application/json") -> httpx.Response:

@@ -16,7 +16,7 @@ import pytest
 
 from online_inference.app.http.body import body_framing
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import metric_value, read_response
+from online_inference.tests.helpers import assert_nothing_charged, metric_value, read_response
 
 BUDGET = 64 * 1024 * 1024  # the smallest allowed: a body of 8 MB can never fit what it leaves for requests
 MAX_BODY = 1024 * 1024
@@ -31,6 +31,7 @@ def post_head(length: bytes) -> bytes:
 def server() -> Iterator[Service]:
     with serve("onnx", cpus="0,1", env={"MEMORY_BUDGET_BYTES": str(BUDGET), "MAX_BODY_BYTES": str(MAX_BODY)}) as service:
         yield service
+        assert_nothing_charged(service.url)  # after every test of the module
 
 
 def exchange(server: Service, data: bytes) -> bytes:
