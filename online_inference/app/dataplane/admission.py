@@ -4,7 +4,7 @@ defence against a crowd (every other limit is per request).
 - **The memory budget.** Each request with a body is charged, when its head arrives and before its
   body is read, what its body will hold (:func:`body_cost`, from its declared length; a chunked
   body as it arrives), and once the body has come, what its values will become (counted at
-  memchr speed, before any parser: :meth:`Ticket.hold_values`; a body of up to
+  vectorised speed, before any parser: :meth:`Ticket.hold_values`; a body of up to
   :data:`COUNTED_FROM_BYTES` is charged at its head for the most values it can hold). The charge
   is held until its answer is written. A request whose charge would take the total past
   ``MEMORY_BUDGET_BYTES`` (less the room kept for the one parse that runs at a time) is refused

@@ -42,8 +42,11 @@ def may_hold_booleans(body: bytes) -> bool:
 
 def value_count_bound(body: bytes) -> int:
     """At least the number of JSON values in ``body`` (a container's n >= 1 items need n - 1
-    commas): counted at memchr speed, before any parser makes an object of them."""
-    return body.count(b",") + body.count(b"[") + body.count(b"{") + 1
+    commas), before any parser makes an object of them: counted by numpy's vectorised compares,
+    seven times as fast as three ``bytes.count`` (a byte loop) on a 1,000-row body (14 µs against
+    110: docs/ARCHITECTURE.md)."""
+    octets = np.frombuffer(body, np.uint8)
+    return int(np.count_nonzero(octets == ord(",")) + np.count_nonzero(octets == ord("[")) + np.count_nonzero(octets == ord("{"))) + 1
 
 
 class CardRules:

@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from online_inference.app.dataplane import admission as budget
 from online_inference.app.dataplane.admission import Admission, request_cost
 from online_inference.app.errors import Overloaded, PayloadTooLarge
-from online_inference.app.dataplane.rules import max_values
+from online_inference.app.dataplane.rules import max_values, value_count_bound
 from online_inference.app.dataplane.workqueue import REQUEST_WEIGHT, WORK_BYTES, WorkQueue
 
 MIB = 1024 * 1024
@@ -135,3 +137,27 @@ def test_a_request_that_waited_past_the_deadline_is_shed_503() -> None:
         assert admission.counts.shed_queue == 1
 
     asyncio.run(scenario())
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
+                           lambda children: st.lists(children) | st.dictionaries(st.text(), children), max_leaves=50)
+
+
+def values_of(document: object) -> int:
+    """Its JSON values: each container and each member (a member's name is not one: the measured
+    cost of a value, admission's, includes the names of the instances form)."""
+    if isinstance(document, list):
+        return 1 + sum(map(values_of, document))
+    if isinstance(document, dict):
+        return 1 + sum(map(values_of, document.values()))
+    return 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_a_bodys_values_are_never_undercounted(document: object) -> None:
+    """What a request's values are charged for, counted before any parser runs, is at least the
+    values the parser makes, and exactly the separators and openers a byte count gives."""
+    body = json.dumps(document).encode()
+    assert value_count_bound(body) >= values_of(document)
+    assert value_count_bound(body) == body.count(b",") + body.count(b"[") + body.count(b"{") + 1
