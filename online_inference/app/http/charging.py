@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import time
 from collections import deque
 from typing import Any
 
@@ -51,7 +52,8 @@ class ChargingProtocol(HttpToolsProtocol):
         self.admission = admission
         self.tickets: deque[Ticket] = deque()  # the charges of the requests not yet answered, in order
         self.written: list[Ticket] = []  # those answered whose answer is still in the write buffer
-        self.head_started = 0.0  # time.monotonic() at the first byte of the head being read (the edge's)
+        self.head_started = 0.0  # time.monotonic() at the first byte of the head being read (the edge's; a
+        # pipelined head's, read with the end of the message before it: that end's)
         self.lingering = False  # refused: nothing more is parsed, what still arrives is dropped (the edge's)
         self.discarding = False  # answered 503 at its head: the rest of the request's body is dropped
 
@@ -99,10 +101,13 @@ class ChargingProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self.discarding:  # its answer went at its head: now it is complete
             self.discarding = False
+            self.head_started = time.monotonic()  # a head that follows in this read begins now
             return self.on_response_complete()
         super().on_message_complete()
         if self.tickets:
-            self.tickets[-1].body_read()
+            ticket = self.tickets[-1]
+            ticket.body_read()
+            self.head_started = ticket.since  # a head that follows in this read begins now, not at this one's first byte
 
     def on_response_complete(self) -> None:
         ticket = self.tickets.popleft()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from online_inference.bench.server import Service, serve
-from online_inference.tests.helpers import assert_nothing_charged, metric_value, bundled_card, read_response, valid_row
+from online_inference.tests.helpers import assert_nothing_charged, metric_value, bundled_card, read_response, read_responses, valid_row
 
 CARD = bundled_card()
 KEEP_ALIVE, HEADERS, BODY_TIMEOUT = 1, 2, 1  # seconds
@@ -199,3 +199,18 @@ def test_head_answers_like_get_without_a_body(server: Service, path: str) -> Non
     get, head = httpx.get(server.url + path), httpx.head(server.url + path)
     assert (head.status_code, head.content) == (get.status_code, b"")
     assert head.headers["content-length"] == get.headers["content-length"]
+
+
+def test_a_pipelined_requests_wait_counts_from_its_own_arrival() -> None:
+    """A request whose head comes in the same read as the end of a slow upload before it waits from
+    then, not from that upload's first byte: it is served, not shed for the upload's time."""
+    queue_seconds = 0.2
+    first, second = predict(), predict()
+    with serve("onnx", cpus="0,1", env={"MAX_QUEUE_SECONDS": str(queue_seconds)}) as server, connect(server) as sock:
+        sock.sendall(first[:-10])
+        time.sleep(3 * queue_seconds)  # a slow upload: its first byte is now three deadlines old
+        sock.sendall(first[-10:] + second[:-10])  # its end, and the next request's head (its body not all there)
+        time.sleep(queue_seconds / 4)  # the next request's task starts (the first is answered) before its body ends
+        sock.sendall(second[-10:])
+        answers = read_responses(sock, 2)
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * 2, answers[1][:300]
