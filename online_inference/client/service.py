@@ -4,7 +4,10 @@ retries of what may pass (connection errors, 502/503/504) and a clear error for 
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import random
 import time
 from typing import Any
 
@@ -20,6 +23,8 @@ RETRY_STATUSES = {502, 503, 504}
 KEY_ENV = "HEART_API_KEY"
 REFUSED = {401: f" (give an API key of its group: --api-key or {KEY_ENV})", 403: ""}  # the server's reason says the group
 PREDICT, EXPLAIN = "/predict", "/explain"
+MAX_BACKOFF_SECONDS = 5.0  # the longest wait asked between two tries, the server's Retry-After included
+JITTER = 0.25  # each wait is longer by up to this share, at random: clients shed together do not come back together
 
 
 class InferenceClient:
@@ -37,10 +42,12 @@ class InferenceClient:
             if self.http.base_url.scheme == "https" and tls.cert is None else ""
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Retries connection errors and 502/503/504 with exponential backoff; raises on 4xx and
-        on a TLS failure."""
+        """Retries connection errors and 502/503/504 with exponential backoff, never sooner than
+        the server's ``Retry-After`` asks (a busy service sheds with it: a client that came back
+        at once would only add to the load), with jitter; raises on 4xx and on a TLS failure."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
+            asked = 0.0
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as error:
@@ -48,11 +55,11 @@ class InferenceClient:
             else:
                 if response.status_code not in RETRY_STATUSES:
                     break
-                problem = f"HTTP {response.status_code}: {reason(response)}"
+                problem, asked = f"HTTP {response.status_code}: {reason(response)}", retry_after(response)
             if attempt == self.retries:
                 raise ClientError(f"{method} {path} failed after {self.retries + 1} attempts: {problem}")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            time.sleep(max(delay, asked) * random.uniform(1.0, 1.0 + JITTER))
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         if response.status_code >= 400:
             raise ClientError(refusal(method, path, response))
         return response
@@ -114,6 +121,19 @@ class InferenceClient:
 def refusal(method: str, path: str, response: httpx.Response) -> str:
     """A 4xx's message: the status, the server's reason and, for a 401, how to give a key."""
     return f"{method} {path}: HTTP {response.status_code}: {reason(response)}{REFUSED.get(response.status_code, '')}"
+
+
+def retry_after(response: httpx.Response) -> float:
+    """The seconds the server's ``Retry-After`` asks to wait (RFC 9110 §10.2.3: a number of seconds
+    or an HTTP date), at most :data:`MAX_BACKOFF_SECONDS`; 0 without one (or one unreadable)."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return min(float(value), MAX_BACKOFF_SECONDS)
+    try:
+        seconds = (email.utils.parsedate_to_datetime(value) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    except (TypeError, ValueError):  # no date, or one without a zone (HTTP's are GMT)
+        return 0.0
+    return min(max(seconds, 0.0), MAX_BACKOFF_SECONDS)
 
 
 def reason(response: httpx.Response) -> str:

@@ -1,6 +1,6 @@
 """Spec: the client sends a Kaggle-format CSV in batches, writes predictions equal to the model's,
 reports accuracy and ROC AUC when ``condition`` is present, waits for readiness, retries 503 and
-connection errors, and exits non-zero with the server's reason on 4xx. Its CSV keeps each
+connection errors (never sooner than the server's ``Retry-After``), and exits non-zero with the server's reason on 4xx. Its CSV keeps each
 probability's digits as the server answered them; its confusion matrix names each class with its
 label when the card has them. With ``--explain`` it calls ``/explain``: each CSV row adds the
 server's three largest contributions (its digits), JSON keeps the whole answer row, the summary
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import ast
 import csv
+import datetime
+import email.utils
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from online_inference.client.cli import main as client_main
 from online_inference.client.cli import warn_plain_text
 from online_inference.client.errors import ClientError
 from online_inference.client.report import roc_auc, write_predictions
-from online_inference.client.service import EXPLAIN, KEY_ENV, PREDICT, InferenceClient
+from online_inference.client.service import EXPLAIN, JITTER, KEY_ENV, PREDICT, InferenceClient, retry_after
 from online_inference.export.data import load_kaggle_csv
 from online_inference.docker.dockercli import free_port
 from online_inference.tests.certs import Pki, tls_server
@@ -359,6 +362,25 @@ def test_a_refusal_is_never_retried(status: int) -> None:
     with pytest.raises(ClientError, match=f"GET /health: HTTP {status}"):
         client.wait_ready(5)  # a refused wait ends at once
     assert [r.url.path for r in seen] == [PREDICT, "/health"]
+
+
+@pytest.mark.parametrize(("retry_after", "waited"), [("1", 1.0), ("60", 5.0), (None, 0.01), ("soon", 0.01)])
+def test_a_shed_request_is_retried_no_sooner_than_the_server_asks(retry_after: str | None, waited: float,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 503 with Retry-After waits that long (at most MAX_BACKOFF_SECONDS), then tries again; without
+    one (or one unreadable), the backoff's own delay; each longer by up to JITTER, at random."""
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)  # the client's waits, recorded instead of slept
+    answers = iter([httpx.Response(503, json={"error": "busy"}, headers={"retry-after": retry_after} if retry_after else {}),
+                    httpx.Response(200, json={"predictions": []})])
+    client = InferenceClient("http://model.test", backoff=0.01, transport=httpx.MockTransport(lambda _: next(answers)))
+    assert client.predict(["age"], [[1.0]]) == [] and len(sleeps) == 1 and waited <= sleeps[0] <= waited * (1 + JITTER)
+
+
+def test_a_retry_after_date_is_waited_for_until_then() -> None:
+    in_two_seconds = email.utils.format_datetime(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2), usegmt=True)
+    assert 0.5 < retry_after(httpx.Response(503, headers={"retry-after": in_two_seconds})) <= 2.0
+    assert retry_after(httpx.Response(503, headers={"retry-after": "Sun, 06 Nov 1994 08:49:37 GMT"})) == 0.0  # past
 
 
 def test_a_key_that_is_no_bearer_token_is_refused_without_being_shown(kaggle_csv: Path, monkeypatch: pytest.MonkeyPatch,
