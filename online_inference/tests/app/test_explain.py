@@ -68,17 +68,25 @@ def test_they_add_up_with_the_baseline_to_the_logit_of_the_probability(client: T
 
 
 def test_the_reasons_name_the_largest_contributions_in_the_cards_words(client: TestClient, card: ModelCard) -> None:
-    row = valid_row(card)
-    (answer,) = explain(client, card, [row])
-    contributions = answer["contributions"]
-    largest = sorted(contributions, key=lambda name: -abs(contributions[name]))[:3]
-    for reason, name in zip(answer["reasons"], largest):
-        feature = card.features[card.feature_names.index(name)]
-        value = row[card.feature_names.index(name)]
-        shown = feature.codes[int(value)] if feature.codes else f"{value:g} {feature.unit}"
-        direction = "raises" if contributions[name] > 0 else "lowers"
-        assert reason.startswith(f"{feature.description}: {shown}")
-        assert f"{direction} the probability of {card.target} {card.positive_class}" in reason
+    """Each row's (at most) three largest contributions by size, ties in the card's order, none that
+    is zero, each in words: the meaning, the value (with its unit, or its code's label), the way it
+    moves the probability and by how much. Over a batch, as a batch is explained at once."""
+    rows = [valid_row(card), *rows_of(card, 300)]
+    outcome = f"{card.target} {card.class_name(card.positive_class)}"
+
+    def shown(feature: Any, value: float) -> str:
+        if feature.codes:
+            label = feature.codes[int(value)]
+            return label if label == str(int(value)) else f"{label} ({int(value)})"
+        return f"{value:g}" + (f" {feature.unit}" if feature.unit else "")
+
+    for row, answer in zip(rows, explain(client, card, rows)):
+        contributions = list(answer["contributions"].values())
+        largest = sorted(range(len(contributions)), key=lambda j: -abs(contributions[j]))[:3]
+        assert answer["reasons"] == [
+            f"{card.features[j].description}: {shown(card.features[j], row[j])} "
+            f"{'raises' if contributions[j] > 0 else 'lowers'} the probability of {outcome} ({contributions[j]:+.2f} logit)"
+            for j in largest if contributions[j]]
 
 
 def test_a_row_has_the_same_contribution_bits_alone_in_any_batch_and_beside_other_clients(ready_app: Any, card: ModelCard) -> None:

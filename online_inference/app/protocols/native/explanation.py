@@ -26,32 +26,41 @@ def explanation_bytes(served: Served, X: np.ndarray, prediction: Prediction) -> 
 
 def explanation_rows(served: Served, X: np.ndarray, prediction: Prediction) -> list[dict[str, Any]]:
     """One object per row, in request order (float32 values written as the shortest decimal that
-    reads back as the same float32, as ``/predict`` writes its probabilities)."""
+    reads back as the same float32, as ``/predict`` writes its probabilities). The order of each
+    row's contributions is sorted for the whole batch at once (numpy), and each reason's words but
+    its figures are written once per request (:class:`Reasons`)."""
     card, contributions = served.card, prediction.contributions
     assert contributions is not None  # the data plane computed them: the request asked
     warnings = served.rules.warnings_by_row(X)
-    names = card.feature_names
+    names, baseline, words = card.feature_names, card.contributions.baseline, Reasons(card)
+    largest = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :REASONS]  # ties: the card's order
     return [{
-        card.target: int(label),
+        card.target: label,
         "probability": positive,
         "warnings": warnings.get(row, []),
-        "baseline": card.contributions.baseline,
+        "baseline": baseline,
         "contributions": dict(zip(names, contributions[row])),
-        "reasons": reasons(card, X[row], contributions[row]),
-    } for row, (label, positive) in enumerate(zip(prediction.labels.tolist(), prediction.positive))]
+        "reasons": words.of(values, row_contributions, order),
+    } for row, (label, positive, values, row_contributions, order) in enumerate(zip(
+        prediction.labels.tolist(), prediction.positive, X.tolist(), contributions.tolist(), largest.tolist()))]
 
 
-def reasons(card: ModelCard, values: np.ndarray, contributions: np.ndarray) -> list[str]:
-    """The row's ``REASONS`` largest contributions (by size, none that is zero), in words."""
-    order = sorted(range(len(contributions)), key=lambda j: -abs(float(contributions[j])))
-    return [reason(card, card.features[j], float(values[j]), float(contributions[j])) for j in order[:REASONS] if contributions[j]]
+class Reasons:
+    """A row's largest contributions in the card's words: ``<meaning>: <value with unit, or code
+    label> raises|lowers the probability of <target> <class> (+1.15 logit)``."""
 
+    def __init__(self, card: ModelCard):
+        outcome = f"{card.target} {card.class_name(card.positive_class)}"
+        self.features = card.features
+        self.raises, self.lowers = f" raises the probability of {outcome} (", f" lowers the probability of {outcome} ("
 
-def reason(card: ModelCard, feature: Feature, value: float, contribution: float) -> str:
-    """``<meaning>: <value with unit, or code label> raises|lowers the probability of <target> <class> (+1.15 logit)``."""
-    direction = "raises" if contribution > 0 else "lowers"
-    outcome = f"{card.target} {card.class_name(card.positive_class)}"
-    return f"{finding(feature, value)} {direction} the probability of {outcome} ({contribution:+.2f} logit)"
+    def of(self, values: list[float], contributions: list[float], order: list[int]) -> list[str]:
+        """The reasons of a row's ``order`` (its largest contributions first), none that is zero."""
+        return [self.reason(self.features[j], values[j], contributions[j]) for j in order if contributions[j]]
+
+    def reason(self, feature: Feature, value: float, contribution: float) -> str:
+        direction = self.raises if contribution > 0 else self.lowers
+        return f"{finding(feature, value)}{direction}{contribution:+.2f} logit)"
 
 
 def finding(feature: Feature, value: float) -> str:
