@@ -232,10 +232,14 @@ def assert_nothing_charged(url: str, timeout: float = 10) -> None:
     (FIXED_BYTES): no request, refused, cut off, timed out or dropped, kept its charge (a charge
     kept would shrink the budget for good, until the service refused everything)."""
     try:
-        wait_until(lambda: metric_value(url, "inflight_bytes") == FIXED_BYTES, timeout)
+        wait_until(lambda: held_bytes(url) == 0, timeout)
     except TimeoutError:
-        raise AssertionError(f"{metric_value(url, 'inflight_bytes') - FIXED_BYTES:,.0f} bytes still charged "
-                             f"{timeout:g} s after every client left") from None
+        raise AssertionError(f"{held_bytes(url):,.0f} bytes still charged {timeout:g} s after every client left") from None
+
+
+def held_bytes(url: str) -> float:
+    """What the requests in flight hold, less the /metrics request's own charge."""
+    return metric_value(url, "inflight_bytes") - FIXED_BYTES
 
 
 def metric_value(url: str, name: str, **labels: str) -> float:

@@ -18,7 +18,6 @@ from h2.connection import H2Connection
 from hyperframe.frame import DataFrame, Frame, HeadersFrame
 from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded, StreamReset, TrailersReceived
 
-from online_inference.app.dataplane.admission import FIXED_BYTES
 from online_inference.app.protocols.v2.proto import grpc_predict_v2_pb2 as pb
 from online_inference.bench.server import serve
 from online_inference.tests.helpers import bundled_card, valid_row
@@ -67,11 +66,6 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no metric {name}")
-
-
-def held_bytes(url: str) -> float:
-    """What the requests in flight hold, less the /metrics request's own charge."""
-    return metric(url, "inflight_bytes") - FIXED_BYTES
 
 
 def model_calls(url: str) -> float:

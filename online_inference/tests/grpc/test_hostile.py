@@ -36,8 +36,8 @@ from tritonclient.utils import InferenceServerException
 
 from online_inference.app.protocols.v2.proto import grpc_predict_v2_pb2 as pb
 from online_inference.tests.grpc.service import (CARD, INFER, MODEL, RawConnection, Running, framed, grpc_service,
-                                                 held_bytes, infer_request, model_calls, rows)
-from online_inference.tests.helpers import wait_until
+                                                 infer_request, model_calls, rows)
+from online_inference.tests.helpers import held_bytes, wait_until
 
 STREAMS = 16
 ENV = {"TIMEOUT_BODY": "1", "GRPC_MAX_CONCURRENT_STREAMS": str(STREAMS), "MEMORY_BUDGET_BYTES": str(64 * 1024 * 1024)}
