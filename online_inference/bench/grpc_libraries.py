@@ -48,7 +48,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -486,12 +485,6 @@ def inside(arguments: argparse.Namespace) -> None:
 
 # -- the orchestrator ---------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def kserve_pb2(where: Path, version: str | None) -> tuple[Path, str]:
     """``grpc_predict_v2_pb2.py`` out of the kserve wheel (downloaded, never installed)."""
     wheels = where / "wheels"
@@ -524,6 +517,8 @@ class Server:
     """One library's server, pinned to core 0, until stopped."""
 
     def __init__(self, python: Path, library: str, loop: str, stubs: Path) -> None:
+        from online_inference.docker.dockercli import free_port  # (the orchestrator's: a venv runs this file without the package)
+
         self.port = free_port()
         command = ["taskset", "-c", "0", str(python), str(Path(__file__).resolve()), "serve", "--library", library,
                    "--loop", loop, "--port", str(self.port), "--stubs", str(stubs)]
