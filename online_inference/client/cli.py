@@ -2,9 +2,10 @@
 
 The columns sent are the served model's features, read from its card (``GET /model``). Waits for
 readiness (``--wait``), sends batches (``--batch-size``) with a progress bar on stderr, retries
-connection errors and 503 with backoff (never sooner than the server's ``Retry-After``), exits non-zero with the server's reason on 4xx, and when
-the CSV has the model's target column reports the served model's accuracy, ROC AUC and confusion
-matrix (its classes with their labels, when the card has them). Each probability is written with
+connection errors and 503 with backoff (never sooner than the server's ``Retry-After``), exits
+non-zero with the server's reason on 4xx, and when the CSV has the model's target column reports
+the served model's accuracy, ROC AUC and confusion matrix (its classes with their labels, when
+the card has them). Each probability is written with
 the digits the server answered (never rounded).
 ``--explain`` sends the rows to ``/explain`` instead of ``/predict``: each CSV row gets, after the
 predict columns, its three largest contributions by absolute value (``top1_feature``,
