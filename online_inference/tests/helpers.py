@@ -229,12 +229,14 @@ def receive_more(sock: socket.socket) -> bytes:
 
 def assert_nothing_charged(url: str, timeout: float = 10) -> None:
     """Once every client has gone, the memory budget holds nothing but the scrape's own request
-    (FIXED_BYTES): no request, refused, cut off, timed out or dropped, kept its charge (a charge
-    kept would shrink the budget for good, until the service refused everything)."""
+    (FIXED_BYTES), and no request is counted queued: no request, refused, cut off, timed out or
+    dropped, kept its charge (a charge kept would shrink the budget for good, until the service
+    refused everything) or its place (every shared call would then wait a turn for it)."""
     try:
-        wait_until(lambda: held_bytes(url) == 0, timeout)
+        wait_until(lambda: held_bytes(url) == 0 and metric_value(url, "queued_requests") == 0, timeout)
     except TimeoutError:
-        raise AssertionError(f"{held_bytes(url):,.0f} bytes still charged {timeout:g} s after every client left") from None
+        raise AssertionError(f"{held_bytes(url):,.0f} bytes still charged and {metric_value(url, 'queued_requests'):.0f} "
+                             f"requests queued {timeout:g} s after every client left") from None
 
 
 def held_bytes(url: str) -> float:

@@ -93,18 +93,21 @@ def largest_body(capacity: int, values_limit: int | None) -> int:
 
 @dataclass
 class Counts:
-    """What the metrics read: bytes held now, the most held, refusals and sheds by reason."""
+    """What the metrics read: bytes held now, the most held, refusals and sheds by reason, and the
+    requests queued (their bodies have come, their work has not started: the loop starts it in a
+    turn to come, or the work queue holds it)."""
 
     held: int = 0
     peak: int = 0
     refused_memory: int = 0
     shed_queue: int = 0
+    queued: int = 0
 
 
 class Ticket:
     """One request's charge, from its head until its answer is written (or its connection lost)."""
 
-    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted")
+    __slots__ = ("admission", "since", "bytes", "body_bytes", "chunked", "complete", "counted", "queued")
 
     def __init__(self, admission: Admission, arrived: float, charge: int, body_bytes: int, chunked: bool, counted: bool):
         self.admission = admission
@@ -114,6 +117,7 @@ class Ticket:
         self.chunked = chunked  # its body comes without a declared length: charged as it arrives
         self.complete = False  # its body has all arrived
         self.counted = counted  # what its values become is charged (a small body's: at its head)
+        self.queued = False  # its body has come, its work has not started (Counts.queued)
 
     @property
     def charged_in_full(self) -> bool:
@@ -139,14 +143,25 @@ class Ticket:
         self.bytes += charge
 
     def release(self) -> None:
-        """Give the charge back (once: later calls do nothing)."""
+        """Give the charge back (once: later calls do nothing); a request still queued never starts."""
+        self.leave_queue()
         if self.bytes:
             self.admission.give_back(self.bytes)
             self.bytes = 0
 
     def body_read(self) -> None:
-        """Its body has all arrived: its wait for the work counts from now (not the client's upload)."""
+        """Its body has all arrived: its wait for the work counts from now (not the client's upload),
+        and a request with a body is queued until its work starts."""
         self.since, self.complete = time.monotonic(), True
+        if self.body_bytes and not self.queued:
+            self.queued = True
+            self.admission.counts.queued += 1
+
+    def leave_queue(self) -> None:
+        """Its work starts (or, released, never will)."""
+        if self.queued:
+            self.queued = False
+            self.admission.counts.queued -= 1
 
 
 class Admission:

@@ -135,6 +135,8 @@ class Serving:
         yield GaugeMetricFamily("inflight_bytes", "Bytes charged to the requests in flight (MEMORY_BUDGET_BYTES bounds it).",
                                 value=load.held)
         yield GaugeMetricFamily("inflight_bytes_peak", "The most bytes requests in flight have held at once.", value=load.peak)
+        yield GaugeMetricFamily("queued_requests", "Requests whose bodies have come and whose work has not started: "
+                                "the event loop starts it in a turn to come, or the work queue holds it.", value=load.queued)
 
 
 class Metrics:

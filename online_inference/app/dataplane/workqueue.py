@@ -69,14 +69,15 @@ class WorkQueue:
         load = weight(ticket)
         if self.waiting or not self.fits(load) or self.admission.too_late(ticket):
             return False
-        self.start(load)
+        self.start(ticket, load)
         return True
 
     def fits(self, load: int) -> bool:
         """Whether work of this weight may start in this turn."""
         return self.started == 0 or self.started + load <= WORK_BYTES
 
-    def start(self, load: int) -> None:
+    def start(self, ticket: Ticket, load: int) -> None:
+        ticket.leave_queue()
         self.started += load
         if self.next_turn is None:
             self.schedule_next_turn()
@@ -105,7 +106,7 @@ class WorkQueue:
                 turn.set_exception(self.admission.shed())
             elif self.fits(load):
                 self.pop_waiting()
-                self.start(load)
+                self.start(ticket, load)
                 turn.set_result(None)
             else:
                 return self.schedule_next_turn()

@@ -3,7 +3,8 @@ read, the most it can hold; one that does not fit the budget now is refused 503 
 ``Retry-After``, one that never could 413; bodiless requests (probes) are never refused; a
 chunked body is charged as it arrives; the charge is given back once, when the answer is out.
 The work queue lets the work in a turn of the loop at a time, in order, and sheds (503 with
-``Retry-After``) a request that would wait, or waited, past ``MAX_QUEUE_SECONDS``."""
+``Retry-After``) a request that would wait, or waited, past ``MAX_QUEUE_SECONDS``. A request with a
+body is counted queued from its body's end until its work starts, or its charge is given back."""
 
 from __future__ import annotations
 
@@ -124,6 +125,40 @@ def test_the_work_starts_a_turn_at_a_time_in_order() -> None:
 
     started = asyncio.run(scenario())
     assert started == sorted(started)
+
+
+def test_a_request_is_queued_from_its_bodys_end_until_its_work_starts_or_it_is_released() -> None:
+    async def scenario() -> None:
+        admission = loaded()
+        queue = WorkQueue(admission)
+        probe, started, dropped = admission.admit(0, False, 0.0), admission.admit(1000, False, 0.0), admission.admit(1000, False, 0.0)
+        assert admission.counts.queued == 0  # a body still arriving is not queued
+        for ticket in (probe, started, dropped):
+            ticket.body_read()
+        assert admission.counts.queued == 2  # a probe has no work to queue
+        await queue.enter(started)
+        assert admission.counts.queued == 1
+        dropped.release()  # its client went away (or it was answered without work: a 404)
+        started.release()
+        assert admission.counts.queued == 0
+
+    asyncio.run(scenario())
+
+
+def test_requests_the_work_queue_holds_stay_queued_until_let_in() -> None:
+    async def scenario() -> None:
+        admission = loaded()
+        queue = WorkQueue(admission)
+        tickets = [admission.admit(WORK_BYTES, False, asyncio.get_running_loop().time()) for _ in range(3)]
+        for ticket in tickets:
+            ticket.body_read()
+        tasks = [asyncio.create_task(queue.enter(ticket)) for ticket in tickets]
+        await asyncio.sleep(0)  # one a turn: the first starts, two wait
+        assert admission.counts.queued == 2
+        await asyncio.gather(*tasks)
+        assert admission.counts.queued == 0
+
+    asyncio.run(scenario())
 
 
 def test_a_request_that_waited_past_the_deadline_is_shed_503() -> None:
