@@ -6,8 +6,14 @@ requests at once, answering each with its own call wastes most of a core. The ev
 every request it read in one turn before anything those requests schedule: the first request of a
 turn to ask for a prediction schedules the call (``call_soon``), every other request of that turn
 joins it, and each gets its own rows of the answer (a call computes contributions when any of its
-requests asks: a row's bits are the same either way). There is no timer: a request alone waits one turn of the loop. Used from the event
-loop's thread only.
+requests asks: a row's bits are the same either way).
+
+There is no timer. A request alone waits one turn of the loop. A call waits one turn more, once,
+when other requests are on their way to it (``more_coming``: the loop has read their bodies and
+starts their work in its next turn): they join it. Without that wait, each turn's requests got a
+call of their own under load, and a call costs far more in a busy process than in a loop of calls
+(its code and data are out of the CPU's caches): docs/ARCHITECTURE.md ("Shared calls") has the
+measurement. Used from the event loop's thread only.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ R = TypeVar("R", bound=Sliceable)
 
 
 class Batcher(Generic[R]):
-    def __init__(self, run: Callable[[np.ndarray, bool], R]):
+    def __init__(self, run: Callable[[np.ndarray, bool], R], more_coming: Callable[[], bool] = lambda: False):
         self.run = run  # the rows, and whether any of their requests asks for contributions
+        self.more_coming = more_coming  # whether requests the loop has read will start their work in its next turn
         self.pending: list[tuple[np.ndarray, asyncio.Future[R]]] = []
         self.explain = False
+        self.waited = False  # the pending call has waited its one turn for the requests on their way
 
     def submit(self, X: np.ndarray, explain: bool = False) -> asyncio.Future[R]:
         """The answer for ``X``'s rows, from the call that this turn's requests share (or its
@@ -44,6 +52,11 @@ class Batcher(Generic[R]):
         return future
 
     def flush(self) -> None:
+        if not self.waited and self.more_coming():
+            self.waited = True
+            asyncio.get_running_loop().call_soon(self.flush)
+            return
+        self.waited = False
         pending, self.pending = self.pending, []
         explain, self.explain = self.explain, False
         try:

@@ -126,7 +126,8 @@ class DataPlane:
     def build(self, session: ModelSession) -> Served:
         """What serving ``session`` takes (its rules, and what the protocols prepare): raises if any of it fails."""
         served = Served(session, CardRules(session.card, self.max_rows))
-        object.__setattr__(served, "batcher", Batcher(lambda X, explain: self.run_model(served, X, explain)))
+        batcher = Batcher(lambda X, explain: self.run_model(served, X, explain), self.requests_coming)
+        object.__setattr__(served, "batcher", batcher)
         for build in self.prepare:
             build(served)
         return served
@@ -201,6 +202,11 @@ class DataPlane:
         answer: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         answer.set_result(self.run_model(served, X, explain))
         return answer
+
+    def requests_coming(self) -> bool:
+        """Whether requests the loop has read start their work in a turn to come (their bodies have
+        come: the admission's queued count)."""
+        return self.admission.counts.queued > 0
 
     def may_share(self, served: Served, X: np.ndarray) -> bool:
         """Whether ``X`` may join a shared call (of its own model's: ``served.batcher``): small enough to gain."""

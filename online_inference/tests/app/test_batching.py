@@ -1,8 +1,10 @@
 """Spec: small requests that arrive together share one model call and each gets exactly its own
-rows of the answer; a request alone is answered without waiting for company; a failed call fails
-each of its requests and nothing else; a request cancelled meanwhile takes nothing from it; a
-delivery that fails keeps no other request from its answer; a call computes contributions when one
-of its requests asks for them, and the next call does not unless asked again."""
+rows of the answer; a request alone is answered without waiting for company; a call waits one turn
+of the loop, once, for requests the server has read whose work has not started, and they share
+it; a failed call fails each of its requests and nothing else; a request cancelled meanwhile
+takes nothing from it; a delivery that fails keeps no other request from its answer; a call
+computes contributions when one of its requests asks for them, and the next call does not unless
+asked again."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from fastapi import FastAPI
 
 from online_inference.app.dataplane.batching import Batcher
 from online_inference.app.dataplane.plane import SHARED_CALL_ROWS
+from online_inference.app.server import build_server
+from online_inference.app.settings import Settings
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import model_calls, valid_row
+from online_inference.tests.helpers import bundled_session, model_calls, server_port, valid_row
 
 
 class Doubled:
@@ -69,6 +73,65 @@ def test_a_request_alone_is_answered_by_its_own_call() -> None:
 
     assert asyncio.run(alone()) == [2, 4]
     assert model.calls == [1, 1]
+
+
+def test_a_call_waits_one_turn_for_requests_on_their_way_and_they_share_it() -> None:
+    model = Model()
+    batcher = Batcher(model, more_coming=lambda: True)  # always more on the way: it waits once all the same
+
+    async def two_turns() -> list[asyncio.Future[Doubled]]:
+        first = batcher.submit(rows(1))
+        await asyncio.sleep(0)  # the turn its call was to run in
+        second = batcher.submit(rows(2))
+        await asyncio.sleep(0)
+        return [first, second]
+
+    answers = asyncio.run(two_turns())
+    assert model.calls == [2]
+    assert [a.result().X[:, 0].tolist() for a in answers] == [[2], [4]]
+
+
+def test_a_call_with_no_request_on_its_way_does_not_wait() -> None:
+    model = Model()
+    batcher = Batcher(model, more_coming=lambda: False)
+
+    async def two_turns() -> None:
+        batcher.submit(rows(1))
+        await asyncio.sleep(0)
+        await batcher.submit(rows(2))
+
+    asyncio.run(two_turns())
+    assert model.calls == [1, 1]
+
+
+def test_a_request_the_server_reads_while_a_call_waits_to_run_shares_it(settings: Settings, card: ModelCard) -> None:
+    """Through the server as it runs (its uvicorn, edge and front, on this test's loop, so that
+    the test knows the loop's turns): the first request is read in one turn and starts its work in
+    the next, where the second is read; the call the first scheduled waits for the second."""
+    body = orjson.dumps({"features": card.feature_names, "data": [valid_row(card)]})
+    request = b"POST /predict HTTP/1.1\r\nhost: service\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    server = build_server(settings.replace(HOST="127.0.0.1", PORT=0, GRPC_PORT=0, LOG_LEVEL="warning"), bundled_session)
+    plane = server.config.app.plane
+
+    async def two_requests() -> list[bytes]:
+        serving = asyncio.create_task(server.serve())
+        while not (server.started and plane.served is not None):
+            await asyncio.sleep(0.01)  # the start, and the model's load in its thread
+        connections = [await asyncio.open_connection("127.0.0.1", server_port(server)) for _ in range(2)]
+        for _, writer in connections:
+            writer.write(request)
+            await asyncio.sleep(0)  # the next request comes a turn later
+        heads = [await reader.readuntil(b"\r\n\r\n") for reader, _ in connections]
+        for _, writer in connections:
+            writer.close()
+        server.should_exit = True
+        await serving
+        return heads
+
+    calls_before = model_calls(plane)
+    heads = asyncio.run(two_requests())
+    assert [head.split(b"\r\n")[0] for head in heads] == [b"HTTP/1.1 200 OK"] * 2
+    assert model_calls(plane) - calls_before == 1
 
 
 def test_a_failed_call_fails_each_of_its_requests_and_the_next_call_runs() -> None:
