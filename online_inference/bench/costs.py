@@ -29,6 +29,7 @@ from online_inference.app.model.session import ModelSession
 from online_inference.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BETWEEN_CALLS = 2 * 1024 * 1024  # what a busy server touches between two model calls, about: a dozen requests' work
 
 
 def per_call(function: Callable[[], Any], calls: int, repeats: int) -> float:
@@ -64,6 +65,23 @@ def per_request(app: Any, body: bytes, calls: int, repeats: int) -> float:
     return uvloop.run(timed())
 
 
+def per_cold_call(function: Callable[[], Any], calls: int, repeats: int) -> float:
+    """``function`` timed alone, with a busy server's work between calls: :data:`BETWEEN_CALLS`
+    bytes touched and some Python run, so that the call finds its code and data out of the caches."""
+    touched = bytearray(BETWEEN_CALLS)
+    timings = []
+    for _ in range(repeats):
+        spent = 0.0
+        for _ in range(calls):
+            touched[::64] = bytes(len(touched[::64]))  # a byte of each cache line
+            orjson.loads(orjson.dumps({str(i): [i, 0.5] for i in range(200)}))
+            started = time.perf_counter()
+            function()
+            spent += time.perf_counter() - started
+        timings.append(spent / calls * 1e6)
+    return round(statistics.median(timings), 2)
+
+
 async def per_call_async(function: Callable[[], Awaitable[None]], calls: int, repeats: int) -> float:
     for _ in range(calls // 10):
         await function()
@@ -90,6 +108,8 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
     model = {
         "run_1_row": per_call(lambda: session.session.run(session.answer_names, feed), calls, repeats),
         "run_32_rows": per_call(lambda: session.session.run(session.answer_names, {card.input_name: X32}), calls, repeats),
+        "run_32_rows_cold": per_cold_call(lambda: session.session.run(session.answer_names, {card.input_name: X32}),
+                                          calls // 10, repeats),
     }
     app = create_app(Settings(), loader=lambda: session)
     app.plane.load()
@@ -120,6 +140,7 @@ def render(r: dict[str, Any]) -> str:
         "|---|---:|",
         f"| model call, 1 row, `InferenceSession.run` | {m['run_1_row']:.1f} |",
         f"| model call, 32 rows, `InferenceSession.run` | {m['run_32_rows']:.1f} |",
+        f"| model call, 32 rows, with {BETWEEN_CALLS // 1024 // 1024} MB touched and other Python run between calls (caches cold, as in a busy server) | {m['run_32_rows_cold']:.1f} |",
         f"| one-row `/predict` through the front, sharing a model call (a loop turn) | {q['predict_1_row_shared_call']:.1f} |",
         f"| one-row `/predict` through the front, its own call at once | {q['predict_1_row_own_call']:.1f} |",
     ]

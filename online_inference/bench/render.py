@@ -16,7 +16,8 @@ def render_summary(r: dict[str, Any]) -> str:
     rows = [
         "| Scenario | ONNX service | scikit-learn baseline | Ratio (median of rounds) |",
         "|---|---:|---:|---:|",
-        f"| 1 row/request, 32 connections | {single['onnx']['rps']:,.0f} req/s ({single['requests_per_model_call']:.1f} requests per model call) "
+        f"| 1 row/request, 32 connections | {single['onnx']['rps']:,.0f} req/s ({single['requests_per_model_call']:.1f} requests per model call, "
+        f"{single['model_call_us']:.0f} µs a call) "
         f"| {single['baseline']['rps']:,.0f} req/s | {single['ratio_median']:.1f}× |",
         f"| 1 row/request, 1 connection | {c1['onnx']['rps']:,.0f} req/s, p50 {c1['onnx']['p50_ms']:.2f} ms, p99 {c1['onnx']['p99_ms']:.2f} ms "
         f"| {c1['baseline']['rps']:,.0f} req/s, p50 {c1['baseline']['p50_ms']:.2f} ms, p99 {c1['baseline']['p99_ms']:.2f} ms | {c1['ratio_median']:.1f}× |",

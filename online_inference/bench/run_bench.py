@@ -141,21 +141,24 @@ def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {"rps": median_of(rounds, "rps"), "p50_ms": median_of(rounds, "p50_us") / 1000, "p99_ms": median_of(rounds, "p99_us") / 1000}
 
 
-def served_and_calls(service: Service) -> tuple[float, float]:
-    """(``/predict`` requests answered 200, model calls) so far, from the service's own metrics."""
+def served_and_calls(service: Service) -> tuple[float, float, float]:
+    """(``/predict`` requests answered 200, model calls, seconds in model calls) so far, from the
+    service's own metrics."""
     samples = {(s.name, s.labels.get("route"), s.labels.get("status")): s.value
                for family in text_string_to_metric_families(httpx.get(service.url + "/metrics", timeout=30).text)
                for s in family.samples}
-    return samples.get(("http_requests_total", "/predict", "200"), 0.0), samples.get(("inference_duration_seconds_count", None, None), 0.0)
+    return (samples.get(("http_requests_total", "/predict", "200"), 0.0), samples.get(("inference_duration_seconds_count", None, None), 0.0),
+            samples.get(("inference_duration_seconds_sum", None, None), 0.0))
 
 
 def run_counted(service: Service, body: Path, connections: int, seconds: float, awake: bool = True) -> dict[str, float]:
     """wrk against our service, with the requests per model call (small requests that arrive
-    together share one) read from its metrics before and after."""
-    served, calls = served_and_calls(service)
+    together share one) and the µs a call took, read from its metrics before and after."""
+    served, calls, call_seconds = served_and_calls(service)
     result = run_wrk(service.url, body, connections, seconds, awake)
-    served_after, calls_after = served_and_calls(service)
+    served_after, calls_after, call_seconds_after = served_and_calls(service)
     result["requests_per_model_call"] = (served_after - served) / max(calls_after - calls, 1)
+    result["model_call_us"] = (call_seconds_after - call_seconds) / max(calls_after - calls, 1) * 1e6
     return result
 
 
@@ -290,6 +293,7 @@ def summarize(runs, rss, starts, parity, args) -> dict:  # type: ignore[no-untyp
                       "rounds": rs}
                for kind, rs in by_kind.items()},
             "requests_per_model_call": median_of(by_kind["onnx"], "requests_per_model_call"),
+            "model_call_us": median_of(by_kind["onnx"], "model_call_us"),
             "ratio_median": med(ratios),
             "ratios": ratios,
         }

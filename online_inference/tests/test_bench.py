@@ -48,6 +48,7 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path) -> None:
         assert scenario["onnx"]["errors"] == 0
     by_call = {name: scenario["requests_per_model_call"] for name, scenario in results["scenarios"].items()}
     assert by_call["single_c32"] > 1 and by_call["single_c1"] == by_call["single_c1_halting"] == by_call["batch1000_c32"] == 1  # small concurrent requests share calls
+    assert results["scenarios"]["single_c32"]["model_call_us"] > 0
     assert results["peak_rss_mb"]["onnx"] > 0
     assert results["settings"]["commit"].removesuffix("+dirty") == subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
