@@ -19,7 +19,8 @@ defence against a crowd (every other limit is per request).
 The figures behind :func:`request_cost` are measured (``make memory``:
 online_inference/bench/memory.py, recorded in bench/results/memory.json; docs/ARCHITECTURE.md
 has the table), and a test holds these constants above the measurement. This module imports no
-web framework: the edge charges and refuses, the front sheds, the metrics read the counts.
+web framework: the edge charges and refuses, the front sheds, the metrics read the counts, and a
+shared model call waits for the requests counted queued (:mod:`batching`).
 """
 
 from __future__ import annotations

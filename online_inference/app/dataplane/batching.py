@@ -12,7 +12,7 @@ There is no timer. A request alone waits one turn of the loop. A call waits one 
 when other requests are on their way to it (``more_coming``: the loop has read their bodies and
 starts their work in its next turn): they join it. Without that wait, each turn's requests got a
 call of their own under load, and a call costs far more in a busy process than in a loop of calls
-(its code and data are out of the CPU's caches): docs/ARCHITECTURE.md ("Shared calls") has the
+(its code and data are out of the CPU's caches): docs/ARCHITECTURE.md ("Shared model calls") has the
 measurement. Used from the event loop's thread only.
 """
 
