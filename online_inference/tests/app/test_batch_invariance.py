@@ -13,10 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from online_inference.card import ModelCard
-from online_inference.tests.helpers import live_server
+from online_inference.tests.helpers import live_server, metric_value
 
 ROWS = 3000
 Answer = tuple[int, float]
@@ -70,11 +69,6 @@ def random_batches(count: int, rng: random.Random, largest: int = 300) -> Iterat
         order = order[size:]
 
 
-def model_calls(client: httpx.Client) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").text)
-    return next(s.value for f in families for s in f.samples if s.name == "inference_duration_seconds_count")
-
-
 @pytest.mark.parametrize("form", ["data", "instances"])
 def test_each_row_answers_in_any_batch_at_any_place_as_it_does_alone(
         url: str, rows: list[list[float]], alone: list[Answer], card: ModelCard, form: str) -> None:
@@ -93,11 +87,10 @@ def test_rows_shared_in_one_model_call_with_other_clients_answer_as_they_do_alon
         with httpx.Client(base_url=url) as client:
             return [(i, predict(client, card, [rows[i]])[0]) for i in range(start, len(rows), clients)]
 
-    with httpx.Client(base_url=url) as client:
-        calls_before = model_calls(client)
-        with ThreadPoolExecutor(clients) as pool:
-            answers = [answer for part in pool.map(send, range(clients)) for answer in part]
-        calls = model_calls(client) - calls_before
+    calls_before = metric_value(url, "inference_duration_seconds_count")
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [answer for part in pool.map(send, range(clients)) for answer in part]
+    calls = metric_value(url, "inference_duration_seconds_count") - calls_before
     assert calls < len(rows), "no model call was shared: the test did not test sharing"
     assert sorted(answers) == [(i, alone[i]) for i in range(len(rows))]
 
