@@ -7,7 +7,10 @@ there as ``python -m online_inference.app`` (or, with ``--floor``, the constant-
 runs 32 keep-alive connections posting one row (or ``--rows``) for ``--seconds``, the card's example
 in the instances form (or ``--form``). The commits alternate round by
 round (a shared machine's speed drifts), and the result is each one's median and NEW's ratio to
-OLD. docs/ARCHITECTURE.md ("Under load") quotes its runs."""
+OLD. With ``--paired`` both run at once instead, sharing core 0 (each with its own wrk on core 1),
+so that whatever the machine does in a moment falls on both alike: the result is the median of
+the rounds' ratios. docs/ARCHITECTURE.md
+("Under load", "Shared model calls") quotes its runs."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from online_inference.app.settings import BUNDLED_MODEL
@@ -51,6 +55,15 @@ def measure(root: Path, floor: bool, seconds: float, body: bytes) -> float:
         return capacity(url, http_request(url, body), connections=32, seconds=seconds, cpus="1")
 
 
+def measure_paired(roots: list[Path], floor: bool, seconds: float, body: bytes) -> list[float]:
+    """Requests/s of the services (or floors) started from ``roots``, all at once on core 0."""
+    kind = "floor" if floor else "onnx"
+    with serve(kind, cpus="0", root=roots[0]) as first, serve(kind, cpus="0", root=roots[1]) as second:
+        urls = [server.url + "/predict" for server in (first, second)]
+        with ThreadPoolExecutor(len(urls)) as pool:
+            return list(pool.map(lambda url: capacity(url, http_request(url, body), connections=32, seconds=seconds, cpus="1"), urls))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old")
@@ -60,19 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action="store_true", help="the constant-answer floor instead of the service")
     parser.add_argument("--rows", type=int, default=1, help="rows a request")
     parser.add_argument("--form", choices=["instances", "data"], default="instances", help="the body's form")
+    parser.add_argument("--paired", action="store_true", help="both at once on one core, the ratio of each round")
     args = parser.parse_args(argv)
     body = example_body(args.rows, args.form)
+    commits = (args.old, args.new)
     with tempfile.TemporaryDirectory() as tmp:
-        roots = {commit: checkout(commit, Path(tmp) / str(i)) for i, commit in enumerate((args.old, args.new))}
-        runs: dict[str, list[float]] = {commit: [] for commit in roots}
+        roots = [checkout(commit, Path(tmp) / str(i)) for i, commit in enumerate(commits)]
+        runs: list[list[float]] = [[], []]
         for round_ in range(args.rounds):
-            for commit, root in roots.items():
-                runs[commit].append(measure(root, args.floor, args.seconds, body))
-            print(f"round {round_ + 1}: " + ", ".join(f"{c} {runs[c][-1]:,.0f} req/s" for c in runs), file=sys.stderr, flush=True)
-    medians = {commit: statistics.median(values) for commit, values in runs.items()}
-    print(json.dumps({"old": args.old, "new": args.new, "floor": args.floor, "rows": args.rows, "form": args.form, "rounds": args.rounds,
-                      "median_rps": {c: round(m) for c, m in medians.items()},
-                      "ratio": round(medians[args.new] / medians[args.old], 3), "runs": runs}))
+            rates = (measure_paired(roots, args.floor, args.seconds, body) if args.paired
+                     else [measure(root, args.floor, args.seconds, body) for root in roots])
+            for run, rate in zip(runs, rates):
+                run.append(rate)
+            print(f"round {round_ + 1}: " + ", ".join(f"{c} {r:,.0f} req/s" for c, r in zip(commits, rates)), file=sys.stderr, flush=True)
+    medians = [statistics.median(run) for run in runs]
+    ratio = statistics.median(n / o for o, n in zip(*runs)) if args.paired else medians[1] / medians[0]
+    print(json.dumps({"old": args.old, "new": args.new, "floor": args.floor, "rows": args.rows, "form": args.form,
+                      "paired": args.paired, "rounds": args.rounds, "median_rps": dict(zip(commits, map(round, medians))),
+                      "ratio": round(ratio, 3), "runs": dict(zip(commits, runs))}))
     return 0
 
 

@@ -2,7 +2,7 @@
 give the same predictions, and the results and the README summary are written; the service is
 measured on a second numpy too (`make bench`: the images' build without BLAS; here PyPI's wheel
 itself, which proves the mechanism); wrk's core is kept from halting by a process of the lowest
-priority, only while wrk runs."""
+priority, only while wrk runs. The A/B of two commits runs them in turn, or both at once."""
 
 from __future__ import annotations
 
@@ -86,6 +86,21 @@ def test_services_not_measured_are_paused_only_while_one_is_measured() -> None:
         for process in processes:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("mode", [[], ["--paired"]], ids=["alternating", "paired"])
+def test_the_ab_of_two_commits_gives_each_ones_rate_and_the_ratio(mode: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from online_inference.bench.ab import main as ab_main
+
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("missing wrk: .ci/run installs it")
+        pytest.skip("missing wrk (apt-get install wrk)")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert ab_main(["HEAD", head, "--rounds", "1", "--seconds", "1", *mode]) == 0  # one commit by two names (a clone may be shallow)
+    result = json.loads(capsys.readouterr().out)
+    assert result["paired"] == bool(mode) and all(len(runs) == 1 and runs[0] > 0 for runs in result["runs"].values())
+    assert result["ratio"] > 0
 
 
 def test_the_costs_quoted_in_the_architecture_document_are_measured(tmp_path: Path) -> None:
