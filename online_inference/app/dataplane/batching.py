@@ -11,9 +11,9 @@ requests asks: a row's bits are the same either way).
 There is no timer. A request alone waits one turn of the loop. A call waits one turn more, once,
 when other requests are on their way to it (``more_coming``: the loop has read their bodies and
 starts their work in its next turn): they join it. Without that wait, each turn's requests got a
-call of their own under load, and a call costs far more in a busy process than in a loop of calls
-(its code and data are out of the CPU's caches): docs/ARCHITECTURE.md ("Shared model calls") has the
-measurement. Used from the event loop's thread only.
+call of their own under load, and a call costs far more in a busy process than in a loop of
+calls (its code and data are out of the CPU's caches): docs/ARCHITECTURE.md ("Shared model
+calls") has the measurement. Used from the event loop's thread only.
 """
 
 from __future__ import annotations
