@@ -23,11 +23,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from online_inference.app.settings import BUNDLED_MODEL
-from online_inference.app.model.session import ModelSession
-from online_inference.bench.bodies import data_body, instances_body
-from online_inference.bench.openloop import capacity
-from online_inference.bench.server import serve
+from online_inference.bench.openloop import capacity, card_example_body
+from online_inference.bench.server import Service, serve
 from online_inference.bench.wire import http_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,26 +39,24 @@ def checkout(commit: str, folder: Path) -> Path:
     return folder
 
 
-def example_body(rows: int, form: str) -> bytes:
-    """``rows`` copies of the bundled card's example row, in ``form``."""
-    card = ModelSession(BUNDLED_MODEL.read_bytes()).card
-    return (data_body if form == "data" else instances_body)(card, [[f.example for f in card.features]] * rows)
+def rate(server: Service, seconds: float, body: bytes) -> float:
+    """Requests/s of ``server``'s ``/predict``: wrk on core 1, 32 connections posting ``body``."""
+    url = server.url + "/predict"
+    return capacity(url, http_request(url, body), connections=32, seconds=seconds, cpus="1")
 
 
 def measure(root: Path, floor: bool, seconds: float, body: bytes) -> float:
     """Requests/s of the service (or the floor) started from ``root``."""
     with serve("floor" if floor else "onnx", cpus="0", root=root) as server:
-        url = server.url + "/predict"
-        return capacity(url, http_request(url, body), connections=32, seconds=seconds, cpus="1")
+        return rate(server, seconds, body)
 
 
 def measure_paired(roots: list[Path], floor: bool, seconds: float, body: bytes) -> list[float]:
     """Requests/s of the services (or floors) started from ``roots``, all at once on core 0."""
     kind = "floor" if floor else "onnx"
     with serve(kind, cpus="0", root=roots[0]) as first, serve(kind, cpus="0", root=roots[1]) as second:
-        urls = [server.url + "/predict" for server in (first, second)]
-        with ThreadPoolExecutor(len(urls)) as pool:
-            return list(pool.map(lambda url: capacity(url, http_request(url, body), connections=32, seconds=seconds, cpus="1"), urls))
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(lambda server: rate(server, seconds, body), (first, second)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--form", choices=["instances", "data"], default="instances", help="the body's form")
     parser.add_argument("--paired", action="store_true", help="both at once on one core, the ratio of each round")
     args = parser.parse_args(argv)
-    body = example_body(args.rows, args.form)
+    body = card_example_body(args.rows, args.form)
     commits = (args.old, args.new)
     with tempfile.TemporaryDirectory() as tmp:
         roots = [checkout(commit, Path(tmp) / str(i)) for i, commit in enumerate(commits)]

@@ -476,12 +476,15 @@ def capacity(url: str, request: bytes, connections: int = 32, seconds: float = 3
 # --- the command ------------------------------------------------------------------------------
 
 
-def card_example_body(rows: int = 1) -> bytes:
-    """``rows`` copies of the bundled model card's example row, in the ``instances`` form."""
+def card_example_body(rows: int = 1, form: str = "instances") -> bytes:
+    """``rows`` copies of the bundled model card's example row, in the ``instances`` form (or
+    ``"data"``: the features + data form)."""
     from online_inference.app.settings import BUNDLED_MODEL
     from online_inference.app.model.session import ModelSession
 
     card = ModelSession(BUNDLED_MODEL.read_bytes()).card
+    if form == "data":
+        return json.dumps({"features": card.feature_names, "data": [[f.example for f in card.features]] * rows}).encode()
     return json.dumps({"instances": [{f.name: f.example for f in card.features}] * rows}).encode()
 
 
